@@ -1,0 +1,127 @@
+"""Taking one artifact: stream the dump, compress and hash it on the way, commit it only
+when the tool exited 0, then write its manifest."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from daemon import __version__
+from daemon.compression import gzip_stream
+from daemon.errors import Cancelled
+from daemon.logs import get_logger
+from daemon.manifest import Manifest, write_manifest
+from daemon.plans import DumpPlan
+from daemon.progress import Progress
+from daemon.sources.postgres import PostgresServer, ServerVersion
+from daemon.storage.local import AtomicArtifact
+
+log = get_logger(__name__)
+
+
+class ArtifactSink(Protocol):
+    """Another destination fed the same bytes while the artifact is written (e.g. S3)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def complete(self, manifest: Manifest) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+@dataclass
+class BackupContext:
+    server: PostgresServer
+    server_version: ServerVersion
+    directory: Path
+    compression_level: int
+    clock: Callable[[], datetime]
+    progress: Callable[[str], Progress]
+    cancel: threading.Event
+    method: str
+    sinks: Callable[[DumpPlan, str], Sequence[ArtifactSink]] = lambda plan, file_name: ()
+
+
+def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
+    started = _unused_start_time(plan, context)
+    file_name = plan.name(started)
+    progress = context.progress(f"{plan.kind} {plan.target}")
+    sinks = list(context.sinks(plan, file_name))
+    log.info("artifact_started", file=file_name, command=plan.argv[0] if plan.argv[0] != "sh" else plan.argv[-1])
+    try:
+        with AtomicArtifact(context.directory, file_name) as artifact:
+            with context.server.run_stream(plan.argv) as chunks:
+                for block in _output_blocks(chunks, plan, context, progress):
+                    artifact.write(block)
+                    progress.wrote(len(block))
+                    for sink in sinks:
+                        sink.write(block)
+            artifact.commit()
+        manifest = _manifest_for(plan, context, file_name, artifact, started)
+        write_manifest(context.directory, manifest)
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+    finally:
+        progress.close()
+    for sink in sinks:
+        sink.complete(manifest)
+    log.info(
+        "artifact_written", file=file_name, size_bytes=manifest.size_bytes,
+        duration_seconds=round(manifest.duration_seconds, 3), sha256=manifest.sha256,
+    )
+    return manifest
+
+
+def _output_blocks(
+    chunks: Iterable[bytes], plan: DumpPlan, context: BackupContext, progress: Progress
+) -> Iterator[bytes]:
+    counted = _counted(chunks, progress, context.cancel)
+    if plan.gzip:
+        return gzip_stream(counted, context.compression_level)
+    return counted
+
+
+def _counted(chunks: Iterable[bytes], progress: Progress, cancel: threading.Event) -> Iterator[bytes]:
+    for chunk in chunks:
+        if cancel.is_set():
+            raise Cancelled("backup cancelled: the daemon is shutting down")
+        progress.read(len(chunk))
+        yield chunk
+
+
+def _unused_start_time(plan: DumpPlan, context: BackupContext) -> datetime:
+    """A start time whose file name is free: names have one-second resolution."""
+    while True:
+        started = context.clock()
+        if not (context.directory / plan.name(started)).exists():
+            return started
+        time.sleep(1.05 - started.microsecond / 1_000_000)
+
+
+def _manifest_for(
+    plan: DumpPlan, context: BackupContext, file_name: str, artifact: AtomicArtifact, started: datetime
+) -> Manifest:
+    return Manifest(
+        kind=plan.kind,
+        target=plan.target,
+        file=file_name,
+        size_bytes=artifact.size_bytes,
+        sha256=artifact.sha256,
+        started_at=started,
+        finished_at=context.clock(),
+        server_version=context.server_version.text,
+        format=plan.dump_format,
+        compression=plan.compression,
+        keep_forever=plan.keep_forever,
+        method=context.method,
+        databases=list(plan.databases),
+        tables=list(plan.tables),
+        pgbackup_version=__version__,
+    )

@@ -1,0 +1,82 @@
+"""Is the daemon doing its job? The /healthz verdict, as a pure function of its state."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.triggers.base import BaseTrigger
+
+
+@dataclass
+class KindStatus:
+    kind: str
+    trigger: BaseTrigger | None
+    last_success: datetime | None = None  # start of the newest run in which every target succeeded
+    running: bool = False
+
+
+def overdue_kinds(
+    statuses: list[KindStatus], now: datetime, daemon_started: datetime, max_age: timedelta
+) -> list[dict[str, str | None]]:
+    """Scheduled kinds with no success within ``max_age``, once a run of them was due.
+
+    A kind whose run is in progress is judged when that run ends, and a kind that has not
+    been due since the daemon started is not judged yet (a fresh install is healthy).
+    """
+    overdue = []
+    for status in statuses:
+        if status.trigger is None or status.running:
+            continue
+        first_due = status.trigger.get_next_fire_time(None, daemon_started)
+        if first_due is None or first_due > now:
+            continue
+        if status.last_success is None or now - status.last_success > max_age:
+            overdue.append({
+                "kind": status.kind,
+                "last_success": status.last_success.isoformat() if status.last_success else None,
+            })
+    return overdue
+
+
+class HealthState:
+    """What the runner and scheduler tell /healthz; safe to use from several threads."""
+
+    def __init__(self, started_at: datetime, max_age: timedelta):
+        self.started_at = started_at
+        self.max_age = max_age
+        self.scheduler_running = False
+        self._statuses: dict[str, KindStatus] = {}
+        self._lock = threading.Lock()
+
+    def schedule(self, kind: str, trigger: BaseTrigger | None, last_success: datetime | None) -> None:
+        with self._lock:
+            self._statuses[kind] = KindStatus(kind, trigger, last_success)
+
+    def run_started(self, kind: str) -> None:
+        with self._lock:
+            if kind in self._statuses:
+                self._statuses[kind].running = True
+
+    def run_finished(self, kind: str, succeeded_from: datetime | None) -> None:
+        with self._lock:
+            status = self._statuses.get(kind)
+            if status is None:
+                return
+            status.running = False
+            if succeeded_from is not None:
+                status.last_success = max(filter(None, (status.last_success, succeeded_from)))
+
+    def verdict(self, now: datetime) -> tuple[bool, dict]:
+        with self._lock:
+            statuses = [KindStatus(s.kind, s.trigger, s.last_success, s.running) for s in self._statuses.values()]
+        overdue = overdue_kinds(statuses, now, self.started_at, self.max_age)
+        healthy = self.scheduler_running and not overdue
+        body = {
+            "status": "ok" if healthy else "unhealthy",
+            "scheduler_running": self.scheduler_running,
+            "overdue": overdue,
+            "running": sorted(s.kind for s in statuses if s.running),
+        }
+        return healthy, body

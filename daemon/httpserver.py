@@ -1,0 +1,51 @@
+"""/metrics and /healthz on METRICS_PORT, served from a background thread."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from daemon.health import HealthState
+from daemon.metrics import Metrics
+
+
+def make_handler(metrics: Metrics, health: HealthState, clock: Callable[[], datetime]):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "pgbackup"
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, metrics.render())
+            elif path == "/healthz":
+                healthy, body = health.verdict(clock())
+                self._send(200 if healthy else 503, "application/json", json.dumps(body).encode())
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # scrapes every few seconds would drown the backup log
+
+    return Handler
+
+
+def start_http_server(
+    address: str, port: int, metrics: Metrics, health: HealthState,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((address, port), make_handler(metrics, health, clock))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

@@ -1,0 +1,85 @@
+"""structlog set-up: JSON lines (console rendering on a terminal) for our own events and
+for the standard-library records of APScheduler, the Docker SDK and boto3 alike."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "***"
+
+
+class SecretRedactor:
+    """A processor that replaces known secret values wherever they appear in an event."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            if secret and len(secret) >= 4 and secret not in self.secrets:
+                self.secrets.append(secret)
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict) -> dict:
+        if not self.secrets:
+            return event_dict
+        return {key: self._scrub(value) for key, value in event_dict.items()}
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, REDACTED)
+        return value
+
+
+redactor = SecretRedactor()
+
+
+def _shared_processors() -> list:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        redactor,
+    ]
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None, secrets: Iterable[str] = ()) -> None:
+    """Route structlog and standard logging through one formatter on ``stream``."""
+    stream = stream or sys.stdout
+    redactor.add(secrets)
+    renderer = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if stream.isatty()
+        else structlog.processors.JSONRenderer(sort_keys=False)
+    )
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *_shared_processors(),
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Connection-pool chatter would drown the run's own lines at INFO.
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.stdlib.get_logger(name)

@@ -1,0 +1,104 @@
+"""Manifests: the JSON record written next to every finished artifact.
+
+A manifest is the proof that an artifact is complete; retention, listing, metrics and
+restore only ever consider files that have one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from daemon.naming import MANIFEST_SUFFIX, manifest_name
+from daemon.storage.local import replace_file_atomically
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    kind: str
+    target: str
+    file: str
+    size_bytes: int
+    sha256: str
+    started_at: datetime
+    finished_at: datetime
+    server_version: str
+    format: str
+    compression: str
+    keep_forever: bool = False
+    method: str = ""
+    databases: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    offsite: dict[str, object] = field(default_factory=dict)
+    details: dict[str, object] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    pgbackup_version: str = ""
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record["started_at"] = self.started_at.isoformat()
+        record["finished_at"] = self.finished_at.isoformat()
+        record["duration_seconds"] = round(self.duration_seconds, 3)
+        return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        record = json.loads(text)
+        record.pop("duration_seconds", None)
+        known = set(cls.__dataclass_fields__)
+        values = {key: value for key, value in record.items() if key in known}
+        values["started_at"] = datetime.fromisoformat(values["started_at"])
+        values["finished_at"] = datetime.fromisoformat(values["finished_at"])
+        return cls(**values)
+
+
+def manifest_path(artifact_path: Path) -> Path:
+    return artifact_path.with_name(manifest_name(artifact_path.name))
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    path = directory / manifest_name(manifest.file)
+    replace_file_atomically(path, manifest.to_json().encode("utf-8"))
+    return path
+
+
+def read_manifest(path: Path) -> Manifest:
+    return Manifest.from_json(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class ManifestScan:
+    manifests: list[Manifest]
+    unreadable: list[tuple[Path, str]]
+
+
+def scan_manifests(directory: Path) -> ManifestScan:
+    """Every readable manifest in ``directory``, newest first, plus the ones that were not."""
+    manifests: list[Manifest] = []
+    unreadable: list[tuple[Path, str]] = []
+    if directory.is_dir():
+        for path in directory.glob(f"*{MANIFEST_SUFFIX}"):
+            try:
+                manifests.append(read_manifest(path))
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                unreadable.append((path, str(error)))
+    manifests.sort(key=lambda manifest: manifest.started_at, reverse=True)
+    return ManifestScan(manifests, unreadable)
+
+
+def newest_by_kind_and_target(manifests: list[Manifest]) -> dict[tuple[str, str], Manifest]:
+    newest: dict[tuple[str, str], Manifest] = {}
+    for manifest in manifests:
+        key = (manifest.kind, manifest.target)
+        if key not in newest or manifest.started_at > newest[key].started_at:
+            newest[key] = manifest
+    return newest

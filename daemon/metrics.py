@@ -1,0 +1,100 @@
+"""Every Prometheus metric the daemon publishes, defined once, in its own registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from daemon.manifest import Manifest, newest_by_kind_and_target
+
+STATUSES = ("success", "failure")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        by_artifact = ["kind", "target"]
+        self.last_success_timestamp = Gauge(
+            "pgbackup_last_success_timestamp_seconds",
+            "Start time (the data's point in time) of the newest successful backup", by_artifact, registry=r)
+        self.last_size = Gauge(
+            "pgbackup_last_size_bytes", "Size of the newest successful backup", by_artifact, registry=r)
+        self.last_duration = Gauge(
+            "pgbackup_last_duration_seconds", "Duration of the newest successful backup", by_artifact, registry=r)
+        self.runs = Counter(
+            "pgbackup_runs", "Backups attempted, by outcome", [*by_artifact, "status"], registry=r)
+        self.last_run_success = Gauge(
+            "pgbackup_last_run_success", "1 if the latest backup succeeded, 0 if it failed", by_artifact, registry=r)
+        self.in_progress = Gauge(
+            "pgbackup_backup_in_progress", "1 while a backup of this kind runs", ["kind"], registry=r)
+        self.max_age = Gauge(
+            "pgbackup_max_age_seconds", "Configured freshness limit (BACKUP_MAX_AGE_HOURS)", registry=r)
+        self.min_size = Gauge(
+            "pgbackup_min_size_bytes", "Configured minimum backup size (BACKUP_MIN_SIZE_BYTES)", registry=r)
+        self.scheduler_running = Gauge(
+            "pgbackup_scheduler_running", "1 while the scheduler runs", registry=r)
+        # offsite copies
+        self.last_offsite_success = Gauge(
+            "pgbackup_last_offsite_success_timestamp_seconds",
+            "Start time of the newest backup whose offsite copy is complete", by_artifact, registry=r)
+        self.s3_upload_failures = Counter(
+            "pgbackup_s3_upload_failures", "Offsite uploads that failed", by_artifact, registry=r)
+        # retention and notifications
+        self.retention_deleted = Counter(
+            "pgbackup_retention_deleted", "Backups deleted by retention", ["kind", "location"], registry=r)
+        self.notification_failures = Counter(
+            "pgbackup_notification_failures", "Notifications that could not be delivered", ["channel"], registry=r)
+        # volume snapshots
+        self.volume_downtime = Gauge(
+            "pgbackup_volume_downtime_seconds", "Database downtime of the latest volume snapshot", ["target"],
+            registry=r)
+        # restore tests
+        self.restore_test_last_success = Gauge(
+            "pgbackup_restore_test_last_success_timestamp_seconds", "Time of the newest successful restore test",
+            ["target"], registry=r)
+        self.restore_test_runs = Counter(
+            "pgbackup_restore_test_runs", "Restore tests run, by outcome", ["status"], registry=r)
+        self.restore_test_duration = Gauge(
+            "pgbackup_restore_test_duration_seconds", "Duration of the latest restore test (the measured RTO)",
+            registry=r)
+        self.restore_test_last_run_success = Gauge(
+            "pgbackup_restore_test_last_run_success", "1 if the latest restore test passed, 0 if it failed",
+            registry=r)
+
+    def configure(self, max_age_hours: float, min_size_bytes: int) -> None:
+        self.max_age.set(max_age_hours * 3600)
+        self.min_size.set(min_size_bytes)
+
+    def declare(self, kind: str, target: str) -> None:
+        """Create a target's series at zero so that increase() sees its first failure."""
+        for status in STATUSES:
+            self.runs.labels(kind, target, status)
+
+    def record_success(self, manifest: Manifest) -> None:
+        kind, target = manifest.kind, manifest.target
+        self.declare(kind, target)
+        self.runs.labels(kind, target, "success").inc()
+        self.last_run_success.labels(kind, target).set(1)
+        self._set_newest(manifest)
+
+    def record_failure(self, kind: str, target: str) -> None:
+        self.declare(kind, target)
+        self.runs.labels(kind, target, "failure").inc()
+        self.last_run_success.labels(kind, target).set(0)
+
+    def load_manifests(self, manifests: Iterable[Manifest]) -> None:
+        """Restore the 'newest backup' gauges after a restart from what is on disk."""
+        for manifest in newest_by_kind_and_target(list(manifests)).values():
+            self.declare(manifest.kind, manifest.target)
+            self._set_newest(manifest)
+
+    def _set_newest(self, manifest: Manifest) -> None:
+        labels = (manifest.kind, manifest.target)
+        self.last_success_timestamp.labels(*labels).set(manifest.started_at.timestamp())
+        self.last_size.labels(*labels).set(manifest.size_bytes)
+        self.last_duration.labels(*labels).set(manifest.duration_seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,210 @@
+"""One backup run: take the lock, bind the run's context, take each artifact, and record
+the outcome in metrics, health and the log. A failed target never stops the others, and
+nothing here deletes or touches an earlier backup."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TextIO
+
+import docker
+import structlog
+
+from daemon.backup import ArtifactSink, BackupContext, take_artifact
+from daemon.errors import Cancelled, PgBackupError
+from daemon.health import HealthState
+from daemon.lock import backup_lock
+from daemon.logs import get_logger
+from daemon.manifest import Manifest
+from daemon.metrics import Metrics
+from daemon.plans import DumpPlan, plan_databases, plan_full, plan_tables
+from daemon.progress import Progress
+from daemon.settings import Settings
+from daemon.sources.connect import Connection, connect
+from daemon.storage.local import ensure_backup_dir, leftover_partials
+
+log = get_logger(__name__)
+
+# What the CLI and scheduler ask for -> the kind recorded in manifests and metrics.
+METRIC_KIND = {
+    "full": "full",
+    "databases": "database",
+    "database": "database",
+    "tables": "table",
+    "pre_migration": "pre_migration",
+}
+
+
+@dataclass
+class TargetFailure:
+    kind: str
+    target: str
+    error: str
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    kind: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    artifacts: list[Manifest] = field(default_factory=list)
+    failures: list[TargetFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and bool(self.artifacts)
+
+
+AfterRunHook = Callable[[RunOutcome], None]
+SinkFactory = Callable[[DumpPlan, str], Sequence[ArtifactSink]]
+
+
+class BackupRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        health: HealthState,
+        *,
+        cancel: threading.Event | None = None,
+        docker_client: docker.DockerClient | None = None,
+        progress_stream: TextIO = sys.stderr,
+        clock: Callable[[], datetime] | None = None,
+    ):
+        self.settings = settings
+        self.metrics = metrics
+        self.health = health
+        self.cancel = cancel or threading.Event()
+        self.docker_client = docker_client
+        self.progress_stream = progress_stream
+        self.clock = clock or (lambda: datetime.now(settings.timezone))
+        self.after_run_hooks: list[AfterRunHook] = []
+        self.sink_factories: list[SinkFactory] = []
+
+    def run(self, request: str, database: str | None = None, *, wait: bool = True) -> RunOutcome:
+        """Run one kind of backup now (request: full, databases, database, tables, pre_migration)."""
+        kind = METRIC_KIND[request]
+        outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=kind, started_at=self.clock())
+        with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind):
+            ensure_backup_dir(self.settings.backup_dir)
+            holder = {"run_id": outcome.run_id, "kind": kind, "since": outcome.started_at.isoformat()}
+            with backup_lock(
+                self.settings.backup_dir, holder, wait=wait, cancel=self.cancel,
+                on_wait=lambda other: log.info("waiting_for_lock", held_by=other),
+            ):
+                self._run_locked(request, database, outcome)
+                self._after_run(outcome)
+        return outcome
+
+    def _run_locked(self, request: str, database: str | None, outcome: RunOutcome) -> None:
+        kind = outcome.kind
+        self.metrics.in_progress.labels(kind).set(1)
+        self.health.run_started(kind)
+        log.info("run_started", database=database)
+        try:
+            self._remove_leftover_partials()
+            self._take_all(request, database, outcome)
+        finally:
+            outcome.finished_at = self.clock()
+            self.metrics.in_progress.labels(kind).set(0)
+            self.health.run_finished(kind, outcome.started_at if outcome.ok else None)
+        log.info(
+            "run_finished", ok=outcome.ok, artifacts=[m.file for m in outcome.artifacts],
+            failures=len(outcome.failures),
+            duration_seconds=round((outcome.finished_at - outcome.started_at).total_seconds(), 3),
+        )
+
+    def _take_all(self, request: str, database: str | None, outcome: RunOutcome) -> None:
+        try:
+            connection = connect(self.settings, self.docker_client)
+            plans = self._plans(request, database, connection)
+        except PgBackupError as error:
+            for target in self._expected_targets(request, database):
+                self._fail(outcome, target, error)
+            return
+        context = self._context(connection)
+        for plan in plans:
+            with structlog.contextvars.bound_contextvars(target=plan.target):
+                try:
+                    manifest = take_artifact(plan, context)
+                except Cancelled as error:
+                    self._fail(outcome, plan.target, error)
+                    raise
+                except PgBackupError as error:
+                    self._fail(outcome, plan.target, error)
+                except Exception as error:  # a disk error or a bug: still a failed backup, never a crash
+                    log.exception("unexpected_error")
+                    self._fail(outcome, plan.target, error)
+                else:
+                    self.metrics.record_success(manifest)
+                    outcome.artifacts.append(manifest)
+
+    def _plans(self, request: str, database: str | None, connection: Connection) -> list[DumpPlan]:
+        settings, server = self.settings, connection.server
+        if request in ("full", "pre_migration"):
+            return plan_full(server, server.list_databases(), pre_migration=request == "pre_migration")
+        if request == "database":
+            databases = [database]
+        elif request == "databases":
+            databases = settings.backup_databases or server.list_databases()
+        else:
+            return plan_tables(
+                server, settings.backup_tables, settings.backup_format, settings.compression_level,
+                settings.dump_jobs,
+            )
+        return plan_databases(
+            server, databases, settings.backup_format, settings.compression_level, settings.dump_jobs
+        )
+
+    def _expected_targets(self, request: str, database: str | None) -> list[str]:
+        if request == "database" and database:
+            return [database]
+        if request == "databases" and self.settings.backup_databases:
+            return list(self.settings.backup_databases)
+        if request == "tables" and self.settings.backup_tables:
+            return list(self.settings.backup_tables)
+        return ["all"]
+
+    def _context(self, connection: Connection) -> BackupContext:
+        return BackupContext(
+            server=connection.server,
+            server_version=connection.version,
+            directory=self.settings.backup_dir,
+            compression_level=self.settings.compression_level,
+            clock=self.clock,
+            progress=lambda label: Progress.for_stream(
+                label, self.settings.progress_interval_seconds, self.progress_stream
+            ),
+            cancel=self.cancel,
+            method=connection.method,
+            sinks=self._sinks,
+        )
+
+    def _sinks(self, plan: DumpPlan, file_name: str) -> list[ArtifactSink]:
+        return [sink for factory in self.sink_factories for sink in factory(plan, file_name)]
+
+    def _fail(self, outcome: RunOutcome, target: str, error: BaseException) -> None:
+        self.metrics.record_failure(outcome.kind, target)
+        outcome.failures.append(TargetFailure(outcome.kind, target, str(error)))
+        log.error("backup_failed", target=target, error=str(error))
+
+    def _remove_leftover_partials(self) -> None:
+        for path in leftover_partials(self.settings.backup_dir):
+            if path.is_dir():
+                continue
+            path.unlink(missing_ok=True)
+            log.warning("removed_incomplete_file", file=path.name)
+
+    def _after_run(self, outcome: RunOutcome) -> None:
+        """Notifications, offsite backlog, retention: each may fail without hiding the backup's result."""
+        for hook in self.after_run_hooks:
+            try:
+                hook(outcome)
+            except Exception:
+                log.exception("after_run_hook_failed", hook=getattr(hook, "__name__", repr(hook)))

@@ -1,0 +1,95 @@
+"""Cron expressions with standard crontab meaning, turned into APScheduler triggers.
+
+APScheduler 3 numbers weekdays from Monday=0, so ``CronTrigger.from_crontab("0 2 * * 0")``
+fires on Mondays. The runbook's "Sunday 02:00" is ``0 2 * * 0`` in crontab terms, so this
+module parses the weekday field itself (0 and 7 are Sunday) and hands APScheduler day
+names, which it reads unambiguously.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, tzinfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+DISABLED = "off"
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_TERM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
+
+
+class ScheduleError(ValueError):
+    """The expression is not a five-field crontab schedule this daemon accepts."""
+
+
+def is_disabled(expression: str) -> bool:
+    return expression.strip().lower() == DISABLED
+
+
+def parse_crontab(expression: str, timezone: tzinfo) -> CronTrigger:
+    """Build a trigger from ``minute hour day-of-month month day-of-week``."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ScheduleError(
+            f"{expression!r} has {len(fields)} fields; expected 5 (minute hour day-of-month month day-of-week)"
+        )
+    minute, hour, day, month, weekday = fields
+    if day != "*" and weekday != "*":
+        raise ScheduleError(
+            f"{expression!r} restricts both day-of-month and day-of-week; cron would run on either, "
+            "which is rarely meant: restrict only one of them"
+        )
+    try:
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=_weekday_names(weekday),
+            timezone=timezone,
+        )
+    except ValueError as error:
+        raise ScheduleError(f"{expression!r}: {error}") from None
+
+
+def _weekday_names(field: str) -> str:
+    if field == "*":
+        return "*"
+    days: set[int] = set()
+    for term in field.lower().split(","):
+        days.update(_weekday_term(term))
+    return ",".join(_DAY_NAMES[day] for day in sorted(days))
+
+
+def _weekday_term(term: str) -> list[int]:
+    match = _TERM.match(term)
+    if match is None:
+        raise ScheduleError(f"day-of-week {term!r} is not a number 0-7, a day name, a range or a step")
+    step = int(match["step"] or 1)
+    if step < 1:
+        raise ScheduleError(f"day-of-week step in {term!r} must be at least 1")
+    span = match["range"]
+    if span == "*":
+        first, last = 0, 6
+    elif "-" in span:
+        first, last = (_weekday_number(part) for part in span.split("-"))
+    else:
+        first = last = _weekday_number(span)
+        if match["step"]:
+            last = 6
+    if first > last:
+        raise ScheduleError(f"day-of-week range {term!r} runs backwards")
+    return [day % 7 for day in range(first, last + 1, step)]
+
+
+def _weekday_number(token: str) -> int:
+    if token in _DAY_NAMES:
+        return _DAY_NAMES.index(token)
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token)
+    raise ScheduleError(f"day-of-week {token!r} is not 0-7 or one of {', '.join(_DAY_NAMES)}")
+
+
+def first_due_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
+    """The first time the schedule fires strictly after ``moment``."""
+    return trigger.get_next_fire_time(None, moment)

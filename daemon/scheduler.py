@@ -1,0 +1,47 @@
+"""APScheduler wiring: which jobs run when, with misfire, coalescing and no overlap."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from daemon.logs import get_logger
+from daemon.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    job_id: str  # e.g. "full", "databases", "retention"
+    expression: str  # a crontab schedule or "off"
+    func: Callable[[], None]
+    health_kind: str | None = None  # the backup kind /healthz watches, None for housekeeping jobs
+
+
+def build_scheduler(settings: Settings, jobs: list[ScheduledJob]) -> tuple[BlockingScheduler, ThreadPoolExecutor]:
+    executor = ThreadPoolExecutor(max_workers=4)
+    scheduler = BlockingScheduler(timezone=settings.timezone, executors={"default": executor})
+    for job in jobs:
+        trigger = settings.trigger(job.expression)
+        if trigger is None:
+            log.info("job_disabled", job=job.job_id)
+            continue
+        scheduler.add_job(
+            job.func,
+            trigger,
+            id=job.job_id,
+            name=job.job_id,
+            misfire_grace_time=settings.misfire_grace_seconds,
+            coalesce=True,
+            max_instances=1,
+        )
+    return scheduler, executor
+
+
+def log_next_runs(scheduler: BlockingScheduler) -> None:
+    for job in scheduler.get_jobs():
+        log.info("job_scheduled", job=job.id, next_run=job.next_run_time.isoformat() if job.next_run_time else None)

@@ -1,0 +1,104 @@
+"""The long-running daemon: metrics restored from disk, the HTTP endpoints, the schedule,
+and a shutdown that stops a running backup cleanly when the container is stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import datetime, timedelta
+
+from daemon.errors import Cancelled
+from daemon.health import HealthState
+from daemon.httpserver import start_http_server
+from daemon.logs import get_logger
+from daemon.manifest import Manifest, scan_manifests
+from daemon.metrics import Metrics
+from daemon.runner import METRIC_KIND, BackupRunner
+from daemon.scheduler import ScheduledJob, build_scheduler, log_next_runs
+from daemon.settings import Settings
+from daemon.storage.local import ensure_backup_dir
+
+log = get_logger(__name__)
+
+
+def backup_jobs(settings: Settings, runner: BackupRunner) -> list[ScheduledJob]:
+    jobs = [
+        ScheduledJob("full", settings.schedule_full, _job(runner, "full"), "full"),
+        ScheduledJob("databases", settings.schedule_databases, _job(runner, "databases"), "database"),
+    ]
+    if settings.backup_tables:
+        jobs.append(ScheduledJob("tables", settings.schedule_tables, _job(runner, "tables"), "table"))
+    return jobs
+
+
+def _job(runner: BackupRunner, request: str):
+    def run_scheduled() -> None:
+        if runner.cancel.is_set():
+            return
+        try:
+            runner.run(request)
+        except Cancelled as error:
+            log.warning("run_cancelled", kind=METRIC_KIND[request], reason=str(error))
+
+    run_scheduled.__name__ = f"backup_{request}"
+    return run_scheduled
+
+
+def newest_success_by_kind(manifests: list[Manifest]) -> dict[str, datetime]:
+    newest: dict[str, datetime] = {}
+    for manifest in manifests:
+        if manifest.kind not in newest or manifest.started_at > newest[manifest.kind]:
+            newest[manifest.kind] = manifest.started_at
+    return newest
+
+
+def run_daemon(settings: Settings) -> int:
+    started = datetime.now(settings.timezone)
+    ensure_backup_dir(settings.backup_dir)
+    metrics = Metrics()
+    metrics.configure(settings.backup_max_age_hours, settings.backup_min_size_bytes)
+    scan = scan_manifests(settings.backup_dir)
+    for path, problem in scan.unreadable:
+        log.warning("manifest_unreadable", file=path.name, error=problem)
+    metrics.load_manifests(scan.manifests)
+    health = HealthState(started, timedelta(hours=settings.backup_max_age_hours))
+    cancel = threading.Event()
+    runner = BackupRunner(settings, metrics, health, cancel=cancel)
+
+    jobs = backup_jobs(settings, runner)
+    newest = newest_success_by_kind(scan.manifests)
+    for job in jobs:
+        if job.health_kind:
+            health.schedule(job.health_kind, settings.trigger(job.expression), newest.get(job.health_kind))
+    scheduler, executor = build_scheduler(settings, jobs)
+    http = start_http_server(
+        settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone)
+    )
+    _stop_on_signals(scheduler, cancel)
+
+    log.info("daemon_started", backup_dir=str(settings.backup_dir), metrics_port=settings.metrics_port,
+             method="docker_exec" if settings.uses_docker_exec else "tcp", artifacts_found=len(scan.manifests))
+    health.scheduler_running = True
+    metrics.scheduler_running.set(1)
+    try:
+        threading.Timer(0.5, log_next_runs, args=(scheduler,)).start()
+        scheduler.start()  # blocks until a signal shuts the scheduler down
+    finally:
+        health.scheduler_running = False
+        metrics.scheduler_running.set(0)
+        log.info("daemon_stopping", waiting_for_running_jobs=True)
+        executor.shutdown(wait=True)
+        http.shutdown()
+        log.info("daemon_stopped")
+    return 0
+
+
+def _stop_on_signals(scheduler, cancel: threading.Event) -> None:
+    def stop(signum: int, frame: object) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        cancel.set()
+        # shutdown() takes scheduler locks: never from inside the signal handler itself.
+        threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)

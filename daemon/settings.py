@@ -1,0 +1,286 @@
+"""The daemon's configuration: environment variables, validated once at start-up.
+
+This is the only module that reads the environment. Every variable is a field below
+(the field name upper-cased); `settings.env.example` lists exactly these.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from daemon.errors import SettingsError
+from daemon.schedule import ScheduleError, is_disabled, parse_crontab
+
+DumpFormat = Literal["custom", "plain", "directory"]
+SnapshotMode = Literal["stop", "running"]
+BACKUP_KINDS = ("full", "database", "table", "pre_migration", "volume")
+
+# Secrets accept NAME or NAME_FILE (Docker secrets), never both.
+SECRET_FIELDS = (
+    "postgres_password",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "slack_webhook_url",
+    "webhook_url",
+)
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        env_ignore_empty=True,
+        extra="ignore",
+        hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+    # --- where PostgreSQL is ---------------------------------------------------------
+    postgres_container: str | None = None
+    postgres_host: str | None = None
+    postgres_port: int = Field(5432, ge=1, le=65535)
+    postgres_user: str = Field("postgres", min_length=1)
+    postgres_password: SecretStr | None = None
+    postgres_password_file: Path | None = None
+    docker_host: str = "unix:///var/run/docker.sock"
+
+    # --- what to back up, and where --------------------------------------------------
+    backup_databases: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    backup_tables: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    backup_dir: Path = Path("/backups")
+    backup_format: DumpFormat = "custom"
+    compression_level: int = Field(6, ge=1, le=9)
+    dump_jobs: int = Field(2, ge=1, le=64)
+
+    # --- when ------------------------------------------------------------------------
+    schedule_full: str = "0 3 * * *"
+    schedule_databases: str = "0 4 * * *"
+    schedule_tables: str = "0 4 * * *"
+    schedule_volume: str = "0 2 * * 0"
+    schedule_retention: str = "30 5 * * *"
+    schedule_restore_test: str = "0 5 1 * *"
+    tz: str = "UTC"
+    misfire_grace_seconds: int = Field(3600, ge=1)
+
+    # --- monitoring ------------------------------------------------------------------
+    metrics_address: str = "0.0.0.0"
+    metrics_port: int = Field(9877, ge=1, le=65535)
+    backup_max_age_hours: float = Field(24, gt=0)
+    backup_min_size_bytes: int = Field(1_048_576, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    progress_interval_seconds: float = Field(30, gt=0)
+
+    # --- retention -------------------------------------------------------------------
+    retention_full_days: int = Field(30, ge=1)
+    retention_database_days: int = Field(14, ge=1)
+    retention_table_days: int = Field(14, ge=1)
+    retention_volume_days: int = Field(28, ge=1)
+    retention_log_days: int = Field(90, ge=1)
+    retention_min_keep: int = Field(1, ge=1)
+
+    # --- S3 offsite copies -----------------------------------------------------------
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    aws_access_key_id: SecretStr | None = None
+    aws_access_key_id_file: Path | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_secret_access_key_file: Path | None = None
+    s3_storage_class: str | None = None
+    s3_sse: Literal["AES256", "aws:kms"] | None = None
+    s3_sse_kms_key_id: str | None = None
+    s3_upload_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(BACKUP_KINDS))
+    s3_retention_days: int = Field(30, ge=1)
+
+    # --- notifications ---------------------------------------------------------------
+    slack_webhook_url: SecretStr | None = None
+    slack_webhook_url_file: Path | None = None
+    webhook_url: SecretStr | None = None
+    webhook_url_file: Path | None = None
+    notify_on_success: bool = False
+    notify_timeout_seconds: float = Field(10, gt=0, le=120)
+
+    # --- volume snapshots ------------------------------------------------------------
+    volume_name: str | None = None
+    volume_snapshot_mode: SnapshotMode = "stop"
+    volume_stop_timeout_seconds: int = Field(120, ge=1)
+    helper_image: str | None = None
+
+    # --- restore ---------------------------------------------------------------------
+    restore_jobs: int = Field(2, ge=1, le=64)
+    restore_test_image: str | None = None
+
+    # --- validators ------------------------------------------------------------------
+    @field_validator("backup_databases", "s3_upload_kinds", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        return _comma_list(value)
+
+    @field_validator("backup_tables", mode="before")
+    @classmethod
+    def _parse_tables(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_table_selection(value)
+        return value
+
+    @field_validator("s3_upload_kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        unknown = [kind for kind in kinds if kind not in BACKUP_KINDS]
+        if unknown:
+            raise ValueError(f"unknown kind {', '.join(unknown)}; allowed: {', '.join(BACKUP_KINDS)}")
+        return kinds
+
+    @field_validator("tz")
+    @classmethod
+    def _known_time_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not an IANA time zone name such as UTC or Europe/Berlin") from None
+        return name
+
+    @field_validator(
+        "schedule_full",
+        "schedule_databases",
+        "schedule_tables",
+        "schedule_volume",
+        "schedule_retention",
+        "schedule_restore_test",
+    )
+    @classmethod
+    def _valid_schedule(cls, expression: str) -> str:
+        if not is_disabled(expression):
+            try:
+                parse_crontab(expression, ZoneInfo("UTC"))
+            except ScheduleError as error:
+                raise ValueError(f"{error}; use five crontab fields, e.g. '0 3 * * *', or 'off'") from None
+        return expression.strip()
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        for name in SECRET_FIELDS:
+            file_path = getattr(self, f"{name}_file")
+            if file_path is None:
+                continue
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name.upper()} and {name.upper()}_FILE are both set; set only one of them")
+            setattr(self, name, SecretStr(_read_secret_file(name, file_path)))
+        return self
+
+    @model_validator(mode="after")
+    def _one_connection_method(self) -> Settings:
+        if self.postgres_container and self.postgres_host:
+            raise ValueError("POSTGRES_CONTAINER and POSTGRES_HOST are both set; set only one (docker exec or TCP)")
+        if not self.postgres_container and not self.postgres_host:
+            raise ValueError(
+                "neither POSTGRES_CONTAINER (docker exec into a container) nor POSTGRES_HOST (TCP) is set; set one"
+            )
+        if self.postgres_host and self.postgres_password is None:
+            raise ValueError("POSTGRES_HOST needs POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _complete_s3(self) -> Settings:
+        if self.s3_bucket and (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
+            raise ValueError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together; set both or neither")
+        if self.s3_sse == "aws:kms" and not self.s3_sse_kms_key_id:
+            raise ValueError("S3_SSE=aws:kms needs S3_SSE_KMS_KEY_ID")
+        return self
+
+    # --- derived values --------------------------------------------------------------
+    @cached_property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    @property
+    def uses_docker_exec(self) -> bool:
+        return bool(self.postgres_container)
+
+    @property
+    def offsite_enabled(self) -> bool:
+        return bool(self.s3_bucket)
+
+    def trigger(self, expression: str) -> CronTrigger | None:
+        """The trigger of a schedule setting, or None when it is 'off'."""
+        if is_disabled(expression):
+            return None
+        return parse_crontab(expression, self.timezone)
+
+    def masked(self) -> dict[str, object]:
+        """Every setting by its variable name, secrets replaced by '***' (or unset)."""
+        shown: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***"
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            shown[name.upper()] = value
+        return shown
+
+
+def parse_table_selection(text: str) -> dict[str, tuple[str, ...]]:
+    """``authdb:users;admindb:documents,knowledge_bases`` -> {db: (table, ...)}."""
+    selection: dict[str, tuple[str, ...]] = {}
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        database, sep, tables = part.partition(":")
+        names = tuple(table.strip() for table in tables.split(",") if table.strip())
+        if not sep or not database.strip() or not names:
+            raise ValueError(
+                f"{part!r} is not DATABASE:TABLE[,TABLE...]; separate databases with ';', "
+                "e.g. 'authdb:users;admindb:documents,knowledge_bases'"
+            )
+        selection[database.strip()] = selection.get(database.strip(), ()) + names
+    return selection
+
+
+def _read_secret_file(name: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise ValueError(f"{name.upper()}_FILE: cannot read {path}: {error.strerror}") from None
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One line per problem, naming the variable and what is allowed; inputs are never shown."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        location = problem["loc"]
+        if location:
+            lines.append(f"{str(location[0]).upper()}: {message}")
+        else:
+            lines.append(message)
+    return lines
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment, or raise SettingsError with one line per problem."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
+
+
+def environment_variable_names() -> list[str]:
+    """Every variable the settings model reads, for docs and the example file check."""
+    return [name.upper() for name in Settings.model_fields]

@@ -1,0 +1,152 @@
+"""Running tools inside the database container through the Docker SDK (`docker exec`).
+
+The server's own pg_dump is used, so client and server versions always match. The exit
+status comes from inspecting the exec once its output stream has ended; it is never
+assumed. Each command runs in its own process group inside the container (an exec is a
+session leader), which lets an aborted run stop it and everything it started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from daemon.errors import CommandFailed, ConnectionFailed
+from daemon.sources.transport import StderrTail, collect
+
+# Prints the process id on stderr first, then becomes the command.
+_ANNOUNCE_PID = 'echo "pgbackup-pid $$" >&2; exec "$@"'
+_PID_PREFIX = "pgbackup-pid "
+INSPECT_WAIT_SECONDS = 10
+
+
+class DockerExecTransport:
+    is_local = False
+
+    def __init__(self, client: docker.DockerClient, container_name: str):
+        self.client = client
+        self.container_name = container_name
+        self.description = f"docker exec into container {container_name!r}"
+
+    def running_container(self) -> Container:
+        try:
+            container = self.client.containers.get(self.container_name)
+        except docker.errors.NotFound:
+            raise ConnectionFailed(
+                f"container {self.container_name!r} does not exist (POSTGRES_CONTAINER); "
+                "check the name with 'docker ps -a'"
+            ) from None
+        except docker.errors.DockerException as error:
+            raise ConnectionFailed(f"cannot reach the Docker engine: {error}") from None
+        if container.status != "running":
+            raise ConnectionFailed(
+                f"container {self.container_name!r} is not running (status: {container.status})"
+            )
+        return container
+
+    @contextmanager
+    def stream(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Iterator[Iterator[bytes]]:
+        container = self.running_container()
+        api = self.client.api
+        command = ["sh", "-c", _ANNOUNCE_PID, "pgbackup", *argv]
+        try:
+            exec_id = api.exec_create(
+                container.id, command, stdout=True, stderr=True, environment=dict(env or {})
+            )["Id"]
+            frames = api.exec_start(exec_id, stream=True, demux=True)
+        except docker.errors.DockerException as error:
+            raise ConnectionFailed(f"docker exec into {self.container_name!r} failed: {error}") from None
+        tail = _PidAwareTail()
+        state = {"exhausted": False}
+        try:
+            yield _stdout_of(frames, tail, state)
+        except BaseException:
+            self._stop(container, tail.pid)
+            _drain(frames, tail)
+            raise
+        if not state["exhausted"]:
+            self._stop(container, tail.pid)
+            _drain(frames, tail)
+            raise CommandFailed(argv, None, tail.text(), reason="output was not read to the end")
+        returncode = self._exit_code(exec_id)
+        if returncode is None:
+            # The stream ended (or broke off) while the command still runs.
+            self._stop(container, tail.pid)
+            raise CommandFailed(argv, None, tail.text(), reason="output stream ended before the command did")
+        if returncode != 0:
+            raise CommandFailed(argv, returncode, tail.text())
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> bytes:
+        return collect(self, argv, env)
+
+    def _exit_code(self, exec_id: str) -> int | None:
+        deadline = time.monotonic() + INSPECT_WAIT_SECONDS
+        while True:
+            info = self.client.api.exec_inspect(exec_id)
+            if not info.get("Running") or time.monotonic() > deadline:
+                return info.get("ExitCode")
+            time.sleep(0.05)
+
+    def _stop(self, container: Container, pid: int | None) -> None:
+        """Stop an abandoned command's whole process group inside the container."""
+        if pid is None:
+            return
+        script = f"kill -TERM -- -{pid} 2>/dev/null; sleep 2; kill -KILL -- -{pid} 2>/dev/null; true"
+        try:
+            container.exec_run(["sh", "-c", script], detach=True)
+        except docker.errors.DockerException:
+            pass
+
+
+class _PidAwareTail(StderrTail):
+    """A stderr tail that takes the announced process id out of the stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pid: int | None = None
+        self._head = b""
+
+    def feed(self, data: bytes) -> None:
+        if self.pid is None and self._head is not None:
+            self._head += data
+            line, newline, rest = self._head.partition(b"\n")
+            if not newline:
+                return
+            self._head = None
+            text = line.decode("ascii", "replace")
+            if text.startswith(_PID_PREFIX) and text[len(_PID_PREFIX):].isdigit():
+                self.pid = int(text[len(_PID_PREFIX):])
+                data = rest
+            else:
+                data = line + newline + rest
+        if data:
+            super().feed(data)
+
+
+def _stdout_of(frames, tail: StderrTail, state: dict) -> Iterator[bytes]:
+    for stdout, stderr in frames:
+        if stderr:
+            tail.feed(stderr)
+        if stdout:
+            yield stdout
+    state["exhausted"] = True
+
+
+def _drain(frames, tail: StderrTail, limit_seconds: float = 15) -> None:
+    deadline = time.monotonic() + limit_seconds
+    try:
+        for _stdout, stderr in frames:
+            if stderr:
+                tail.feed(stderr)
+            if time.monotonic() > deadline:
+                break
+    except Exception:
+        pass
+    close = getattr(frames, "close", None)
+    if close:
+        close()

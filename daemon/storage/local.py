@@ -1,0 +1,99 @@
+"""The local backup directory: artifacts written under a hidden temporary name, hashed as
+they stream, fsynced, and renamed into place only when the caller says the data is complete."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from types import TracebackType
+
+from daemon.naming import is_partial, partial_name
+
+FILE_MODE = 0o600
+
+
+class AtomicArtifact:
+    """A file that either appears complete under its final name or not at all.
+
+    Use as a context manager; call ``commit()`` once everything is written. Leaving the
+    block without commit (an exception, a cancelled run) removes the temporary file.
+    """
+
+    def __init__(self, directory: Path, final_name: str):
+        self.directory = directory
+        self.final_path = directory / final_name
+        self.partial_path = directory / partial_name(final_name)
+        self.size_bytes = 0
+        self._sha256 = hashlib.sha256()
+        self._fd: int | None = None
+        self.committed = False
+
+    def __enter__(self) -> AtomicArtifact:
+        if self.final_path.exists():
+            raise FileExistsError(f"{self.final_path} already exists; refusing to overwrite a backup")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.partial_path, flags, FILE_MODE)
+        return self
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        self._sha256.update(view)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.size_bytes += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    def commit(self) -> Path:
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        if self.final_path.exists():
+            raise FileExistsError(f"{self.final_path} appeared while writing; refusing to overwrite it")
+        os.rename(self.partial_path, self.final_path)
+        fsync_directory(self.directory)
+        self.committed = True
+        return self.final_path
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if not self.committed:
+            self.partial_path.unlink(missing_ok=True)
+
+
+def replace_file_atomically(path: Path, data: bytes) -> None:
+    """Write a small file (a manifest) so that readers see the old version or the new one."""
+    temporary = path.parent / partial_name(path.name)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_backup_dir(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def leftover_partials(directory: Path) -> list[Path]:
+    """Temporary files a crashed run left behind (only ever ours, by their hidden name)."""
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.iterdir() if is_partial(path.name))

@@ -1,0 +1,129 @@
+import pytest
+
+from daemon.errors import SettingsError
+from daemon.settings import environment_variable_names, load_settings, parse_table_selection
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Each test starts from an environment with none of the daemon's variables set."""
+    for name in environment_variable_names():
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(f"{name}_FILE", raising=False)
+
+
+def problems(monkeypatch, **env) -> list[str]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    return caught.value.problems
+
+
+class TestDefaults:
+    def test_runbook_defaults(self, monkeypatch):
+        """Without settings, the runbook's schedules, format and thresholds apply."""
+        monkeypatch.setenv("POSTGRES_CONTAINER", "ai-micro-postgres")
+        settings = load_settings()
+        assert settings.schedule_full == "0 3 * * *"
+        assert settings.schedule_databases == "0 4 * * *"
+        assert settings.backup_format == "custom"
+        assert str(settings.backup_dir) == "/backups"
+        assert settings.metrics_port == 9877
+        assert settings.backup_max_age_hours == 24
+        assert settings.backup_min_size_bytes == 1048576
+        assert settings.postgres_user == "postgres"
+        assert settings.backup_databases == []
+
+    def test_lists_are_comma_separated(self, monkeypatch):
+        """BACKUP_DATABASES is a comma list with spaces ignored."""
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        monkeypatch.setenv("BACKUP_DATABASES", "authdb, apidb,admindb")
+        assert load_settings().backup_databases == ["authdb", "apidb", "admindb"]
+
+    def test_empty_value_means_default(self, monkeypatch):
+        """An empty line in an env file (VAR=) leaves the default in place."""
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        monkeypatch.setenv("SCHEDULE_FULL", "")
+        assert load_settings().schedule_full == "0 3 * * *"
+
+
+class TestTableSelection:
+    def test_runbook_example(self):
+        """'authdb:users;admindb:documents,knowledge_bases' selects tables per database."""
+        assert parse_table_selection("authdb:users;admindb:documents, knowledge_bases") == {
+            "authdb": ("users",),
+            "admindb": ("documents", "knowledge_bases"),
+        }
+
+    @pytest.mark.parametrize("text", ["authdb", "authdb:", ":users", "authdb:users;apidb"])
+    def test_incomplete_selection_is_an_error(self, text):
+        """A database without tables, or tables without a database, is refused."""
+        with pytest.raises(ValueError):
+            parse_table_selection(text)
+
+
+class TestValidation:
+    def test_each_problem_names_its_variable(self, monkeypatch):
+        """Bad values give one line each, starting with the variable's name and saying what is allowed."""
+        lines = problems(
+            monkeypatch, POSTGRES_CONTAINER="pg", SCHEDULE_FULL="61 3 * * *", BACKUP_FORMAT="tar",
+            BACKUP_MIN_SIZE_BYTES="-1", TZ="Mars/Olympus", METRICS_PORT="99999",
+        )
+        by_name = {line.split(":", 1)[0]: line for line in lines}
+        assert set(by_name) == {"SCHEDULE_FULL", "BACKUP_FORMAT", "BACKUP_MIN_SIZE_BYTES", "TZ", "METRICS_PORT"}
+        assert "'custom', 'plain' or 'directory'" in by_name["BACKUP_FORMAT"]
+        assert "crontab" in by_name["SCHEDULE_FULL"]
+        assert "greater than or equal to 0" in by_name["BACKUP_MIN_SIZE_BYTES"]
+
+    def test_connection_method_must_be_chosen(self, monkeypatch):
+        """Neither POSTGRES_CONTAINER nor POSTGRES_HOST is an error naming both."""
+        (line,) = problems(monkeypatch)
+        assert "POSTGRES_CONTAINER" in line and "POSTGRES_HOST" in line
+
+    def test_both_connection_methods_is_an_error(self, monkeypatch):
+        """Setting POSTGRES_CONTAINER and POSTGRES_HOST together is refused."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", POSTGRES_HOST="db", POSTGRES_PASSWORD="x")
+        assert "both set" in line
+
+    def test_tcp_needs_a_password(self, monkeypatch):
+        """TCP mode without a password is refused up front."""
+        (line,) = problems(monkeypatch, POSTGRES_HOST="db")
+        assert "POSTGRES_PASSWORD" in line
+
+
+class TestSecrets:
+    def test_secret_from_file(self, monkeypatch, tmp_path):
+        """NAME_FILE reads the secret from a file, without its trailing newline."""
+        secret = tmp_path / "pw"
+        secret.write_text("s3cr3t-value\n")
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        monkeypatch.setenv("POSTGRES_PASSWORD_FILE", str(secret))
+        assert load_settings().postgres_password.get_secret_value() == "s3cr3t-value"
+
+    def test_value_and_file_together_is_an_error_that_hides_the_secret(self, monkeypatch, tmp_path):
+        """Setting NAME and NAME_FILE is refused, and the secret never appears in the message."""
+        secret = tmp_path / "pw"
+        secret.write_text("from-file-secret")
+        lines = problems(monkeypatch, POSTGRES_CONTAINER="pg", POSTGRES_PASSWORD="inline-secret-value",
+                         POSTGRES_PASSWORD_FILE=str(secret))
+        assert any("POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE" in line for line in lines)
+        assert not any("inline-secret-value" in line or "from-file-secret" in line for line in lines)
+
+    def test_unreadable_secret_file(self, monkeypatch, tmp_path):
+        """A _FILE that cannot be read is named with the reason."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", POSTGRES_PASSWORD_FILE=str(tmp_path / "missing"))
+        assert "POSTGRES_PASSWORD_FILE" in line and "No such file" in line
+
+    def test_invalid_secret_values_are_never_echoed(self, monkeypatch):
+        """Even a rejected value is not repeated in the error."""
+        lines = problems(monkeypatch, POSTGRES_CONTAINER="pg", NOTIFY_TIMEOUT_SECONDS="not-a-number-xyz")
+        assert not any("not-a-number-xyz" in line for line in lines)
+
+    def test_masked_settings_hide_secrets(self, monkeypatch):
+        """The 'config' view shows *** for every secret that is set."""
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        monkeypatch.setenv("POSTGRES_PASSWORD", "hunter2-secret")
+        shown = load_settings().masked()
+        assert shown["POSTGRES_PASSWORD"] == "***"
+        assert "hunter2-secret" not in repr(shown)
