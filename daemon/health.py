@@ -68,6 +68,13 @@ class HealthState:
             if succeeded_from is not None:
                 status.last_success = max(filter(None, (status.last_success, succeeded_from)))
 
+    def run_finished_elsewhere(self, kind: str, started: datetime) -> None:
+        """A backup of ``kind`` that started at ``started`` succeeded outside this process."""
+        with self._lock:
+            status = self._statuses.get(kind)
+            if status is not None and (status.last_success is None or started > status.last_success):
+                status.last_success = started
+
     def verdict(self, now: datetime) -> tuple[bool, dict]:
         with self._lock:
             statuses = [KindStatus(s.kind, s.trigger, s.last_success, s.running) for s in self._statuses.values()]

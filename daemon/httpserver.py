@@ -14,12 +14,15 @@ from daemon.health import HealthState
 from daemon.metrics import Metrics
 
 
-def make_handler(metrics: Metrics, health: HealthState, clock: Callable[[], datetime]):
+def make_handler(
+    metrics: Metrics, health: HealthState, clock: Callable[[], datetime], before_response: Callable[[], object]
+):
     class Handler(BaseHTTPRequestHandler):
         server_version = "pgbackup"
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
+            before_response()
             if path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, metrics.render())
             elif path == "/healthz":
@@ -44,8 +47,9 @@ def make_handler(metrics: Metrics, health: HealthState, clock: Callable[[], date
 def start_http_server(
     address: str, port: int, metrics: Metrics, health: HealthState,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    before_response: Callable[[], object] = lambda: None,
 ) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((address, port), make_handler(metrics, health, clock))
+    server = ThreadingHTTPServer((address, port), make_handler(metrics, health, clock, before_response))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

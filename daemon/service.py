@@ -52,6 +52,34 @@ def newest_success_by_kind(manifests: list[Manifest]) -> dict[str, datetime]:
     return newest
 
 
+class ManifestWatcher:
+    """Brings metrics and health up to date with backups taken outside the scheduler
+    (``pgbackup backup ...`` run by hand next to the daemon): rescans the manifests
+    whenever the backup directory has changed."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, health: HealthState):
+        self.settings = settings
+        self.metrics = metrics
+        self.health = health
+        self._seen_mtime: float | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> list[Manifest]:
+        with self._lock:
+            try:
+                mtime = self.settings.backup_dir.stat().st_mtime
+            except OSError:
+                return []
+            if mtime == self._seen_mtime:
+                return []
+            self._seen_mtime = mtime
+            scan = scan_manifests(self.settings.backup_dir)
+            self.metrics.load_manifests(scan.manifests)
+            for kind, started in newest_success_by_kind(scan.manifests).items():
+                self.health.run_finished_elsewhere(kind, started)
+            return scan.manifests
+
+
 def run_daemon(settings: Settings) -> int:
     started = datetime.now(settings.timezone)
     ensure_backup_dir(settings.backup_dir)
@@ -71,8 +99,11 @@ def run_daemon(settings: Settings) -> int:
         if job.health_kind:
             health.schedule(job.health_kind, settings.trigger(job.expression), newest.get(job.health_kind))
     scheduler, executor = build_scheduler(settings, jobs)
+    watcher = ManifestWatcher(settings, metrics, health)
+    watcher.refresh()
     http = start_http_server(
-        settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone)
+        settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone),
+        before_response=watcher.refresh,
     )
     _stop_on_signals(scheduler, cancel)
 

@@ -1,0 +1,277 @@
+"""The core backups against real PostgreSQL containers: taken by the real CLI, restored with
+the team's manual procedures, and compared table by table with the source."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup, start_pgbackup, tcp_env
+from tests.support.sample_data import seed, server_fingerprints
+
+DATABASES = ["authdb", "apidb", "admindb"]
+
+
+def restore_plain(target, artifact) -> subprocess.CompletedProcess:
+    """The runbook's manual restore: gunzip -c FILE | psql -U postgres."""
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"gunzip -c '{artifact}' | docker exec -i {target.name} psql -X -q -U postgres"],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def pg_restore(target, artifact, database: str, *extra: str) -> subprocess.CompletedProcess:
+    with open(artifact, "rb") as dump:
+        return subprocess.run(
+            ["docker", "exec", "-i", target.name, "pg_restore", "-U", "postgres", "--exit-on-error",
+             "-d", database, *extra],
+            stdin=dump, capture_output=True, text=True, timeout=600,
+        )
+
+
+@pytest.fixture
+def source(postgres_factory):
+    server = postgres_factory()
+    seed(server)
+    return server
+
+
+class TestFullBackupRoundTrip:
+    def test_full_backup_restores_with_gunzip_and_psql(self, source, postgres_factory, tmp_path):
+        """`pgbackup backup full` writes a .sql.gz that the manual procedure restores into an empty server, equal table by table."""
+        result = pgbackup("backup", "full", env=exec_env(source, tmp_path))
+        assert result.returncode == 0, result.stderr
+        (artifact,) = artifact_paths(result)
+        assert artifact.name.startswith("backup_all_") and artifact.name.endswith(".sql.gz")
+
+        target = postgres_factory(databases=())
+        restored = restore_plain(target, artifact)
+        assert restored.returncode == 0, restored.stderr
+        assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
+        assert target.psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_user'") == "app_user"
+
+    def test_manifest_describes_the_artifact(self, source, tmp_path):
+        """The manifest next to the artifact has its real size and sha256, times, version and kind; files are 0600."""
+        result = pgbackup("backup", "full", env=exec_env(source, tmp_path))
+        (artifact,) = artifact_paths(result)
+        manifest = json.loads((artifact.parent / (artifact.name + ".manifest.json")).read_text())
+        assert manifest["kind"] == "full" and manifest["target"] == "all" and manifest["file"] == artifact.name
+        assert manifest["size_bytes"] == artifact.stat().st_size
+        assert manifest["sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
+        assert manifest["server_version"].startswith("15.")
+        assert manifest["format"] == "plain" and manifest["compression"] == "gzip"
+        assert manifest["keep_forever"] is False
+        assert manifest["started_at"] <= manifest["finished_at"]
+        assert set(DATABASES) <= set(manifest["databases"])
+        assert oct(artifact.stat().st_mode & 0o777) == "0o600"
+        assert gzip.decompress(artifact.read_bytes()).rstrip().endswith(b"--")  # a complete gzip stream
+
+    def test_pre_migration_backup_is_kept_forever(self, source, tmp_path):
+        """`pgbackup backup pre-migration` writes backup_before_migration_*.sql.gz marked keep_forever."""
+        result = pgbackup("backup", "pre-migration", env=exec_env(source, tmp_path))
+        assert result.returncode == 0, result.stderr
+        (artifact,) = artifact_paths(result)
+        assert artifact.name.startswith("backup_before_migration_")
+        manifest = json.loads((tmp_path / (artifact.name + ".manifest.json")).read_text())
+        assert manifest["kind"] == "pre_migration" and manifest["keep_forever"] is True
+
+
+class TestDatabaseBackups:
+    @pytest.mark.parametrize("method", ["docker_exec", "tcp"])
+    def test_custom_dumps_restore_with_pg_restore(self, source, postgres_factory, tmp_path, method):
+        """Each database's custom-format dump restores with pg_restore -j into a fresh server, equal table by table."""
+        env = (exec_env if method == "docker_exec" else tcp_env)(source, tmp_path, BACKUP_DATABASES=",".join(DATABASES))
+        result = pgbackup("backup", "databases", env=env)
+        assert result.returncode == 0, result.stderr
+        artifacts = {path.name.rsplit("_", 2)[0]: path for path in artifact_paths(result)}
+        assert set(artifacts) == set(DATABASES) and all(p.suffix == ".dump" for p in artifacts.values())
+
+        target = postgres_factory(databases=DATABASES)
+        target.psql("CREATE ROLE app_user LOGIN")
+        for database, artifact in artifacts.items():
+            target.container.put_archive("/tmp", _tar_of(artifact, "restore.dump"))
+            restored = target.container.exec_run(
+                ["pg_restore", "-U", "postgres", "--exit-on-error", "-j", "2", "-d", database, "/tmp/restore.dump"]
+            )
+            assert restored.exit_code == 0, restored.output.decode()
+        assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
+        manifest = json.loads((tmp_path / (artifacts["authdb"].name + ".manifest.json")).read_text())
+        assert manifest["method"] == method and manifest["format"] == "custom"
+
+    def test_plain_and_directory_formats_round_trip(self, source, postgres_factory, tmp_path):
+        """BACKUP_FORMAT=plain gives .sql.gz and directory gives a tar of -Fd; both restore equal."""
+        plain = pgbackup("backup", "database", "apidb", env=exec_env(source, tmp_path, BACKUP_FORMAT="plain"))
+        directory = pgbackup("backup", "database", "admindb",
+                             env=exec_env(source, tmp_path, BACKUP_FORMAT="directory"))
+        assert plain.returncode == 0 and directory.returncode == 0, plain.stderr + directory.stderr
+        (plain_file,) = artifact_paths(plain)
+        (directory_file,) = artifact_paths(directory)
+        assert plain_file.name.endswith(".sql.gz") and directory_file.name.endswith(".dir.tar")
+
+        target = postgres_factory(databases=["apidb", "admindb"])
+        restored = subprocess.run(
+            ["bash", "-o", "pipefail", "-c",
+             f"gunzip -c '{plain_file}' | docker exec -i {target.name} psql -X -q -v ON_ERROR_STOP=1 -U postgres -d apidb"],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert restored.returncode == 0, restored.stderr
+        target.container.put_archive("/tmp", directory_file.read_bytes())
+        result = target.container.exec_run(
+            ["pg_restore", "-U", "postgres", "--exit-on-error", "-j", "2", "-d", "admindb", "/tmp/dump"])
+        assert result.exit_code == 0, result.output.decode()
+        assert server_fingerprints(target, ["apidb", "admindb"]) == server_fingerprints(source, ["apidb", "admindb"])
+
+    def test_every_database_by_default_and_any_name(self, postgres_factory, tmp_path):
+        """With BACKUP_DATABASES empty every non-template database is dumped, whatever its name."""
+        odd = 'we"ird db/ünï'
+        server = postgres_factory(databases=["authdb", odd])
+        server.psql("CREATE TABLE t AS SELECT generate_series(1, 10) AS n", db=odd)
+        result = pgbackup("backup", "databases", env=exec_env(server, tmp_path))
+        assert result.returncode == 0, result.stderr
+        manifests = [json.loads(p.read_text()) for p in tmp_path.glob("*.manifest.json")]
+        assert {m["target"] for m in manifests} == {"authdb", odd, "postgres"}
+        for path in artifact_paths(result):
+            assert path.parent == tmp_path and "/" not in path.name and '"' not in path.name
+
+
+class TestTableBackups:
+    def test_selected_tables_only(self, source, postgres_factory, tmp_path):
+        """BACKUP_TABLES dumps exactly the listed tables, one artifact per database, and they restore."""
+        env = exec_env(source, tmp_path, BACKUP_TABLES="authdb:users;admindb:documents,knowledge_bases")
+        result = pgbackup("backup", "tables", env=env)
+        assert result.returncode == 0, result.stderr
+        names = sorted(p.name.split("_tables_")[0] for p in artifact_paths(result))
+        assert names == ["admindb", "authdb"]
+        admin = next(p for p in artifact_paths(result) if p.name.startswith("admindb"))
+        target = postgres_factory(databases=["admindb"])
+        target.container.put_archive("/tmp", _tar_of(admin, "t.dump"))
+        restored = target.container.exec_run(["pg_restore", "-U", "postgres", "--exit-on-error", "-d", "admindb",
+                                              "/tmp/t.dump"])
+        assert restored.exit_code == 0, restored.output.decode()
+        assert server_fingerprints(target, ["admindb"]) == server_fingerprints(source, ["admindb"])
+
+    def test_missing_table_is_a_failure(self, source, tmp_path):
+        """A table that does not exist fails the run (pg_dump --strict-names) and leaves no artifact."""
+        env = exec_env(source, tmp_path, BACKUP_TABLES="authdb:no_such_table")
+        result = pgbackup("backup", "tables", env=env)
+        assert result.returncode == 1
+        assert "no_such_table" in result.stderr
+        assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+
+
+class TestFailures:
+    def test_killed_pg_dump_leaves_no_artifact(self, postgres_factory, tmp_path):
+        """Killing pg_dump half-way gives a non-zero exit, the tool's stderr, no artifact and no manifest."""
+        server = postgres_factory(databases=["apidb"])
+        server.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS payload "
+                    "FROM generate_series(1, 1500000) AS g", db="apidb")
+        process = start_pgbackup("backup", "full", env=exec_env(server, tmp_path))
+        killed = _kill_when_running(server, "pg_dump")
+        stdout, stderr = process.communicate(timeout=300)
+        assert killed, "pg_dump never showed up in the container"
+        assert process.returncode == 1
+        assert "pg_dumpall failed" in stderr and "apidb" in stderr
+        assert [p.name for p in tmp_path.iterdir()] == [".pgbackup.lock"]
+        failed = [e for e in log_events(stderr) if e["event"] == "backup_failed"]
+        assert failed and failed[0]["kind"] == "full" and failed[0]["target"] == "all"
+
+    def test_missing_container(self, tmp_path):
+        """A container that does not exist is named in a clear error."""
+        env = exec_env(type("S", (), {"name": "pgbackup-test-no-such-container", "user": "postgres"}), tmp_path)
+        result = pgbackup("backup", "full", env=env)
+        assert result.returncode == 1
+        assert "'pgbackup-test-no-such-container' does not exist" in result.stderr
+
+    def test_stopped_container(self, postgres_factory, tmp_path):
+        """A stopped database container gives 'is not running'."""
+        server = postgres_factory(databases=())
+        server.stop()
+        result = pgbackup("backup", "full", env=exec_env(server, tmp_path))
+        assert result.returncode == 1 and "is not running" in result.stderr
+
+    def test_server_down_over_tcp(self, postgres_factory, tmp_path):
+        """With TCP, a server that does not answer gives a 'cannot query PostgreSQL' error."""
+        server = postgres_factory(databases=())
+        env = tcp_env(server, tmp_path)
+        server.stop()
+        result = pgbackup("backup", "database", "authdb", env=env)
+        assert result.returncode == 1 and "cannot query PostgreSQL" in result.stderr
+
+    def test_earlier_backups_survive_a_failure(self, source, tmp_path):
+        """A failed run touches none of the earlier artifacts."""
+        first = pgbackup("backup", "full", env=exec_env(source, tmp_path))
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith(".")}
+        source.stop()
+        assert pgbackup("backup", "full", env=exec_env(source, tmp_path)).returncode == 1
+        after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith(".")}
+        assert first.returncode == 0 and after == before
+
+
+class TestLock:
+    def test_runs_never_overlap(self, postgres_factory, tmp_path):
+        """A second run waits for the first (and says so); with --no-wait it exits 3 at once."""
+        server = postgres_factory(databases=["apidb"])
+        server.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS payload "
+                    "FROM generate_series(1, 800000) AS g", db="apidb")
+        env = exec_env(server, tmp_path)
+        first = start_pgbackup("backup", "full", env=env)
+        _wait_for_lock_holder(tmp_path)
+        refused = pgbackup("backup", "database", "apidb", "--no-wait", env=env)
+        assert refused.returncode == 3 and "another backup run" in refused.stderr
+        second = pgbackup("backup", "database", "apidb", env=env)
+        first_out, first_err = first.communicate(timeout=300)
+        assert first.returncode == 0 and second.returncode == 0, first_err + second.stderr
+        waited = [e for e in log_events(second.stderr) if e["event"] == "waiting_for_lock"]
+        assert waited and waited[0]["held_by"]["kind"] == "full"
+        first_done = _event_time(log_events(first_err), "run_finished")
+        second_start = _event_time(log_events(second.stderr), "run_started")
+        assert second_start >= first_done
+
+
+def _tar_of(path, name: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(path, arcname=name)
+    return buffer.getvalue()
+
+
+def _kill_when_running(server, program: str, timeout: float = 60) -> bool:
+    """Kill ``program`` inside the container from the host once it has run a moment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        top = server.container.top(ps_args="-eo pid,comm")
+        pids = [int(row[0]) for row in top.get("Processes") or [] if row[1] == program]
+        if pids:
+            time.sleep(0.5)
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _wait_for_lock_holder(directory, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    lock = directory / ".pgbackup.lock"
+    while time.monotonic() < deadline:
+        if lock.exists() and lock.read_text().strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the first run never took the lock")
+
+
+def _event_time(events: list[dict], name: str) -> str:
+    return next(e["timestamp"] for e in events if e["event"] == name)
