@@ -24,6 +24,15 @@ from daemon.storage.local import AtomicArtifact
 log = get_logger(__name__)
 
 
+class StreamObserver(Protocol):
+    """Sees the dump's raw (uncompressed) bytes as they stream, e.g. to count rows."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def record(self, manifest: Manifest) -> None:
+        """Add what it learned to the manifest before the manifest is written."""
+
+
 class ArtifactSink(Protocol):
     """Another destination fed the same bytes while the artifact is written (e.g. S3)."""
 
@@ -45,6 +54,7 @@ class BackupContext:
     cancel: threading.Event
     method: str
     sinks: Callable[[DumpPlan, str], Sequence[ArtifactSink]] = lambda plan, file_name: ()
+    observers: Callable[[DumpPlan], Sequence[StreamObserver]] = lambda plan: ()
 
 
 def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
@@ -52,17 +62,20 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
     file_name = plan.name(started)
     progress = context.progress(f"{plan.kind} {plan.target}")
     sinks = list(context.sinks(plan, file_name))
+    observers = list(context.observers(plan))
     log.info("artifact_started", file=file_name, command=plan.argv[0] if plan.argv[0] != "sh" else plan.argv[-1])
     try:
         with AtomicArtifact(context.directory, file_name) as artifact:
             with context.server.run_stream(plan.argv) as chunks:
-                for block in _output_blocks(chunks, plan, context, progress):
+                for block in _output_blocks(_observed(chunks, observers), plan, context, progress):
                     artifact.write(block)
                     progress.wrote(len(block))
                     for sink in sinks:
                         sink.write(block)
             artifact.commit()
         manifest = _manifest_for(plan, context, file_name, artifact, started)
+        for observer in observers:
+            observer.record(manifest)
         write_manifest(context.directory, manifest)
     except BaseException:
         for sink in sinks:
@@ -86,6 +99,19 @@ def _output_blocks(
     if plan.gzip:
         return gzip_stream(counted, context.compression_level)
     return counted
+
+
+def _observed(chunks: Iterable[bytes], observers: list[StreamObserver]) -> Iterable[bytes]:
+    if not observers:
+        return chunks
+    return _feeding(chunks, observers)
+
+
+def _feeding(chunks: Iterable[bytes], observers: list[StreamObserver]) -> Iterator[bytes]:
+    for chunk in chunks:
+        for observer in observers:
+            observer.feed(chunk)
+        yield chunk
 
 
 def _counted(chunks: Iterable[bytes], progress: Progress, cancel: threading.Event) -> Iterator[bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 from pydantic import SecretStr
 
 from daemon import __version__
+from daemon.commands import FEATURE_COMMAND_MODULES
 from daemon.errors import PgBackupError, SettingsError
 from daemon.health import HealthState
 from daemon.logs import configure_logging, get_logger
@@ -62,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="show the effective settings, secrets masked",
                                  description="Validate the environment and show the effective settings.")
     config.add_argument("--json", action="store_true", help="print them as JSON")
+
+    for module_name in FEATURE_COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        COMMANDS.update(module.add_commands(commands))
     return parser
 
 
@@ -86,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return 0
 
 
 def command_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import TextIO
 import docker
 import structlog
 
-from daemon.backup import ArtifactSink, BackupContext, take_artifact
+from daemon.backup import ArtifactSink, BackupContext, StreamObserver, take_artifact
 from daemon.errors import Cancelled, PgBackupError
 from daemon.health import HealthState
 from daemon.lock import backup_lock
@@ -86,6 +86,7 @@ class BackupRunner:
         self.clock = clock or (lambda: datetime.now(settings.timezone))
         self.after_run_hooks: list[AfterRunHook] = []
         self.sink_factories: list[SinkFactory] = []
+        self.observer_factories: list[Callable[[DumpPlan], Sequence[StreamObserver]]] = []
 
     def run(self, request: str, database: str | None = None, *, wait: bool = True) -> RunOutcome:
         """Run one kind of backup now (request: full, databases, database, tables, pre_migration)."""
@@ -184,6 +185,7 @@ class BackupRunner:
             cancel=self.cancel,
             method=connection.method,
             sinks=self._sinks,
+            observers=lambda plan: [o for factory in self.observer_factories for o in factory(plan)],
         )
 
     def _sinks(self, plan: DumpPlan, file_name: str) -> list[ArtifactSink]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from daemon.errors import Cancelled
@@ -19,6 +20,11 @@ from daemon.settings import Settings
 from daemon.storage.local import ensure_backup_dir
 
 log = get_logger(__name__)
+
+# Features hook into the daemon here: each installer may add after-run hooks, sinks or
+# observers to the runner and returns the scheduled jobs it needs.
+FeatureInstaller = Callable[[Settings, BackupRunner, Metrics], list[ScheduledJob]]
+FEATURE_INSTALLERS: list[FeatureInstaller] = []
 
 
 def backup_jobs(settings: Settings, runner: BackupRunner) -> list[ScheduledJob]:
@@ -94,6 +100,8 @@ def run_daemon(settings: Settings) -> int:
     runner = BackupRunner(settings, metrics, health, cancel=cancel)
 
     jobs = backup_jobs(settings, runner)
+    for install in FEATURE_INSTALLERS:
+        jobs += install(settings, runner, metrics)
     newest = newest_success_by_kind(scan.manifests)
     for job in jobs:
         if job.health_kind:
