@@ -1,0 +1,152 @@
+"""The Docker engine, test labels and container images the integration tests use."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_IMAGES_SCRIPT = REPO_ROOT / "scripts" / "build-images"
+
+TEST_LABEL = "pgbackup-test"
+SESSION_LABEL = "pgbackup-test.session"
+PID_LABEL = "pgbackup-test.pid"
+SESSION_ID = uuid.uuid4().hex[:12]
+
+POSTGRES_IMAGE_ENV = "PGBACKUP_TEST_POSTGRES_IMAGE"
+UPSTREAM_POSTGRES_IMAGE = "postgres:15"
+LOCAL_POSTGRES_IMAGE = "pgbackup-local/postgres:15"
+LOCAL_PYTHON_IMAGE = "pgbackup-local/python:3.11"
+
+
+class DockerUnavailable(RuntimeError):
+    """The Docker engine does not answer."""
+
+
+def connect() -> docker.DockerClient:
+    """Return a client for the engine in the environment, after a ping."""
+    try:
+        client = docker.DockerClient.from_env()
+        client.ping()
+    except DockerException as error:
+        raise DockerUnavailable(
+            f"the Docker engine does not answer: {error}. "
+            "Run the tests with scripts/test, which installs and starts dockerd."
+        ) from error
+    return client
+
+
+def docker_labels() -> dict[str, str]:
+    """Labels for everything a test creates in Docker, so it can be cleaned up.
+
+    `pgbackup-test=1` marks the object as a test's; the session and pid labels
+    let one test run clean up after itself without touching another run's
+    containers on the same machine.
+    """
+    return {TEST_LABEL: "1", SESSION_LABEL: SESSION_ID, PID_LABEL: str(os.getpid())}
+
+
+def unique_name(prefix: str) -> str:
+    """A container or volume name no other test or run will pick."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def image_present(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def build_local_images(*which: str) -> None:
+    """Build the local stand-in images (scripts/build-images) that are missing."""
+    subprocess.run(["bash", str(BUILD_IMAGES_SCRIPT), *which], check=True, stdin=subprocess.DEVNULL)
+
+
+def select_postgres_image(client: docker.DockerClient) -> str:
+    """The PostgreSQL 15 image the tests run: the override, postgres:15, or the local build."""
+    override = os.environ.get(POSTGRES_IMAGE_ENV)
+    if override:
+        if not image_present(client, override):
+            raise LookupError(f"{POSTGRES_IMAGE_ENV}={override} names an image this engine does not have")
+        return override
+    if image_present(client, UPSTREAM_POSTGRES_IMAGE):
+        return UPSTREAM_POSTGRES_IMAGE
+    # Quick when the image is there and current; builds it otherwise.
+    build_local_images("postgres")
+    return LOCAL_POSTGRES_IMAGE
+
+
+def remove_container(container: Container) -> None:
+    """Remove a container and its anonymous volumes, whatever state it is in."""
+    try:
+        container.remove(force=True, v=True)
+    except NotFound:
+        pass
+
+
+def _pid_alive(pid_text: str | None) -> bool:
+    try:
+        os.kill(int(pid_text or ""), 0)
+    except ValueError:
+        return False
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_leftover(labels: dict[str, str]) -> bool:
+    """True for this session's objects and those of test runs that have died."""
+    if labels.get(SESSION_LABEL) == SESSION_ID:
+        return True
+    return not _pid_alive(labels.get(PID_LABEL))
+
+
+def remove_leftovers(client: docker.DockerClient) -> list[str]:
+    """Remove test containers, volumes and networks of this run and of dead runs.
+
+    Returns the names of what was removed. Objects of another test run that is
+    still going on (its pytest process is alive) are left alone.
+    """
+    removed = []
+    label_filter = {"label": f"{TEST_LABEL}=1"}
+    for container in client.containers.list(all=True, filters=label_filter):
+        if _is_leftover(container.labels):
+            remove_container(container)
+            removed.append(f"container {container.name}")
+    for network in client.networks.list(filters=label_filter):
+        if _is_leftover(network.attrs.get("Labels") or {}):
+            remove_quietly(network)
+            removed.append(f"network {network.name}")
+    for volume in client.volumes.list(filters=label_filter):
+        if _is_leftover(volume.attrs.get("Labels") or {}):
+            remove_quietly(volume)
+            removed.append(f"volume {volume.name}")
+    return removed
+
+
+def remove_quietly(docker_object) -> None:
+    try:
+        docker_object.remove()
+    except NotFound:
+        pass
+    except DockerException:
+        # Still in use by a container of a live run; its own cleanup will get it.
+        pass
