@@ -30,6 +30,7 @@ BACKUP_CHOICES = {
     "database": "pg_dump of one database: pgbackup backup database NAME",
     "tables": "the BACKUP_TABLES selections, one artifact per database",
     "pre-migration": "a full backup kept forever -> backup_before_migration_*.sql.gz",
+    "volume": "a snapshot of VOLUME_NAME, POSTGRES_CONTAINER stopped meanwhile -> postgres_volume_*.tar.gz",
 }
 
 
@@ -112,6 +113,10 @@ def command_backup(settings: Settings, args: argparse.Namespace) -> int:
         raise PgBackupError("BACKUP_TABLES is empty: set e.g. BACKUP_TABLES='authdb:users;admindb:documents'")
     now = datetime.now(settings.timezone)
     runner = BackupRunner(settings, Metrics(), HealthState(now, timedelta(hours=settings.backup_max_age_hours)))
+    if request == "volume":
+        from daemon.volumes.snapshot import run_volume_snapshot
+
+        return _report(run_volume_snapshot(runner, wait=not args.no_wait), settings)
     outcome = runner.run(request, args.name, wait=not args.no_wait)
     return _report(outcome, settings)
 
@@ -125,25 +130,32 @@ def _report(outcome: RunOutcome, settings: Settings) -> int:
 
 
 def command_list(settings: Settings, args: argparse.Namespace) -> int:
+    from daemon.offsite import backup_locations
+
     scan = scan_manifests(settings.backup_dir)
     for path, problem in scan.unreadable:
         print(f"pgbackup: unreadable manifest {path.name}: {problem}", file=sys.stderr)
+    manifests, locations, warning = backup_locations(settings, scan.manifests)
+    if warning:
+        print(f"pgbackup: {warning}", file=sys.stderr)
     if args.json:
-        records = [json.loads(manifest.to_json()) for manifest in scan.manifests]
+        records = [{**json.loads(m.to_json()), "location": locations.get(m.file, "local")} for m in manifests]
         print(json.dumps(records, indent=2, ensure_ascii=False))
     else:
-        print(_table(scan.manifests))
+        print(_table(manifests, locations))
     return 0
 
 
-def _table(manifests: list[Manifest]) -> str:
-    rows = [("STARTED", "KIND", "TARGET", "SIZE", "FILE")]
+def _table(manifests: list[Manifest], locations: dict[str, str] | None = None) -> str:
+    locations = locations or {}
+    rows = [("STARTED", "KIND", "TARGET", "SIZE", "WHERE", "FILE")]
     for manifest in manifests:
         rows.append((
             manifest.started_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
             manifest.kind + (" (kept forever)" if manifest.keep_forever else ""),
             manifest.target,
             human_bytes(manifest.size_bytes),
+            locations.get(manifest.file, "local"),
             manifest.file,
         ))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]

@@ -8,6 +8,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
@@ -87,6 +88,8 @@ class BackupRunner:
         self.after_run_hooks: list[AfterRunHook] = []
         self.sink_factories: list[SinkFactory] = []
         self.observer_factories: list[Callable[[DumpPlan], Sequence[StreamObserver]]] = []
+        # Context managers entered under the lock around the whole run (e.g. the run log file).
+        self.run_wrappers: list[Callable[[RunOutcome], AbstractContextManager]] = []
 
     def run(self, request: str, database: str | None = None, *, wait: bool = True) -> RunOutcome:
         """Run one kind of backup now (request: full, databases, database, tables, pre_migration)."""
@@ -98,10 +101,18 @@ class BackupRunner:
             with backup_lock(
                 self.settings.backup_dir, holder, wait=wait, cancel=self.cancel,
                 on_wait=lambda other: log.info("waiting_for_lock", held_by=other),
-            ):
+            ), ExitStack() as wrappers:
+                self._enter_wrappers(wrappers, outcome)
                 self._run_locked(request, database, outcome)
                 self._after_run(outcome)
         return outcome
+
+    def _enter_wrappers(self, stack: ExitStack, outcome: RunOutcome) -> None:
+        for wrapper in self.run_wrappers:
+            try:
+                stack.enter_context(wrapper(outcome))
+            except Exception:
+                log.exception("run_wrapper_failed", wrapper=getattr(wrapper, "__name__", repr(wrapper)))
 
     def _run_locked(self, request: str, database: str | None, outcome: RunOutcome) -> None:
         kind = outcome.kind

@@ -14,7 +14,9 @@ from daemon.httpserver import start_http_server
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, scan_manifests
 from daemon.metrics import Metrics
+from daemon.offsite import install as install_housekeeping
 from daemon.runner import METRIC_KIND, BackupRunner
+from daemon.volumes.install import install as install_volume_snapshots
 from daemon.scheduler import ScheduledJob, build_scheduler, log_next_runs
 from daemon.settings import Settings
 from daemon.storage.local import ensure_backup_dir
@@ -25,6 +27,8 @@ log = get_logger(__name__)
 # observers to the runner and returns the scheduled jobs it needs.
 FeatureInstaller = Callable[[Settings, BackupRunner, Metrics], list[ScheduledJob]]
 FEATURE_INSTALLERS: list[FeatureInstaller] = []
+FEATURE_INSTALLERS.append(install_housekeeping)  # run logs, offsite copies, retention, notifications
+FEATURE_INSTALLERS.append(install_volume_snapshots)  # the weekly volume snapshot (VOLUME_NAME)
 
 
 def backup_jobs(settings: Settings, runner: BackupRunner) -> list[ScheduledJob]:

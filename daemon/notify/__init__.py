@@ -1,0 +1,12 @@
+"""Notifications: a Slack incoming webhook and a generic JSON webhook, told about every failed
+run (and every successful one with NOTIFY_ON_SUCCESS=true).
+
+A notifier that fails is logged (without its URL) and counted in
+pgbackup_notification_failures_total{channel}; it never breaks or holds up a backup for longer
+than NOTIFY_TIMEOUT_SECONDS per channel."""
+
+from daemon.notify.channels import Channel, channels_from_settings
+from daemon.notify.message import Notice, notice_for_run
+from daemon.notify.send import Notifier
+
+__all__ = ["Channel", "Notice", "Notifier", "channels_from_settings", "notice_for_run"]

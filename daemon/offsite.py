@@ -1,0 +1,226 @@
+"""The daemon's housekeeping feature: offsite copies to S3 (3-2-1), the retention sweep,
+notifications and run log files, wired into the runner by ``install``.
+
+Offsite copies stream to S3 while the dump is written (a runner sink). When S3 is down or
+refuses the credentials the local backup still counts: the failure is recorded in the
+manifest's ``offsite`` field, counted in pgbackup_s3_upload_failures_total, notified, and the
+artifact is uploaded by the backlog pass after a later run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from daemon.errors import PgBackupError
+from daemon.logs import get_logger
+from daemon.manifest import Manifest, write_manifest
+from daemon.notify import Notifier, channels_from_settings, notice_for_run
+from daemon.prune import local_manifests, locked_sweep, sweep
+from daemon.runlog import run_log_wrapper
+from daemon.scheduler import ScheduledJob
+from daemon.storage.s3 import S3_ERRORS, Bucket, MultipartUpload, OffsiteError, describe, upload_file
+
+log = get_logger(__name__)
+
+COMPLETE = "complete"
+FAILED = "failed"
+DELETED = "deleted"  # the offsite copy expired under S3 retention
+
+
+class Offsite:
+    """Offsite copies for one daemon: the sinks, the backlog and the offsite metrics."""
+
+    def __init__(self, settings, metrics, clock, bucket: Bucket | None = None, part_size: int | None = None):
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self._bucket = bucket
+        self.part_size = part_size
+        self.failures: list[dict] = []  # of the current run, for its notification
+        self._newest_offsite: dict[tuple[str, str], datetime] = {}
+
+    @property
+    def bucket(self) -> Bucket:
+        if self._bucket is None:
+            self._bucket = Bucket.from_settings(self.settings)
+        return self._bucket
+
+    def wants(self, kind: str) -> bool:
+        return kind in self.settings.s3_upload_kinds
+
+    # --- while a backup is written --------------------------------------------------------
+    def sinks(self, plan, file_name: str) -> list:
+        if not self.wants(plan.kind):
+            return []
+        return [OffsiteSink(self, file_name)]
+
+    # --- outcomes ----------------------------------------------------------------------
+    def succeeded(self, manifest: Manifest, record: dict) -> None:
+        manifest.offsite = {**record, "uploaded_at": self.clock().isoformat()}
+        log.info("offsite_uploaded", file=manifest.file, key=record["key"], size_bytes=record["size_bytes"])
+        self._set_newest(manifest)
+
+    def failed(self, manifest: Manifest, reason: str) -> None:
+        manifest.offsite = {"status": FAILED, "error": reason, "failed_at": self.clock().isoformat()}
+        self.metrics.s3_upload_failures.labels(manifest.kind, manifest.target).inc()
+        self.failures.append({"file": manifest.file, "reason": reason})
+        log.error("offsite_upload_failed", file=manifest.file, error=reason)
+
+    def _set_newest(self, manifest: Manifest) -> None:
+        key = (manifest.kind, manifest.target)
+        if key not in self._newest_offsite or manifest.started_at > self._newest_offsite[key]:
+            self._newest_offsite[key] = manifest.started_at
+            self.metrics.last_offsite_success.labels(*key).set(manifest.started_at.timestamp())
+
+    def load_metrics(self, manifests: list[Manifest]) -> None:
+        for manifest in manifests:
+            if manifest.offsite.get("status") == COMPLETE:
+                self._set_newest(manifest)
+
+    # --- after a run -------------------------------------------------------------------
+    def upload_backlog(self, skip: set[str] = frozenset()) -> int:
+        """Upload every local artifact not yet off-site, newest first; stops at the first failure
+        (S3 is then most likely down: the rest waits for the next run). Returns the uploads."""
+        directory = self.settings.backup_dir
+        pending = [
+            manifest for manifest in local_manifests(directory)
+            if self.wants(manifest.kind) and manifest.offsite.get("status") not in (COMPLETE, DELETED)
+            and manifest.file not in skip and (directory / manifest.file).is_file()
+        ]
+        pending.sort(key=lambda manifest: manifest.started_at, reverse=True)
+        uploaded = 0
+        for manifest in pending:
+            log.info("offsite_backlog_upload", file=manifest.file)
+            if not self.upload_existing(directory / manifest.file, manifest):
+                break
+            uploaded += 1
+        return uploaded
+
+    def upload_existing(self, path: Path, manifest: Manifest) -> bool:
+        try:
+            record = upload_file(self.bucket, path, manifest, **self._part_size())
+            self.succeeded(manifest, record)
+            MultipartUpload(self.bucket, manifest.file, **self._part_size()).upload_manifest(manifest)
+        except S3_ERRORS + (OffsiteError,) as error:
+            self.failed(manifest, describe(error))
+            write_manifest(self.settings.backup_dir, manifest)
+            return False
+        write_manifest(self.settings.backup_dir, manifest)
+        return True
+
+    def _part_size(self) -> dict:
+        return {"part_size": self.part_size} if self.part_size else {}
+
+
+class OffsiteSink:
+    """A runner sink: fed the artifact's bytes while they are written; never fails the backup."""
+
+    def __init__(self, offsite: Offsite, file_name: str):
+        self.offsite = offsite
+        self.file_name = file_name
+        self.upload: MultipartUpload | None = None
+        self.setup_error = ""
+        try:
+            self.upload = MultipartUpload(offsite.bucket, file_name, **offsite._part_size())
+        except Exception as error:  # e.g. an unusable endpoint URL: the local backup goes on
+            self.setup_error = describe(error)
+
+    def write(self, data: bytes) -> None:
+        if self.upload is not None:
+            self.upload.write(data)
+
+    def abort(self) -> None:
+        if self.upload is not None:
+            self.upload.abort()
+
+    def complete(self, manifest: Manifest) -> None:
+        directory = self.offsite.settings.backup_dir
+        try:
+            if self.upload is None:
+                raise OffsiteError(self.setup_error or "no upload")
+            record = self.upload.complete(manifest)
+            self.offsite.succeeded(manifest, record)
+            self.upload.upload_manifest(manifest)
+        except Exception as error:  # whatever happens, the local backup stands
+            self.offsite.failed(manifest, describe(error))
+        try:
+            write_manifest(directory, manifest)
+        except OSError as error:
+            log.error("manifest_update_failed", file=manifest.file, error=str(error))
+
+
+def backup_locations(settings, manifests: list[Manifest]) -> tuple[list[Manifest], dict[str, str], str | None]:
+    """For ``pgbackup list``: local manifests plus offsite-only copies, each file's location
+    (local, offsite or both), and a warning when the bucket could not be read."""
+    locations = {manifest.file: "local" for manifest in manifests}
+    if not settings.offsite_enabled:
+        return manifests, locations, None
+    try:
+        copies = Bucket.from_settings(settings).list_copies()
+    except S3_ERRORS + (OffsiteError,) as error:
+        for manifest in manifests:
+            if manifest.offsite.get("status") == COMPLETE:
+                locations[manifest.file] = "both?"
+        return manifests, locations, f"cannot list the S3 copies: {describe(error)}"
+    merged = list(manifests)
+    for copy in copies:
+        if copy.manifest.file in locations:
+            locations[copy.manifest.file] = "both"
+        else:
+            locations[copy.manifest.file] = "offsite"
+            merged.append(copy.manifest)
+    merged.sort(key=lambda manifest: manifest.started_at, reverse=True)
+    return merged, locations, None
+
+
+def install(settings, runner, metrics) -> list[ScheduledJob]:
+    """Run logs, offsite sinks and backlog, retention after good runs, notifications."""
+    offsite = Offsite(settings, metrics, runner.clock) if settings.offsite_enabled else None
+    notifier = Notifier(channels_from_settings(settings), metrics, settings.notify_timeout_seconds,
+                        settings.notify_on_success)
+    runner.run_wrappers.append(run_log_wrapper(settings.backup_dir, runner.clock))
+    if offsite is not None:
+        offsite.load_metrics(local_manifests(settings.backup_dir))
+        runner.sink_factories.append(offsite.sinks)
+
+    def offsite_backlog(outcome) -> None:
+        if offsite is None:
+            return
+        failed_now = {m.file for m in outcome.artifacts if m.offsite.get("status") == FAILED}
+        if not failed_now:
+            offsite.upload_backlog()
+
+    def retention_after_success(outcome) -> None:
+        if outcome.ok:
+            sweep(settings, metrics, runner.clock(), bucket=offsite.bucket if offsite else None)
+
+    def notify(outcome) -> None:
+        failures = offsite.failures if offsite is not None else []
+        notifier.send(notice_for_run(outcome, failures))
+        failures.clear()
+
+    def start_of_run(outcome):
+        if offsite is not None:
+            offsite.failures.clear()
+        return _nothing()
+
+    runner.run_wrappers.append(start_of_run)
+    runner.after_run_hooks += [offsite_backlog, retention_after_success, notify]
+
+    def scheduled_retention() -> None:
+        if runner.cancel.is_set():
+            return
+        try:
+            locked_sweep(settings, metrics, runner.clock(), bucket=offsite.bucket if offsite else None)
+        except PgBackupError as error:
+            log.error("retention_failed", error=str(error))
+
+    scheduled_retention.__name__ = "retention"
+    return [ScheduledJob("retention", settings.schedule_retention, scheduled_retention)]
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext()

@@ -1,0 +1,191 @@
+"""The retention sweep over real files: BACKUP_DIR, the S3 prefix and the run logs.
+
+Decisions come from retention.py; this module only reads manifests, carries the decisions
+out (artifact first, then its manifest), logs each deletion and counts it in
+pgbackup_retention_deleted_total{kind,location}. Callers hold the backup lock (the after-run
+hook already runs under it; ``locked_sweep`` takes it for the schedule and the CLI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from daemon.lock import backup_lock
+from daemon.logs import get_logger
+from daemon.manifest import Manifest, read_manifest, write_manifest
+from daemon.naming import MANIFEST_SUFFIX, manifest_name
+from daemon.retention import (
+    DELETE,
+    Decision,
+    RetentionRefused,
+    decide_run_logs,
+    local_retention_days,
+    offsite_retention_days,
+    plan_sweep,
+)
+from daemon.runlog import is_our_run_log
+
+log = get_logger(__name__)
+
+LOCAL = "local"
+S3 = "s3"
+
+
+@dataclass(frozen=True)
+class SweepItem:
+    location: str  # local | s3 | log
+    kind: str
+    target: str
+    file: str
+    started_at: datetime | None
+    action: str
+    reason: str
+
+
+@dataclass
+class SweepReport:
+    items: list[SweepItem] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def deleted(self) -> list[SweepItem]:
+        return [item for item in self.items if item.action == DELETE]
+
+
+def local_manifests(directory: Path) -> list[Manifest]:
+    """Manifests that name their own artifact: ``<file>.manifest.json`` whose ``file`` is <file>."""
+    manifests = []
+    if not directory.is_dir():
+        return manifests
+    for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
+        try:
+            manifest = read_manifest(path)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("manifest_unreadable", file=path.name, error=str(error))
+            continue
+        if "/" in manifest.file or manifest_name(manifest.file) != path.name:
+            log.warning("manifest_names_another_file", file=path.name)
+            continue
+        manifests.append(manifest)
+    return manifests
+
+
+def sweep(settings, metrics, now: datetime, *, dry_run: bool = False, bucket=None) -> SweepReport:
+    """One sweep over every location; a problem in one location never stops the others."""
+    report = SweepReport()
+    _sweep_local(settings, metrics, now, dry_run, report)
+    if settings.offsite_enabled:
+        _sweep_offsite(settings, metrics, now, dry_run, report, bucket)
+    _sweep_run_logs(settings, now, dry_run, report)
+    log.info("retention_sweep_finished", dry_run=dry_run, deleted=len(report.deleted),
+             refused=report.refused, errors=len(report.errors))
+    return report
+
+
+def locked_sweep(settings, metrics, now: datetime, *, dry_run: bool = False, wait: bool = True,
+                 bucket=None) -> SweepReport:
+    holder = {"job": "retention", "since": now.isoformat()}
+    with backup_lock(settings.backup_dir, holder, wait=wait,
+                     on_wait=lambda other: log.info("waiting_for_lock", held_by=other)):
+        return sweep(settings, metrics, now, dry_run=dry_run, bucket=bucket)
+
+
+def _plan(manifests, now, days, min_keep, location: str, report: SweepReport) -> list[Decision] | None:
+    try:
+        return plan_sweep(manifests, now, days, min_keep)
+    except RetentionRefused as error:
+        log.error("retention_refused", location=location, reason=str(error))
+        report.refused.append(f"{location}: {error}")
+        return None
+
+
+def _item(location: str, decision: Decision) -> SweepItem:
+    m = decision.manifest
+    return SweepItem(location, m.kind, m.target, m.file, m.started_at, decision.action, decision.reason)
+
+
+def _sweep_local(settings, metrics, now, dry_run, report) -> None:
+    directory = settings.backup_dir
+    decisions = _plan(local_manifests(directory), now, local_retention_days(settings),
+                      settings.retention_min_keep, LOCAL, report)
+    for decision in decisions or ():
+        report.items.append(_item(LOCAL, decision))
+        if not decision.delete or dry_run:
+            continue
+        artifact = directory / decision.manifest.file
+        try:
+            if artifact.is_dir() and not artifact.is_symlink():
+                raise IsADirectoryError(f"{artifact.name} is a directory")
+            artifact.unlink(missing_ok=True)
+            (directory / manifest_name(decision.manifest.file)).unlink(missing_ok=True)
+        except OSError as error:
+            log.error("retention_delete_failed", location=LOCAL, file=artifact.name, error=str(error))
+            report.errors.append(f"{artifact.name}: {error}")
+            continue
+        metrics.retention_deleted.labels(decision.manifest.kind, LOCAL).inc()
+        log.info("retention_deleted", location=LOCAL, file=decision.manifest.file, kind=decision.manifest.kind,
+                 target=decision.manifest.target, reason=decision.reason)
+
+
+def _sweep_offsite(settings, metrics, now, dry_run, report, bucket) -> None:
+    from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
+
+    try:
+        bucket = bucket or Bucket.from_settings(settings)
+        copies = {copy.manifest.file: copy for copy in bucket.list_copies()}
+    except S3_ERRORS + (OffsiteError,) as error:
+        log.error("offsite_retention_failed", error=describe(error))
+        report.errors.append(f"s3: {describe(error)}")
+        return
+    decisions = _plan([copy.manifest for copy in copies.values()], now, offsite_retention_days(settings),
+                      settings.retention_min_keep, S3, report)
+    for decision in decisions or ():
+        report.items.append(_item(S3, decision))
+        if not decision.delete or dry_run:
+            continue
+        copy = copies[decision.manifest.file]
+        if copy.size_bytes != copy.manifest.size_bytes:
+            log.warning("offsite_copy_size_mismatch", key=copy.artifact_key)
+            continue
+        try:
+            bucket.delete_copy(copy)
+        except S3_ERRORS + (OffsiteError,) as error:
+            log.error("retention_delete_failed", location=S3, key=copy.artifact_key, error=describe(error))
+            report.errors.append(f"{copy.artifact_key}: {describe(error)}")
+            continue
+        metrics.retention_deleted.labels(decision.manifest.kind, S3).inc()
+        log.info("retention_deleted", location=S3, key=copy.artifact_key, kind=decision.manifest.kind,
+                 target=decision.manifest.target, reason=decision.reason)
+        _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
+
+
+def _mark_offsite_deleted(directory: Path, file_name: str, now: datetime) -> None:
+    """The local manifest remembers that its offsite copy expired, so it is not uploaded again."""
+    path = directory / manifest_name(file_name)
+    if not path.exists():
+        return
+    try:
+        manifest = read_manifest(path)
+        manifest.offsite = {**manifest.offsite, "status": "deleted", "deleted_at": now.isoformat()}
+        write_manifest(directory, manifest)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("manifest_update_failed", file=path.name, error=str(error))
+
+
+def _sweep_run_logs(settings, now, dry_run, report) -> None:
+    directory = settings.backup_dir
+    if not directory.is_dir():
+        return
+    names = [path.name for path in directory.iterdir() if path.is_file() and is_our_run_log(path)]
+    for decision in decide_run_logs(names, now, settings.retention_log_days):
+        report.items.append(SweepItem("log", "run_log", "-", decision.name, None, decision.action, decision.reason))
+        if decision.action != DELETE or dry_run:
+            continue
+        try:
+            (directory / decision.name).unlink(missing_ok=True)
+            log.info("retention_deleted", location="log", file=decision.name, reason=decision.reason)
+        except OSError as error:
+            report.errors.append(f"{decision.name}: {error}")
