@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from daemon import __version__
-from daemon.compression import gzip_stream
+from daemon.compression import GzipCompressor
 from daemon.errors import Cancelled
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
+from daemon.pipeline import PipelinedWriter
 from daemon.plans import DumpPlan
 from daemon.progress import Progress
 from daemon.sources.postgres import PostgresServer, ServerVersion
@@ -64,14 +65,26 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
     sinks = list(context.sinks(plan, file_name))
     observers = list(context.observers(plan))
     log.info("artifact_started", file=file_name, command=plan.argv[0] if plan.argv[0] != "sh" else plan.argv[-1])
+    compressor = GzipCompressor(context.compression_level) if plan.gzip else None
+
+    def write_block(block: bytes) -> None:
+        artifact.write(block)
+        progress.wrote(len(block))
+        for sink in sinks:
+            sink.write(block)
+
     try:
         with AtomicArtifact(context.directory, file_name) as artifact:
-            with context.server.run_stream(plan.argv) as chunks:
-                for block in _output_blocks(_observed(chunks, observers), plan, context, progress):
-                    artifact.write(block)
-                    progress.wrote(len(block))
-                    for sink in sinks:
-                        sink.write(block)
+            with PipelinedWriter(write_block, compressor) as writer:
+                with context.server.run_stream(plan.argv) as chunks:
+                    for chunk in chunks:
+                        if context.cancel.is_set():
+                            raise Cancelled("backup cancelled: the daemon is shutting down")
+                        progress.read(len(chunk))
+                        for observer in observers:
+                            observer.feed(chunk)
+                        writer.put(chunk)
+                writer.finish()
             artifact.commit()
         manifest = _manifest_for(plan, context, file_name, artifact, started)
         for observer in observers:
@@ -90,36 +103,6 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
         duration_seconds=round(manifest.duration_seconds, 3), sha256=manifest.sha256,
     )
     return manifest
-
-
-def _output_blocks(
-    chunks: Iterable[bytes], plan: DumpPlan, context: BackupContext, progress: Progress
-) -> Iterator[bytes]:
-    counted = _counted(chunks, progress, context.cancel)
-    if plan.gzip:
-        return gzip_stream(counted, context.compression_level)
-    return counted
-
-
-def _observed(chunks: Iterable[bytes], observers: list[StreamObserver]) -> Iterable[bytes]:
-    if not observers:
-        return chunks
-    return _feeding(chunks, observers)
-
-
-def _feeding(chunks: Iterable[bytes], observers: list[StreamObserver]) -> Iterator[bytes]:
-    for chunk in chunks:
-        for observer in observers:
-            observer.feed(chunk)
-        yield chunk
-
-
-def _counted(chunks: Iterable[bytes], progress: Progress, cancel: threading.Event) -> Iterator[bytes]:
-    for chunk in chunks:
-        if cancel.is_set():
-            raise Cancelled("backup cancelled: the daemon is shutting down")
-        progress.read(len(chunk))
-        yield chunk
 
 
 def _unused_start_time(plan: DumpPlan, context: BackupContext) -> datetime:

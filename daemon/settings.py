@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     postgres_password: SecretStr | None = None
     postgres_password_file: Path | None = None
     docker_host: str = "unix:///var/run/docker.sock"
+    dump_connection: Literal["auto", "exec"] = "auto"
 
     # --- what to back up, and where --------------------------------------------------
     backup_databases: Annotated[list[str], NoDecode] = Field(default_factory=list)
