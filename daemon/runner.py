@@ -25,6 +25,7 @@ from daemon.manifest import Manifest
 from daemon.metrics import Metrics
 from daemon.plans import DumpPlan, plan_databases, plan_full, plan_tables
 from daemon.progress import Progress
+from daemon.rowcount import row_count_observers
 from daemon.settings import Settings
 from daemon.sources.connect import Connection, connect
 from daemon.storage.local import ensure_backup_dir, leftover_partials
@@ -87,7 +88,8 @@ class BackupRunner:
         self.clock = clock or (lambda: datetime.now(settings.timezone))
         self.after_run_hooks: list[AfterRunHook] = []
         self.sink_factories: list[SinkFactory] = []
-        self.observer_factories: list[Callable[[DumpPlan], Sequence[StreamObserver]]] = []
+        # Row counts of plain dumps go into every manifest (daemon and CLI alike).
+        self.observer_factories: list[Callable[[DumpPlan], Sequence[StreamObserver]]] = [row_count_observers]
         # Context managers entered under the lock around the whole run (e.g. the run log file).
         self.run_wrappers: list[Callable[[RunOutcome], AbstractContextManager]] = []
 

@@ -1,0 +1,176 @@
+"""Rows per table, counted from the COPY sections of a plain dump while it streams.
+
+The counts describe exactly the snapshot the dump was taken from, so a restore can be
+checked against them. Only plain dumps (pg_dumpall and ``pg_dump --format=plain``) are
+counted: their COPY data is visible in the stream. Custom and directory archives
+compress each table's data inside the archive; counting them would mean decompressing
+and parsing the archive format a second time, which is not cheap, so their manifests
+carry no row counts and a restore of them is checked for tables only.
+
+The scanner works on bytes: outside COPY it looks at whole lines (the DDL is small),
+inside COPY it counts newlines with ``bytes.count`` up to the terminator line ``\\.``.
+In COPY text format a backslash in the data is always escaped, so a data line can never
+be exactly ``\\.``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from daemon.manifest import Manifest
+from daemon.plans import DumpPlan
+
+COPY_PREFIX = b"COPY "
+COPY_SUFFIX = b" FROM stdin;"
+CONNECT_PREFIX = b"\\connect "
+TERMINATOR = b"\\.\n"
+
+
+class RowCounter:
+    """Counts rows per (database, table) in a plain dump fed in arbitrary chunks."""
+
+    def __init__(self, database: str | None = None):
+        self.database = database  # None for pg_dumpall output: taken from its \connect lines
+        self.counts: dict[str, dict[str, int]] = {}
+        self._carry = b""
+        self._table: str | None = None  # the table whose COPY data is streaming
+        self._rows = 0
+        self._mid_line = False  # inside COPY, in the middle of a data line
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._carry + chunk if self._carry else chunk
+        self._carry = b""
+        position = 0
+        while position < len(data):
+            if self._table is None:
+                position = self._scan_statements(data, position)
+            else:
+                position = self._scan_copy_data(data, position)
+
+    def _scan_statements(self, data: bytes, position: int) -> int:
+        """Outside COPY, ``position`` is at a line start: handle whole lines."""
+        while True:
+            newline = data.find(b"\n", position)
+            if newline == -1:
+                self._carry = data[position:]
+                return len(data)
+            line = data[position:newline]
+            position = newline + 1
+            if line.startswith(COPY_PREFIX) and line.endswith(COPY_SUFFIX):
+                self._start_copy(line)
+                return position
+            if line.startswith(CONNECT_PREFIX):
+                self.database = parse_connect_line(line)
+
+    def _scan_copy_data(self, data: bytes, position: int) -> int:
+        end = len(data)
+        if self._mid_line:
+            newline = data.find(b"\n", position)
+            if newline == -1:
+                return end
+            self._rows += 1
+            self._mid_line = False
+            position = newline + 1
+        if data.startswith(TERMINATOR, position):
+            self._finish_copy()
+            return position + len(TERMINATOR)
+        rest = data[position:]
+        if len(rest) < len(TERMINATOR) and TERMINATOR.startswith(rest):
+            self._carry = rest  # maybe the start of the terminator: wait for more
+            return end
+        terminator = data.find(b"\n" + TERMINATOR, position)
+        if terminator != -1:
+            self._rows += data.count(b"\n", position, terminator) + 1
+            self._finish_copy()
+            return terminator + 1 + len(TERMINATOR)
+        last_newline = data.rfind(b"\n", position)
+        if last_newline != -1:
+            self._rows += data.count(b"\n", position, last_newline + 1)
+            position = last_newline + 1
+        tail = data[position:]
+        if tail and len(tail) < len(TERMINATOR) and TERMINATOR.startswith(tail):
+            self._carry = tail
+        elif tail:
+            self._mid_line = True
+        return end
+
+    def _start_copy(self, line: bytes) -> None:
+        self._table = copy_table_name(line)
+        self._rows = 0
+        self._mid_line = False
+
+    def _finish_copy(self) -> None:
+        database = self.database if self.database is not None else ""
+        tables = self.counts.setdefault(database, {})
+        tables[self._table] = tables.get(self._table, 0) + self._rows
+        self._table = None
+        self._rows = 0
+
+
+def copy_table_name(line: bytes) -> str:
+    """The table of a COPY line, e.g. ``api.requests`` from ``COPY api.requests (id) FROM stdin;``.
+
+    The name stays quoted as pg_dump wrote it, so it can be used in SQL as it is.
+    """
+    text = line[len(COPY_PREFIX):-len(COPY_SUFFIX)].decode("utf-8", "replace")
+    quoted = False
+    for index, character in enumerate(text):
+        if character == '"':
+            quoted = not quoted
+        elif character == " " and not quoted:
+            return text[:index]
+    return text
+
+
+def parse_connect_line(line: bytes) -> str:
+    """The database a pg_dumpall ``\\connect`` line switches to.
+
+    pg_dumpall writes ``\\connect name``, ``\\connect "Name"`` or, for any other name,
+    ``\\connect -reuse-previous=on "dbname='it\\'s'"`` (a quoted connection string).
+    """
+    text = line[len(CONNECT_PREFIX):].decode("utf-8").rstrip("\r\n")
+    reuse = text.startswith("-reuse-previous=on ")
+    if reuse:
+        text = text[len("-reuse-previous=on "):]
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        text = text[1:-1].replace('""', '"')
+    if not reuse:
+        return text
+    if not text.startswith("dbname="):
+        raise ValueError(f"unexpected \\connect line: {line[:200]!r}")
+    return _conninfo_value(text[len("dbname="):])
+
+
+def _conninfo_value(value: str) -> str:
+    if not value.startswith("'"):
+        return value
+    result, escaped = [], False
+    for character in value[1:]:
+        if escaped:
+            result.append(character)
+            escaped = False
+        elif character == "\\":
+            escaped = True
+        elif character == "'":
+            return "".join(result)
+        else:
+            result.append(character)
+    raise ValueError("unterminated quoted value in a \\connect line")
+
+
+class RowCountObserver:
+    """A StreamObserver that records a plain dump's row counts in its manifest."""
+
+    def __init__(self, plan: DumpPlan):
+        self.counter = RowCounter(None if plan.target == "all" else plan.target)
+
+    def feed(self, chunk: bytes) -> None:
+        self.counter.feed(chunk)
+
+    def record(self, manifest: Manifest) -> None:
+        manifest.row_counts = {db: dict(tables) for db, tables in self.counter.counts.items()}
+
+
+def row_count_observers(plan: DumpPlan) -> Sequence[RowCountObserver]:
+    """Observer factory for the runner: plain dumps only (see the module's docstring)."""
+    return [RowCountObserver(plan)] if plan.dump_format == "plain" else []
