@@ -15,6 +15,7 @@ class KindStatus:
     trigger: BaseTrigger | None
     last_success: datetime | None = None  # start of the newest run in which every target succeeded
     running: bool = False
+    max_age: timedelta | None = None  # this kind's own allowance (e.g. a weekly job), else the daemon's
 
 
 def overdue_kinds(
@@ -32,7 +33,7 @@ def overdue_kinds(
         first_due = status.trigger.get_next_fire_time(None, daemon_started)
         if first_due is None or first_due > now:
             continue
-        if status.last_success is None or now - status.last_success > max_age:
+        if status.last_success is None or now - status.last_success > (status.max_age or max_age):
             overdue.append({
                 "kind": status.kind,
                 "last_success": status.last_success.isoformat() if status.last_success else None,
@@ -50,9 +51,12 @@ class HealthState:
         self._statuses: dict[str, KindStatus] = {}
         self._lock = threading.Lock()
 
-    def schedule(self, kind: str, trigger: BaseTrigger | None, last_success: datetime | None) -> None:
+    def schedule(
+        self, kind: str, trigger: BaseTrigger | None, last_success: datetime | None,
+        max_age: timedelta | None = None,
+    ) -> None:
         with self._lock:
-            self._statuses[kind] = KindStatus(kind, trigger, last_success)
+            self._statuses[kind] = KindStatus(kind, trigger, last_success, max_age=max_age)
 
     def run_started(self, kind: str) -> None:
         with self._lock:
@@ -77,7 +81,9 @@ class HealthState:
 
     def verdict(self, now: datetime) -> tuple[bool, dict]:
         with self._lock:
-            statuses = [KindStatus(s.kind, s.trigger, s.last_success, s.running) for s in self._statuses.values()]
+            statuses = [
+                KindStatus(s.kind, s.trigger, s.last_success, s.running, s.max_age) for s in self._statuses.values()
+            ]
         overdue = overdue_kinds(statuses, now, self.started_at, self.max_age)
         healthy = self.scheduler_running and not overdue
         body = {

@@ -1,0 +1,263 @@
+"""The volume job: a consistent snapshot of VOLUME_NAME as ``postgres_volume_*.tar.gz``.
+
+Stop mode (the only mode): stop the database container named in POSTGRES_CONTAINER (see
+``containers`` for exactly which containers), stream the volume's tar out of a read-only
+helper container through gzip into an AtomicArtifact, and start the container again in a
+``finally`` - after a failed or cancelled copy too. The artifact is committed and its
+manifest written after the database runs again, so the S3 and notification hooks that
+follow never lengthen the downtime.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+import docker
+import structlog
+
+from daemon import __version__
+from daemon.compression import GzipCompressor
+from daemon.errors import Cancelled, PgBackupError, SettingsError
+from daemon.lock import backup_lock
+from daemon.logs import get_logger
+from daemon.manifest import Manifest, write_manifest
+from daemon.naming import stamp
+from daemon.pipeline import PipelinedWriter
+from daemon.progress import Progress
+from daemon.runner import BackupRunner, RunOutcome, TargetFailure
+from daemon.settings import Settings
+from daemon.sources.connect import docker_client
+from daemon.storage.local import AtomicArtifact, ensure_backup_dir, leftover_partials
+from daemon.volumes.containers import (
+    ContainerStopper,
+    StopReport,
+    VolumeError,
+    named_container,
+    postgres_ready_check,
+    restart_recorded,
+    running_users,
+    select_containers_to_stop,
+    volume_exists,
+)
+from daemon.volumes.helper import HelperContainer, choose_helper_image
+from daemon.volumes.tarscan import TarScanner
+
+log = get_logger(__name__)
+
+KIND = "volume"
+
+RUNNING_MODE_REFUSED = (
+    "VOLUME_SNAPSHOT_MODE=running is not supported: a file copy of a running PostgreSQL data "
+    "directory is only restorable with pg_backup_start/pg_backup_stop around it, the backup_label "
+    "written into the copy and every WAL segment from start to stop (what pg_basebackup does); "
+    "a plain tar of the volume has none of that. Use VOLUME_SNAPSHOT_MODE=stop (a short, "
+    "measured downtime) and the logical dumps for backups without downtime"
+)
+
+
+def volume_snapshot_name(moment: datetime) -> str:
+    return f"postgres_volume_{stamp(moment)}.tar.gz"
+
+
+def check_volume_settings(settings: Settings) -> None:
+    """Refuse what the volume job cannot do correctly, before anything is stopped."""
+    problems = []
+    if not settings.volume_name:
+        problems.append("VOLUME_NAME is not set: name the PostgreSQL data volume, e.g. ai-micro-postgres_postgres_data")
+    if settings.volume_snapshot_mode != "stop":
+        problems.append(f"VOLUME_SNAPSHOT_MODE: {RUNNING_MODE_REFUSED}")
+    if problems:
+        raise SettingsError(problems)
+
+
+def run_volume_snapshot(runner: BackupRunner, *, wait: bool = True) -> RunOutcome:
+    """One volume snapshot run, with the runner's lock, metrics, health and after-run hooks."""
+    settings = runner.settings
+    check_volume_settings(settings)
+    volume = settings.volume_name
+    outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=KIND, started_at=runner.clock())
+    with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=KIND, target=volume):
+        ensure_backup_dir(settings.backup_dir)
+        holder = {"run_id": outcome.run_id, "kind": KIND, "since": outcome.started_at.isoformat()}
+        with backup_lock(
+            settings.backup_dir, holder, wait=wait, cancel=runner.cancel,
+            on_wait=lambda other: log.info("waiting_for_lock", held_by=other),
+        ):
+            _run_locked(runner, outcome)
+            for hook in runner.after_run_hooks:
+                try:
+                    hook(outcome)
+                except Exception:
+                    log.exception("after_run_hook_failed", hook=getattr(hook, "__name__", repr(hook)))
+    return outcome
+
+
+def _run_locked(runner: BackupRunner, outcome: RunOutcome) -> None:
+    settings, metrics = runner.settings, runner.metrics
+    volume = settings.volume_name
+    metrics.in_progress.labels(KIND).set(1)
+    runner.health.run_started(KIND)
+    log.info("run_started", volume=volume, mode=settings.volume_snapshot_mode)
+    try:
+        _remove_leftover_partials(settings)
+        manifest = take_volume_snapshot(settings, runner.docker_client or docker_client(settings), runner)
+    except Cancelled as error:
+        _fail(runner, outcome, error)
+        raise
+    except PgBackupError as error:
+        _fail(runner, outcome, error)
+    except Exception as error:  # a disk error or a bug: a failed snapshot, never a crash
+        log.exception("unexpected_error")
+        _fail(runner, outcome, error)
+    else:
+        metrics.record_success(manifest)
+        outcome.artifacts.append(manifest)
+    finally:
+        outcome.finished_at = runner.clock()
+        metrics.in_progress.labels(KIND).set(0)
+        runner.health.run_finished(KIND, outcome.started_at if outcome.ok else None)
+    log.info(
+        "run_finished", ok=outcome.ok, artifacts=[m.file for m in outcome.artifacts],
+        failures=len(outcome.failures),
+        duration_seconds=round((outcome.finished_at - outcome.started_at).total_seconds(), 3),
+    )
+
+
+def _fail(runner: BackupRunner, outcome: RunOutcome, error: BaseException) -> None:
+    target = runner.settings.volume_name
+    runner.metrics.record_failure(KIND, target)
+    outcome.failures.append(TargetFailure(KIND, target, str(error)))
+    log.error("backup_failed", target=target, error=str(error))
+
+
+def _remove_leftover_partials(settings: Settings) -> None:
+    for path in leftover_partials(settings.backup_dir):
+        if not path.is_dir():
+            path.unlink(missing_ok=True)
+            log.warning("removed_incomplete_file", file=path.name)
+
+
+def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner: BackupRunner) -> Manifest:
+    """Stop, copy, start again; returns the manifest of the written artifact. Holds no lock
+    itself: the caller holds the backup lock."""
+    volume = settings.volume_name
+    problems = restart_recorded(client, settings.backup_dir, settings.volume_stop_timeout_seconds)
+    if problems:
+        raise VolumeError("containers an earlier snapshot stopped could not be started again: " + "; ".join(problems))
+    if not volume_exists(client, volume):
+        raise VolumeError(f"volume {volume!r} (VOLUME_NAME) does not exist; check the name with 'docker volume ls'")
+    to_stop = select_containers_to_stop(
+        volume, running_users(client, volume), named_container(client, settings.postgres_container)
+    )
+    image = choose_helper_image(client, settings.helper_image, settings.postgres_container)
+    started = _unused_start_time(runner)
+    file_name = volume_snapshot_name(started)
+    scanner = TarScanner()
+    progress = Progress.for_stream(f"volume {volume}", settings.progress_interval_seconds, runner.progress_stream)
+    stopper = ContainerStopper(
+        client, settings.backup_dir, volume, settings.volume_stop_timeout_seconds, runner.clock,
+        ready_check=postgres_ready_check(settings.postgres_user),
+    )
+    log.info("artifact_started", file=file_name, stopping=[ref.name for ref in to_stop], helper_image=image)
+    report: StopReport | None = None
+    try:
+        with AtomicArtifact(settings.backup_dir, file_name) as artifact:
+            try:
+                stopper.stop(to_stop)
+                _check_cancel(runner.cancel)
+                def write_block(block: bytes) -> None:
+                    artifact.write(block)
+                    progress.wrote(len(block))
+
+                with HelperContainer(client, image, volume, read_only=True) as helper, \
+                        PipelinedWriter(write_block, GzipCompressor(settings.compression_level)) as writer:
+                    for chunk in _scanned(_counted(helper.read_tar(), progress, runner.cancel), scanner):
+                        writer.put(chunk)
+                    writer.finish()
+                if not scanner.ended:
+                    raise VolumeError(f"the tar stream of volume {volume!r} ended before the end-of-archive marker")
+            finally:
+                report = stopper.start_again()
+                if report.stopped:
+                    runner.metrics.volume_downtime.labels(volume).set(report.downtime_seconds)
+            artifact.commit()
+    finally:
+        progress.close()
+    manifest = _manifest(settings, file_name, artifact, started, runner.clock(), scanner, report, image)
+    write_manifest(settings.backup_dir, manifest)
+    log.info(
+        "artifact_written", file=file_name, size_bytes=manifest.size_bytes, sha256=manifest.sha256,
+        duration_seconds=round(manifest.duration_seconds, 3), pg_version=scanner.pg_version,
+        downtime_seconds=report.downtime_seconds,
+    )
+    if scanner.pg_version is None:
+        log.warning("volume_without_pg_version", volume=volume, hint="is VOLUME_NAME the PostgreSQL data volume?")
+    if report.restart_problems:
+        raise VolumeError(
+            f"the snapshot {file_name} was written, but the database did not come back: "
+            + "; ".join(report.restart_problems)
+        )
+    return manifest
+
+
+def _manifest(
+    settings: Settings, file_name: str, artifact: AtomicArtifact, started: datetime, finished: datetime,
+    scanner: TarScanner, report: StopReport, image: str,
+) -> Manifest:
+    return Manifest(
+        kind=KIND,
+        target=settings.volume_name,
+        file=file_name,
+        size_bytes=artifact.size_bytes,
+        sha256=artifact.sha256,
+        started_at=started,
+        finished_at=finished,
+        server_version=scanner.pg_version or "",
+        format="tar",
+        compression="gzip",
+        method="docker_volume",
+        pgbackup_version=__version__,
+        details={
+            "volume": settings.volume_name,
+            "snapshot_mode": settings.volume_snapshot_mode,
+            "pg_version_file": scanner.pg_version_path,
+            "tar_entries": scanner.entries,
+            "stopped_containers": [ref.name for ref in report.stopped],
+            "clean_shutdown": report.clean_shutdown,
+            "stop_exit_codes": report.exit_codes,
+            "downtime_seconds": report.downtime_seconds,
+            "restart_problems": report.restart_problems,
+            "helper_image": image,
+        },
+    )
+
+
+def _unused_start_time(runner: BackupRunner) -> datetime:
+    """A start time whose file name is free: names have one-second resolution."""
+    while True:
+        started = runner.clock()
+        if not (runner.settings.backup_dir / volume_snapshot_name(started)).exists():
+            return started
+        time.sleep(1.05 - started.microsecond / 1_000_000)
+
+
+def _check_cancel(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise Cancelled("volume snapshot cancelled: the daemon is shutting down")
+
+
+def _counted(chunks: Iterable[bytes], progress: Progress, cancel: threading.Event) -> Iterator[bytes]:
+    for chunk in chunks:
+        _check_cancel(cancel)
+        progress.read(len(chunk))
+        yield chunk
+
+
+def _scanned(chunks: Iterable[bytes], scanner: TarScanner) -> Iterator[bytes]:
+    for chunk in chunks:
+        scanner.feed(chunk)
+        yield chunk
