@@ -45,9 +45,11 @@ def source(postgres_factory):
 
 
 class TestFullBackupRoundTrip:
-    def test_full_backup_restores_with_gunzip_and_psql(self, source, postgres_factory, tmp_path):
+    @pytest.mark.parametrize("dump_connection", ["exec", "auto"])
+    def test_full_backup_restores_with_gunzip_and_psql(self, source, postgres_factory, tmp_path, dump_connection):
         """`pgbackup backup full` writes a .sql.gz that the manual procedure restores into an empty server, equal table by table."""
-        result = pgbackup("backup", "full", env=exec_env(source, tmp_path))
+        env = exec_env(source, tmp_path, POSTGRES_PASSWORD=source.password, DUMP_CONNECTION=dump_connection)
+        result = pgbackup("backup", "full", env=env)
         assert result.returncode == 0, result.stderr
         (artifact,) = artifact_paths(result)
         assert artifact.name.startswith("backup_all_") and artifact.name.endswith(".sql.gz")
@@ -85,10 +87,17 @@ class TestFullBackupRoundTrip:
 
 
 class TestDatabaseBackups:
-    @pytest.mark.parametrize("method", ["docker_exec", "tcp"])
+    @pytest.mark.parametrize("method", ["docker_exec", "container_tcp", "tcp"])
     def test_custom_dumps_restore_with_pg_restore(self, source, postgres_factory, tmp_path, method):
-        """Each database's custom-format dump restores with pg_restore -j into a fresh server, equal table by table."""
-        env = (exec_env if method == "docker_exec" else tcp_env)(source, tmp_path, BACKUP_DATABASES=",".join(DATABASES))
+        """Each database's custom-format dump restores with pg_restore -j into a fresh server, equal table by table,
+        whether it came through docker exec, TCP to the container's address, or TCP to a given host."""
+        settings = {"BACKUP_DATABASES": ",".join(DATABASES)}
+        if method == "tcp":
+            env = tcp_env(source, tmp_path, **settings)
+        elif method == "container_tcp":
+            env = exec_env(source, tmp_path, POSTGRES_PASSWORD=source.password, **settings)
+        else:
+            env = exec_env(source, tmp_path, **settings)
         result = pgbackup("backup", "databases", env=env)
         assert result.returncode == 0, result.stderr
         artifacts = {path.name.rsplit("_", 2)[0]: path for path in artifact_paths(result)}
