@@ -116,3 +116,45 @@ class TestPruneCommand:
         records = json.loads(result.stdout)
         assert {record["location"] for record in records} == {"local"}
         assert len(records) == 7
+
+
+class TestSweepAfterRuns:
+    def test_failed_run_deletes_nothing_and_a_good_run_sweeps(self, postgres_factory, docker_client, tmp_path):
+        """A failed run never triggers retention; the next successful run sweeps, and each run writes its own log file."""
+        import io
+
+        from daemon.health import HealthState
+        from daemon.logs import configure_logging
+        from daemon.metrics import Metrics
+        from daemon.offsite import install
+        from daemon.runner import BackupRunner
+        from daemon.settings import Settings
+
+        directory = tmp_path / "backups"
+        directory.mkdir()
+        expired = make_backup(directory, full_backup_name(NOW - timedelta(days=45)), "full", "all", 45)
+        make_backup(directory, full_backup_name(NOW - timedelta(days=1)), "full", "all", 1)
+        configure_logging("INFO", stream=io.StringIO())
+
+        def runner_for(container: str) -> BackupRunner:
+            settings = Settings(postgres_container=container, backup_dir=directory)
+            metrics = Metrics()
+            runner = BackupRunner(settings, metrics, HealthState(NOW, timedelta(hours=24)),
+                                  docker_client=docker_client, progress_stream=io.StringIO())
+            install(settings, runner, metrics)
+            return runner
+
+        failed = runner_for("pgbackup-test-no-such-container").run("database", "authdb")
+        assert not failed.ok and (directory / expired).exists()
+
+        server = postgres_factory(databases=("authdb",))
+        good = runner_for(server.name).run("database", "authdb")
+        assert good.ok, good.failures
+        assert not (directory / expired).exists()
+
+        run_logs = sorted(directory.glob("backup_*.log"))
+        assert run_logs
+        events = [json.loads(line) for path in run_logs for line in path.read_text().splitlines()]
+        for outcome, expected in ((failed, "backup_failed"), (good, "retention_deleted")):
+            names = {event.get("event") for event in events if event.get("run_id") == outcome.run_id}
+            assert {"run_started", "run_finished", expected} <= names
