@@ -22,6 +22,28 @@ def host_psql(server, sql: str, db: str, password: str | None) -> subprocess.Com
     return subprocess.run([*command, "-c", sql], env=environment, capture_output=True, text=True, timeout=60)
 
 
+class TestLeftoverRule:
+    def test_own_session_is_always_cleaned(self):
+        """Whatever this run labelled is removed at its end, even while running."""
+        assert docker_env.is_leftover(docker_env.docker_labels(), in_use=True)
+
+    def test_live_run_of_another_session_is_kept(self):
+        """A concurrent test run's containers are not touched."""
+        labels = {**docker_env.docker_labels(), docker_env.SESSION_LABEL: "another-run"}
+        assert not docker_env.is_leftover(labels, in_use=True)
+
+    def test_dead_run_is_cleaned(self):
+        """Containers of a test run whose process is gone are left over."""
+        labels = {docker_env.TEST_LABEL: "1", docker_env.SESSION_LABEL: "gone", docker_env.PID_LABEL: "999999999"}
+        assert docker_env.is_leftover(labels, in_use=True)
+
+    def test_unlabelled_run_is_cleaned_only_when_unused(self):
+        """Without a pid label, only stopped objects count as left over."""
+        labels = {docker_env.TEST_LABEL: "1"}
+        assert not docker_env.is_leftover(labels, in_use=True)
+        assert docker_env.is_leftover(labels, in_use=False)
+
+
 class TestDockerClient:
     def test_answers_ping(self, docker_client):
         """The session client talks to a live engine."""
@@ -29,6 +51,7 @@ class TestDockerClient:
 
     def test_python_base_image_has_python_and_postgres_client(self, docker_client):
         """The stand-in for python:3.11-slim runs Python 3.11, pip and pg_dump 15."""
+        docker_env.build_local_images("python")
         output = docker_client.containers.run(
             docker_env.LOCAL_PYTHON_IMAGE,
             ["sh", "-c", "python --version && pip --version && pg_dump --version"],

@@ -100,53 +100,57 @@ def remove_container(container: Container) -> None:
         pass
 
 
-def _pid_alive(pid_text: str | None) -> bool:
+def _pid_alive(pid_text: str) -> bool:
     try:
-        os.kill(int(pid_text or ""), 0)
-    except ValueError:
-        return False
-    except ProcessLookupError:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
         return False
     except PermissionError:
         return True
     return True
 
 
-def _is_leftover(labels: dict[str, str]) -> bool:
-    """True for this session's objects and those of test runs that have died."""
+def is_leftover(labels: dict[str, str], in_use: bool) -> bool:
+    """True for this session's objects and those of test runs that have died.
+
+    An object labelled pgbackup-test=1 without a pid label (made by hand or by
+    a compose file) counts as left over only once nothing uses it.
+    """
     if labels.get(SESSION_LABEL) == SESSION_ID:
         return True
-    return not _pid_alive(labels.get(PID_LABEL))
+    if PID_LABEL in labels:
+        return not _pid_alive(labels[PID_LABEL])
+    return not in_use
 
 
 def remove_leftovers(client: docker.DockerClient) -> list[str]:
     """Remove test containers, volumes and networks of this run and of dead runs.
 
-    Returns the names of what was removed. Objects of another test run that is
-    still going on (its pytest process is alive) are left alone.
+    Returns what was removed. Objects of another test run that is still going
+    on (its pytest process is alive) are left alone.
     """
     removed = []
     label_filter = {"label": f"{TEST_LABEL}=1"}
     for container in client.containers.list(all=True, filters=label_filter):
-        if _is_leftover(container.labels):
+        if is_leftover(container.labels, in_use=container.status in ("running", "restarting", "paused")):
             remove_container(container)
             removed.append(f"container {container.name}")
     for network in client.networks.list(filters=label_filter):
-        if _is_leftover(network.attrs.get("Labels") or {}):
-            remove_quietly(network)
+        if is_leftover(network.attrs.get("Labels") or {}, in_use=False) and remove_quietly(network):
             removed.append(f"network {network.name}")
     for volume in client.volumes.list(filters=label_filter):
-        if _is_leftover(volume.attrs.get("Labels") or {}):
-            remove_quietly(volume)
+        if is_leftover(volume.attrs.get("Labels") or {}, in_use=False) and remove_quietly(volume):
             removed.append(f"volume {volume.name}")
     return removed
 
 
-def remove_quietly(docker_object) -> None:
+def remove_quietly(docker_object) -> bool:
+    """Remove a volume or network; False when it is gone or still in use."""
     try:
         docker_object.remove()
     except NotFound:
-        pass
+        return False
     except DockerException:
         # Still in use by a container of a live run; its own cleanup will get it.
-        pass
+        return False
+    return True
