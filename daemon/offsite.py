@@ -9,6 +9,7 @@ artifact is uploaded by the backlog pass after a later run.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +20,14 @@ from daemon.notify import Notifier, channels_from_settings, notice_for_run
 from daemon.prune import local_manifests, locked_sweep, sweep
 from daemon.runlog import run_log_wrapper
 from daemon.scheduler import ScheduledJob
-from daemon.storage.s3 import S3_ERRORS, Bucket, MultipartUpload, OffsiteError, describe, upload_file
+from daemon.storage.s3 import (
+    S3_ERRORS,
+    Bucket,
+    MultipartUpload,
+    OffsiteError,
+    describe,
+    upload_file,
+)
 
 log = get_logger(__name__)
 
@@ -123,7 +131,7 @@ class OffsiteSink:
         self.setup_error = ""
         try:
             self.upload = MultipartUpload(offsite.bucket, file_name, **offsite._part_size())
-        except Exception as error:  # e.g. an unusable endpoint URL: the local backup goes on
+        except Exception as error:  # noqa: BLE001 - e.g. an unusable endpoint URL: the local backup goes on
             self.setup_error = describe(error)
 
     def write(self, data: bytes) -> None:
@@ -142,7 +150,7 @@ class OffsiteSink:
             record = self.upload.complete(manifest)
             self.offsite.succeeded(manifest, record)
             self.upload.upload_manifest(manifest)
-        except Exception as error:  # whatever happens, the local backup stands
+        except Exception as error:  # noqa: BLE001 - whatever happens, the local backup stands
             self.offsite.failed(manifest, describe(error))
         try:
             write_manifest(directory, manifest)
@@ -203,7 +211,7 @@ def install(settings, runner, metrics) -> list[ScheduledJob]:
     def start_of_run(outcome):
         if offsite is not None:
             offsite.failures.clear()
-        return _nothing()
+        return nullcontext()
 
     runner.run_wrappers.append(start_of_run)
     runner.after_run_hooks += [offsite_backlog, retention_after_success, notify]
@@ -218,9 +226,3 @@ def install(settings, runner, metrics) -> list[ScheduledJob]:
 
     scheduled_retention.__name__ = "retention"
     return [ScheduledJob("retention", settings.schedule_retention, scheduled_retention)]
-
-
-def _nothing():
-    from contextlib import nullcontext
-
-    return nullcontext()

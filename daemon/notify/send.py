@@ -26,7 +26,7 @@ def post_json(url: str, body: dict, timeout: float) -> int:
         headers={"Content-Type": "application/json", "User-Agent": f"pgbackup/{__version__}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the configured URL
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(65536)
             return response.status
     except urllib.error.HTTPError as error:
@@ -73,7 +73,7 @@ class Notifier:
                 result["status"] = post_json(channel.url, channel.body(notice), self.timeout)
             except DeliveryFailed as error:
                 result["error"] = str(error)
-            except Exception as error:  # a bug must not break a backup either
+            except Exception as error:  # noqa: BLE001 - a bug must not break a backup either
                 result["error"] = type(error).__name__
 
         # urllib's timeout bounds each socket operation; the thread's deadline bounds the whole.

@@ -110,7 +110,7 @@ class TestPruneCommand:
 
     def test_list_shows_local_backups(self, backup_dir):
         """`pgbackup list` marks every backup's location; without S3 that is local."""
-        directory, files = backup_dir
+        directory, _ = backup_dir
         result = pgbackup("list", "--json", env=env_for(directory))
         assert result.returncode == 0, result.stderr
         records = json.loads(result.stdout)

@@ -31,7 +31,7 @@ class RecordingServer:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the http.server API
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
                 recorder.requests.append(Received(self.path, dict(self.headers), json.loads(raw or b"{}")))
