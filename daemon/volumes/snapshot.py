@@ -165,16 +165,17 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner
     log.info("artifact_started", file=file_name, stopping=[ref.name for ref in to_stop], helper_image=image)
     report: StopReport | None = None
     try:
-        with AtomicArtifact(settings.backup_dir, file_name) as artifact:
+        with AtomicArtifact(settings.backup_dir, file_name) as artifact, \
+                HelperContainer(client, image, volume, read_only=True) as helper:
+            # The helper exists before anything is stopped: a bad image fails without downtime.
+            def write_block(block: bytes) -> None:
+                artifact.write(block)
+                progress.wrote(len(block))
+
             try:
                 stopper.stop(to_stop)
                 _check_cancel(runner.cancel)
-                def write_block(block: bytes) -> None:
-                    artifact.write(block)
-                    progress.wrote(len(block))
-
-                with HelperContainer(client, image, volume, read_only=True) as helper, \
-                        PipelinedWriter(write_block, GzipCompressor(settings.compression_level)) as writer:
+                with PipelinedWriter(write_block, GzipCompressor(settings.compression_level)) as writer:
                     for chunk in _scanned(_counted(helper.read_tar(), progress, runner.cancel), scanner):
                         writer.put(chunk)
                     writer.finish()
