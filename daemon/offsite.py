@@ -108,9 +108,10 @@ class Offsite:
     def upload_existing(self, path: Path, manifest: Manifest) -> bool:
         try:
             record = upload_file(self.bucket, path, manifest, **self._part_size())
-            self.succeeded(manifest, record)
+            manifest.offsite = dict(record)
             MultipartUpload(self.bucket, manifest.file, **self._part_size()).upload_manifest(manifest)
-        except S3_ERRORS + (OffsiteError,) as error:
+            self.succeeded(manifest, record)
+        except S3_ERRORS + (OffsiteError, ValueError) as error:
             self.failed(manifest, describe(error))
             write_manifest(self.settings.backup_dir, manifest)
             return False
@@ -148,8 +149,9 @@ class OffsiteSink:
             if self.upload is None:
                 raise OffsiteError(self.setup_error or "no upload")
             record = self.upload.complete(manifest)
+            manifest.offsite = dict(record)
+            self.upload.upload_manifest(manifest)  # last: its presence marks the copy complete
             self.offsite.succeeded(manifest, record)
-            self.upload.upload_manifest(manifest)
         except Exception as error:  # noqa: BLE001 - whatever happens, the local backup stands
             self.offsite.failed(manifest, describe(error))
         try:
@@ -166,7 +168,7 @@ def backup_locations(settings, manifests: list[Manifest]) -> tuple[list[Manifest
         return manifests, locations, None
     try:
         copies = Bucket.from_settings(settings).list_copies()
-    except S3_ERRORS + (OffsiteError,) as error:
+    except S3_ERRORS + (OffsiteError, ValueError) as error:
         for manifest in manifests:
             if manifest.offsite.get("status") == COMPLETE:
                 locations[manifest.file] = "both?"

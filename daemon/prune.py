@@ -80,7 +80,7 @@ def sweep(settings, metrics, now: datetime, *, dry_run: bool = False, bucket=Non
     if settings.offsite_enabled:
         _sweep_offsite(settings, metrics, now, dry_run, report, bucket)
     _sweep_run_logs(settings, now, dry_run, report)
-    log.info("retention_sweep_finished", dry_run=dry_run, deleted=len(report.deleted),
+    log.info("retention_sweep_finished", dry_run=dry_run, deletions=len(report.deleted),
              refused=report.refused, errors=len(report.errors))
     return report
 
@@ -136,7 +136,7 @@ def _sweep_offsite(settings, metrics, now, dry_run, report, bucket) -> None:
     try:
         bucket = bucket or Bucket.from_settings(settings)
         copies = {copy.manifest.file: copy for copy in bucket.list_copies()}
-    except S3_ERRORS + (OffsiteError,) as error:
+    except S3_ERRORS + (OffsiteError, ValueError) as error:
         log.error("offsite_retention_failed", error=describe(error))
         report.errors.append(f"s3: {describe(error)}")
         return

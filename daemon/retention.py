@@ -88,7 +88,10 @@ def _decide_one(
     if days is None:
         return Decision(manifest, KEEP, f"no retention rule for kind {manifest.kind}")
     if rank < min_keep:
-        return Decision(manifest, KEEP, f"one of the newest {min_keep} of {manifest.kind} {manifest.target}")
+        if min_keep == 1:
+            return Decision(manifest, KEEP, f"the newest {manifest.kind} backup of {manifest.target}, kept however old")
+        return Decision(manifest, KEEP, f"among the newest {min_keep} {manifest.kind} backups of {manifest.target} "
+                                        "(RETENTION_MIN_KEEP)")
     age = now - manifest.started_at
     behind_newest = newest - manifest.started_at
     limit = timedelta(days=days)
