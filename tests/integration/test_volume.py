@@ -116,20 +116,29 @@ def ids(server) -> list[int]:
 
 @pytest.fixture
 def database_on_volume(postgres_factory, docker_volume_factory):
+    """A server on its own named volume with a writes table (and no sample data)."""
     volume = docker_volume_factory()
-    server = postgres_factory(volume=volume)
-    seed(server)
+    server = postgres_factory(volume=volume, databases=())
     server.psql("CREATE TABLE writes (id bigint PRIMARY KEY)")
+    return server, volume
+
+
+@pytest.fixture
+def seeded_database_on_volume(database_on_volume):
+    server, volume = database_on_volume
+    for database in DATABASES:
+        server.psql(f"CREATE DATABASE {database}")
+    seed(server)
     return server, volume
 
 
 class TestSnapshotRoundTrip:
     def test_snapshot_under_writes_restores_the_state_at_the_stop(
-        self, database_on_volume, postgres_factory, docker_volume_factory, docker_client, postgres_image, tmp_path
+        self, seeded_database_on_volume, postgres_factory, docker_volume_factory, docker_client, postgres_image, tmp_path
     ):
         """A snapshot taken while a writer commits restores into a new volume on which a new server
         starts with exactly the commits made before the stop, owners and modes kept."""
-        server, volume = database_on_volume
+        server, volume = seeded_database_on_volume
         writer = BackgroundWriter(server)
         writer.start()
         try:
@@ -306,10 +315,12 @@ class TestRestoreVolume:
 
 
 class TestCloneVolume:
-    def test_clone_of_a_running_database(self, database_on_volume, postgres_factory, docker_volume_factory, tmp_path):
+    def test_clone_of_a_running_database(
+        self, seeded_database_on_volume, postgres_factory, docker_volume_factory, tmp_path
+    ):
         """A clone of a volume in use is refused without --stop; with --stop the database is stopped,
         copied and started again, and a server starts on the copy with equal data; a non-empty DEST is refused."""
-        server, volume = database_on_volume
+        server, volume = seeded_database_on_volume
         dest = docker_volume_factory()
         env = exec_env(server, tmp_path)
         refused = pgbackup("clone-volume", volume, dest, env=env)
