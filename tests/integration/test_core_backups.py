@@ -183,9 +183,9 @@ class TestFailures:
         server.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS payload "
                     "FROM generate_series(1, 1500000) AS g", db="apidb")
         process = start_pgbackup("backup", "full", env=exec_env(server, tmp_path))
-        killed = _kill_when_running(server, "pg_dump")
+        killed = _kill_when_running(server, "pg_dump", "apidb")
         stdout, stderr = process.communicate(timeout=300)
-        assert killed, "pg_dump never showed up in the container"
+        assert killed, "pg_dump of apidb was not found running in the container"
         assert process.returncode == 1
         assert "pg_dumpall failed" in stderr and "apidb" in stderr
         assert [p.name for p in tmp_path.iterdir()] == [".pgbackup.lock"]
@@ -254,20 +254,19 @@ def _tar_of(path, name: str) -> bytes:
     return buffer.getvalue()
 
 
-def _kill_when_running(server, program: str, timeout: float = 60) -> bool:
-    """Kill ``program`` inside the container from the host once it has run a moment."""
+def _kill_when_running(server, program: str, argument: str, timeout: float = 60) -> bool:
+    """Kill ``program`` (the one whose command line names ``argument``) inside the container, from the host."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        top = server.container.top(ps_args="-eo pid,comm")
-        pids = [int(row[0]) for row in top.get("Processes") or [] if row[1] == program]
+        top = server.container.top(ps_args="-eo pid,comm,args")
+        pids = [int(row[0]) for row in top.get("Processes") or [] if row[1] == program and argument in row[2]]
         if pids:
-            time.sleep(0.5)
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            return True
+            time.sleep(0.3)
+            try:
+                os.kill(pids[0], signal.SIGKILL)
+                return True
+            except ProcessLookupError:
+                return False
         time.sleep(0.05)
     return False
 
