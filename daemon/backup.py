@@ -46,6 +46,7 @@ class ArtifactSink(Protocol):
 
 @dataclass
 class BackupContext:
+    run_id: str
     server: PostgresServer
     server_version: ServerVersion
     directory: Path
@@ -133,4 +134,5 @@ def _manifest_for(
         databases=list(plan.databases),
         tables=list(plan.tables),
         pgbackup_version=__version__,
+        run_id=context.run_id,
     )

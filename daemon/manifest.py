@@ -38,6 +38,7 @@ class Manifest:
     details: dict[str, object] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     pgbackup_version: str = ""
+    run_id: str = ""
 
     @property
     def duration_seconds(self) -> float:

@@ -88,6 +88,7 @@ class BackupRunner:
         self.clock = clock or (lambda: datetime.now(settings.timezone))
         self.after_run_hooks: list[AfterRunHook] = []
         self.sink_factories: list[SinkFactory] = []
+        self.own_run_ids: set[str] = set()  # runs of this process, whose outcome health already knows
         # Row counts of plain dumps go into every manifest (daemon and CLI alike).
         self.observer_factories: list[Callable[[DumpPlan], Sequence[StreamObserver]]] = [row_count_observers]
         # Context managers entered under the lock around the whole run (e.g. the run log file).
@@ -142,7 +143,8 @@ class BackupRunner:
             for target in self._expected_targets(request, database):
                 self._fail(outcome, target, error)
             return
-        context = self._context(connection)
+        context = self._context(connection, outcome.run_id)
+        self.own_run_ids.add(outcome.run_id)
         for plan in plans:
             with structlog.contextvars.bound_contextvars(target=plan.target):
                 try:
@@ -185,8 +187,9 @@ class BackupRunner:
             return list(self.settings.backup_tables)
         return ["all"]
 
-    def _context(self, connection: Connection) -> BackupContext:
+    def _context(self, connection: Connection, run_id: str) -> BackupContext:
         return BackupContext(
+            run_id=run_id,
             server=connection.server,
             server_version=connection.version,
             directory=self.settings.backup_dir,

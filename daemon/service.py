@@ -67,7 +67,8 @@ class ManifestWatcher:
     (``pgbackup backup ...`` run by hand next to the daemon): rescans the manifests
     whenever the backup directory has changed."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, health: HealthState):
+    def __init__(self, settings: Settings, metrics: Metrics, health: HealthState, own_run_ids: set[str]):
+        self.own_run_ids = own_run_ids
         self.settings = settings
         self.metrics = metrics
         self.health = health
@@ -85,7 +86,8 @@ class ManifestWatcher:
             self._seen_mtime = mtime
             scan = scan_manifests(self.settings.backup_dir)
             self.metrics.load_manifests(scan.manifests)
-            for kind, started in newest_success_by_kind(scan.manifests).items():
+            taken_elsewhere = [m for m in scan.manifests if m.run_id not in self.own_run_ids]
+            for kind, started in newest_success_by_kind(taken_elsewhere).items():
                 self.health.run_finished_elsewhere(kind, started)
             return scan.manifests
 
@@ -111,7 +113,7 @@ def run_daemon(settings: Settings) -> int:
         if job.health_kind:
             health.schedule(job.health_kind, settings.trigger(job.expression), newest.get(job.health_kind))
     scheduler, executor = build_scheduler(settings, jobs)
-    watcher = ManifestWatcher(settings, metrics, health)
+    watcher = ManifestWatcher(settings, metrics, health, runner.own_run_ids)
     watcher.refresh()
     http = start_http_server(
         settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone),
