@@ -1,0 +1,54 @@
+"""A smoke run of the benchmark (bench/, issue 7): tiny dataset, one round, end to end.
+
+It proves the instrument still works against the current daemon; it asserts nothing
+about speed (no timing assertions), only that every contender produced a number or an
+explicit n/a with its reason, and that every target got a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.support.pgbackup_cli import REPO_ROOT
+
+VERDICTS = {"met", "NOT met", "n/a"}
+
+
+class TestBenchmarkSmoke:
+    def test_tiny_run_produces_a_complete_table(self, docker_client, postgres_image, tmp_path):
+        """A 20 MB, one-round run gives every contender a number or a reason and every target a verdict."""
+        markdown = tmp_path / "bench.md"
+        command = [
+            sys.executable, "-m", "bench", "--size", "20", "--small-size", "5", "--rounds", "1",
+            "--idle-seconds", "3", "--variants", "default", "--markdown", str(markdown),
+            "--work-dir", str(tmp_path / "work"),
+        ]
+        env = {**os.environ, "PGBACKUP_TEST_POSTGRES_IMAGE": postgres_image}
+        run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+                             stdin=subprocess.DEVNULL)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+        report = json.loads(markdown.with_suffix(".json").read_text())
+        results = report["large"] + report["small"] + report["restore"]
+        incomplete = [r["key"] for r in results
+                      if r["median_seconds"] is None and not (r["unavailable"] or "").strip()]
+        assert incomplete == []
+        keys = {r["key"] for r in report["large"]}
+        assert {"physical", "current", "pg_dump_fc"} <= keys
+        assert any(key.startswith("full/") for key in keys) and any(key.startswith("databases/") for key in keys)
+        assert {r["key"] for r in report["restore"]} >= {"restore/plain", "restore/direct"}
+        assert report["small"]
+        assert report["idle"]["seconds"] > 0 or report["idle"]["unavailable"]
+        # The references measure the real server, so they always have a number.
+        for reference in ("physical", "current", "pg_dump_fc"):
+            assert next(r for r in report["large"] if r["key"] == reference)["median_seconds"] > 0
+        assert report["dataset"]["raw_dump_bytes"] > 10_000_000
+
+        targets = report["targets"]
+        assert targets and all(t["verdict"] in VERDICTS for t in targets)
+        assert all(t["note"] for t in targets if t["verdict"] == "n/a")
+        text = markdown.read_text()
+        assert "## Targets of issue 7" in text and "physical limit" in text
