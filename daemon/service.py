@@ -17,6 +17,7 @@ from daemon.metrics import Metrics
 from daemon.offsite import install as install_housekeeping
 from daemon.runner import METRIC_KIND, BackupRunner
 from daemon.volumes.install import install as install_volume_snapshots
+from daemon.restore_test import install as install_restore_test
 from daemon.scheduler import ScheduledJob, build_scheduler, log_next_runs
 from daemon.settings import Settings
 from daemon.storage.local import ensure_backup_dir
@@ -29,6 +30,7 @@ FeatureInstaller = Callable[[Settings, BackupRunner, Metrics], list[ScheduledJob
 FEATURE_INSTALLERS: list[FeatureInstaller] = []
 FEATURE_INSTALLERS.append(install_housekeeping)  # run logs, offsite copies, retention, notifications
 FEATURE_INSTALLERS.append(install_volume_snapshots)  # the weekly volume snapshot (VOLUME_NAME)
+FEATURE_INSTALLERS.append(install_restore_test)  # the monthly restore test (SCHEDULE_RESTORE_TEST)
 
 
 def backup_jobs(settings: Settings, runner: BackupRunner) -> list[ScheduledJob]:

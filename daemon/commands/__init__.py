@@ -8,3 +8,4 @@ which adds its parsers and returns the handler of each command name it added.
 FEATURE_COMMAND_MODULES: list[str] = []
 FEATURE_COMMAND_MODULES.append("daemon.commands.retention")
 FEATURE_COMMAND_MODULES.append("daemon.commands.volume")
+FEATURE_COMMAND_MODULES.append("daemon.commands.restore")

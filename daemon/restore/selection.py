@@ -1,0 +1,100 @@
+"""Which backup a restore uses: the newest one, the newest taken before a moment, or a
+file named on the command line; always one with a manifest, never a guess."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from daemon.errors import PgBackupError
+from daemon.manifest import Manifest, manifest_path, read_manifest, scan_manifests
+
+FULL_KINDS = ("full", "pre_migration")
+BEFORE_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+
+
+class SelectionError(PgBackupError):
+    """No backup matches what the restore asked for."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How the user picked the backup: --latest, --before T or --from PATH."""
+
+    latest: bool = False
+    before: datetime | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Selected:
+    manifest: Manifest
+    path: Path
+
+    @property
+    def is_full(self) -> bool:
+        return self.manifest.kind in FULL_KINDS
+
+
+def parse_before(text: str, zone: ZoneInfo) -> datetime:
+    """'2025-10-15 14:00' in TZ (an ISO time with an offset is taken as it is)."""
+    text = text.strip()
+    for pattern in BEFORE_FORMATS:
+        try:
+            return datetime.strptime(text, pattern).replace(tzinfo=zone)
+        except ValueError:
+            continue
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SelectionError(f"--before {text!r}: use 'YYYY-mm-dd HH:MM' (in TZ={zone.key})") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def contains_database(manifest: Manifest, database: str) -> bool:
+    if manifest.kind in FULL_KINDS:
+        return database in manifest.databases
+    return manifest.kind == "database" and manifest.target == database
+
+
+def contains_table(manifest: Manifest, database: str) -> bool:
+    """A backup that may hold tables of ``database``: its database dump or a table selection."""
+    return manifest.kind in ("database", "table") and manifest.target == database
+
+
+def pick(manifests: list[Manifest], choice: Choice, wanted, description: str) -> Manifest:
+    """The newest manifest satisfying ``wanted`` (and --before), or a SelectionError naming why."""
+    candidates = [manifest for manifest in manifests if wanted(manifest)]
+    if choice.before is not None:
+        candidates = [manifest for manifest in candidates if manifest.started_at < choice.before]
+    if not candidates:
+        when = f" taken before {choice.before.isoformat(' ')}" if choice.before else ""
+        raise SelectionError(f"no backup of {description}{when} has a manifest in the backup directory")
+    return max(candidates, key=lambda manifest: manifest.started_at)
+
+
+def select_backup(directory: Path, choice: Choice, wanted, description: str) -> Selected:
+    """Resolve --latest/--before/--from to one artifact with its manifest."""
+    if choice.path is not None:
+        return from_path(choice.path)
+    scan = scan_manifests(directory)
+    manifest = pick(scan.manifests, choice, wanted, description)
+    return Selected(manifest, directory / manifest.file)
+
+
+def from_path(path: Path) -> Selected:
+    """An artifact named on the command line; its manifest must be next to it."""
+    manifest_file = manifest_path(path)
+    if not manifest_file.exists():
+        raise SelectionError(
+            f"{path} has no manifest ({manifest_file.name}); only complete backups with a manifest are restored"
+        )
+    try:
+        manifest = read_manifest(manifest_file)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SelectionError(f"cannot read {manifest_file}: {error}") from None
+    return Selected(manifest, path)

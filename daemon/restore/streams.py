@@ -1,0 +1,175 @@
+"""Byte streams a restore feeds to the server: the artifact read in chunks (checksummed),
+gunzipped, and for pg_dumpall output either made safe for an existing role or cut down to
+one database's section. All of it works chunk by chunk, never on a whole dump."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from zlib_ng import zlib_ng
+
+from daemon.errors import PgBackupError
+from daemon.rowcount import CONNECT_PREFIX, COPY_PREFIX, COPY_SUFFIX, TERMINATOR, parse_connect_line
+
+READ_SIZE = 1 << 20
+GZIP_WBITS = 31
+
+
+class ArtifactDamaged(PgBackupError):
+    """The artifact is not what its manifest describes, or is not complete."""
+
+
+def read_chunks(path: Path, on_read: Callable[[int], None] = lambda count: None) -> Iterator[bytes]:
+    with open(path, "rb") as source:
+        while chunk := source.read(READ_SIZE):
+            on_read(len(chunk))
+            yield chunk
+
+
+def check_sha256(path: Path, expected: str, size: int | None = None) -> None:
+    """Compare the whole file with its manifest before anything is restored from it."""
+    digest, total = hashlib.sha256(), 0
+    for chunk in read_chunks(path):
+        digest.update(chunk)
+        total += len(chunk)
+    if size is not None and total != size:
+        raise ArtifactDamaged(f"{path.name} is {total} bytes but its manifest says {size}: the file is damaged")
+    if digest.hexdigest() != expected:
+        raise ArtifactDamaged(f"{path.name} does not match the sha256 in its manifest: the file is damaged")
+
+
+def gunzip(chunks: Iterable[bytes], name: str = "artifact") -> Iterator[bytes]:
+    """Decompress gzip members chunk by chunk; a stream that ends early is an error."""
+    decompressor = zlib_ng.decompressobj(GZIP_WBITS)
+    started = False
+    for chunk in chunks:
+        while chunk:
+            started = True
+            try:
+                output = decompressor.decompress(chunk)
+            except zlib_ng.error as error:
+                raise ArtifactDamaged(f"{name} is not valid gzip data: {error}") from None
+            if output:
+                yield output
+            if decompressor.eof:
+                chunk = decompressor.unused_data
+                decompressor = zlib_ng.decompressobj(GZIP_WBITS)
+                started = False
+            else:
+                chunk = b""
+    if started and not decompressor.eof:
+        raise ArtifactDamaged(f"{name} ends in the middle of its gzip stream: the file is truncated")
+
+
+def lines_of(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Whole lines (with their newline), for the small statement parts of a dump."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line + b"\n"
+    if pending:
+        yield pending
+
+
+def role_statement_variants(role: str) -> set[bytes]:
+    """How pg_dumpall may have written ``CREATE ROLE role;`` (plain or quoted identifier)."""
+    quoted = '"' + role.replace('"', '""') + '"'
+    forms = {f"CREATE ROLE {quoted};\n"}
+    if role.isidentifier() and role == role.lower() and role.isascii():
+        forms.add(f"CREATE ROLE {role};\n")
+    return {form.encode("utf-8") for form in forms}
+
+
+def skip_existing_roles(chunks: Iterable[bytes], existing_roles: Iterable[str]) -> Iterator[bytes]:
+    """pg_dumpall output without the bare ``CREATE ROLE x;`` of roles the server already has.
+
+    pg_dumpall follows each of those with ``ALTER ROLE x WITH ...`` setting every
+    attribute, so skipping exactly that one statement restores the same role, while
+    psql keeps stopping at every other error. Only the roles section (before the first
+    ``\\connect``) is looked at; the rest streams through untouched.
+    """
+    skip = set().union(*(role_statement_variants(role) for role in existing_roles)) if existing_roles else set()
+    iterator = iter(chunks)
+    pending = b""
+    for chunk in iterator:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        out = []
+        for index, line in enumerate(complete):
+            line += b"\n"
+            if line.startswith(CONNECT_PREFIX):
+                out.append(b"".join(part + b"\n" for part in complete[index:]) + pending)
+                yield b"".join(out)
+                yield from iterator
+                return
+            if line not in skip:
+                out.append(line)
+        if out:
+            yield b"".join(out)
+    if pending:
+        yield pending
+
+
+def globals_section(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """pg_dumpall output up to its first ``\\connect``: roles, memberships, tablespaces."""
+    for line in lines_of(chunks):
+        if line.startswith(CONNECT_PREFIX):
+            return
+        yield line
+
+
+def database_section(chunks: Iterable[bytes], database: str) -> Iterator[bytes]:
+    """The part of pg_dumpall output that fills ``database`` (after its ``\\connect``).
+
+    The section runs from the line after ``\\connect database`` to its ``\\unrestrict``
+    line (newer pg_dump), or to "PostgreSQL database dump complete", or to the next
+    ``\\connect``. COPY data is passed through without being interpreted.
+    """
+    found = False
+    state = _SectionState(database)
+    for line in lines_of(chunks):
+        if state.in_copy:
+            yield line
+            if line == TERMINATOR:
+                state.in_copy = False
+            continue
+        emit, done = state.statement_line(line)
+        if emit:
+            found = True
+            yield line
+        if done:
+            break
+    if not found and not state.entered:
+        raise PgBackupError(f"the full backup has no section for database {database!r}")
+
+
+class _SectionState:
+    def __init__(self, database: str):
+        self.database = database
+        self.entered = False
+        self.in_copy = False
+        self.restricted = False
+
+    def statement_line(self, line: bytes) -> tuple[bool, bool]:
+        """(emit this line, the section has ended)."""
+        stripped = line.rstrip(b"\n")
+        if stripped.startswith(CONNECT_PREFIX):
+            if self.entered:
+                return False, True
+            self.entered = parse_connect_line(stripped) == self.database
+            return False, False
+        if not self.entered:
+            return False, False
+        if stripped.startswith(b"\\restrict "):
+            self.restricted = True
+        elif stripped.startswith(b"\\unrestrict "):
+            return True, True
+        elif stripped == b"-- PostgreSQL database dump complete" and not self.restricted:
+            return False, True
+        elif stripped.startswith(COPY_PREFIX) and stripped.endswith(COPY_SUFFIX):
+            self.in_copy = True
+        return True, False

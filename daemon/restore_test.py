@@ -1,0 +1,269 @@
+"""The scheduled restore test (SCHEDULE_RESTORE_TEST): the newest full backup and each
+database's newest dump are restored into a throwaway PostgreSQL container and compared
+with their manifests. The container is labelled and removed afterwards, also on failure.
+
+Metrics: pgbackup_restore_test_runs_total{status}, ..._last_run_success,
+..._duration_seconds (the measured time to restore: the RTO) and
+..._last_success_timestamp_seconds{target} (target "all" for the full backup).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from io import StringIO
+
+import docker
+import docker.errors
+
+from daemon.errors import PgBackupError
+from daemon.logs import get_logger
+from daemon.manifest import scan_manifests
+from daemon.metrics import Metrics
+from daemon.restore.engine import SYSTEM_DATABASES, Restorer
+from daemon.restore.selection import FULL_KINDS, Selected
+from daemon.scheduler import ScheduledJob
+from daemon.settings import Settings
+from daemon.sources.connect import docker_client
+from daemon.sources.docker_exec import DockerExecTransport
+from daemon.sources.postgres import ConnectionOptions, PostgresServer
+
+log = get_logger(__name__)
+
+LABEL = "pgbackup.restore-test"
+RUN_LABEL = "pgbackup.restore-test.run"
+READY_TIMEOUT_SECONDS = 120
+SUPERUSER = "postgres"
+
+
+class RestoreTestError(PgBackupError):
+    """The throwaway server could not be started or reached."""
+
+
+@dataclass
+class TargetResult:
+    target: str  # "all" or the database
+    file: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+
+@dataclass
+class RestoreTestRun:
+    results: list[TargetResult] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.results) and all(result.ok for result in self.results)
+
+
+def latest_backups(settings: Settings) -> list[Selected]:
+    """The newest full backup and the newest dump of each database, with their manifests."""
+    newest: dict[str, Selected] = {}
+    for manifest in scan_manifests(settings.backup_dir).manifests:  # newest first
+        key = "all" if manifest.kind in FULL_KINDS else manifest.target if manifest.kind == "database" else None
+        if key is not None and key not in newest:
+            newest[key] = Selected(manifest, settings.backup_dir / manifest.file)
+    return sorted(newest.values(), key=lambda selected: (not selected.is_full, selected.manifest.target))
+
+
+def image_for(settings: Settings, selections: list[Selected]) -> str:
+    if settings.restore_test_image:
+        return settings.restore_test_image
+    majors = [int(s.manifest.server_version.split(".")[0]) for s in selections if s.manifest.server_version]
+    return f"postgres:{max(majors) if majors else 'latest'}"
+
+
+@contextmanager
+def throwaway_server(client: docker.DockerClient, image: str, labels: dict[str, str] | None = None
+                     ) -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL container, removed on leaving the block however it is left."""
+    _ensure_image(client, image)
+    run_id = uuid.uuid4().hex[:12]
+    name = f"pgbackup-restore-test-{run_id}"
+    container = None
+    try:
+        container = client.containers.run(
+            image, name=name, detach=True,
+            environment={"POSTGRES_USER": SUPERUSER, "POSTGRES_PASSWORD": secrets.token_urlsafe(24)},
+            labels={LABEL: "1", RUN_LABEL: run_id, **(labels or {})},
+        )
+        log.info("restore_test_container_started", container=name, image=image)
+        _wait_ready(container)
+        yield PostgresServer(DockerExecTransport(client, name), ConnectionOptions(user=SUPERUSER))
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True, v=True)
+                log.info("restore_test_container_removed", container=name)
+            except docker.errors.DockerException as error:
+                log.error("restore_test_container_left", container=name, error=str(error))
+
+
+def _ensure_image(client: docker.DockerClient, image: str) -> None:
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except docker.errors.DockerException as error:
+        raise RestoreTestError(
+            f"the restore test image {image!r} is not present and cannot be pulled ({error}); "
+            "set RESTORE_TEST_IMAGE to a PostgreSQL image of the server's major version"
+        ) from None
+
+
+def _wait_ready(container) -> None:
+    """Ready once it answers over TCP: the image's init phase listens on the socket only."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    probe = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", SUPERUSER]
+    while True:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            raise RestoreTestError(f"the restore test container stopped while starting: "
+                                   f"{container.logs(tail=10).decode(errors='replace')}")
+        if container.exec_run(probe).exit_code == 0 and container.exec_run(
+                ["psql", "-X", "-At", "-U", SUPERUSER, "-d", "postgres", "-c", "SELECT 1"]).exit_code == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RestoreTestError(f"the restore test container was not ready after {READY_TIMEOUT_SECONDS} s")
+        time.sleep(0.5)
+
+
+def restore_into_throwaway(
+    settings: Settings, selections: list[Selected], client: docker.DockerClient | None = None,
+    labels: dict[str, str] | None = None,
+) -> list[TargetResult]:
+    """Restore each selection into one throwaway server: the full backup first (it brings the
+    roles the database dumps refer to), then each database dump over its database."""
+    client = client or docker_client(settings)
+    results = []
+    with throwaway_server(client, image_for(settings, selections), labels) as server:
+        restorer = Restorer(server, jobs=settings.restore_jobs, yes=True, progress_stream=StringIO(),
+                            progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,
+                            confirm=_throwaway_needs_no_confirmation)
+        if not any(selected.is_full for selected in selections):
+            _roles_first(settings, restorer)
+        for selected in selections:
+            results.append(_restore_one(restorer, selected))
+    return results
+
+
+def _throwaway_needs_no_confirmation(steps: list[str], yes: bool) -> None:
+    """Everything dropped here lives in the throwaway container."""
+
+
+def _roles_first(settings: Settings, restorer: Restorer) -> None:
+    """Database dumps name their owners and grantees: take the roles from the newest full backup."""
+    fulls = [selected for selected in latest_backups(settings) if selected.is_full]
+    if fulls:
+        try:
+            restorer.globals_only(fulls[0])
+        except PgBackupError as error:
+            log.warning("restore_test_roles_missing", file=fulls[0].manifest.file, error=str(error))
+
+
+def _restore_one(restorer: Restorer, selected: Selected) -> TargetResult:
+    manifest = selected.manifest
+    target = "all" if selected.is_full else manifest.target
+    started = time.monotonic()
+    try:
+        if selected.is_full:
+            report = restorer.full(selected, force=True)
+        else:
+            # The maintenance database itself is never replaced: it is restored beside it.
+            into = f"{manifest.target}_restore_test" if manifest.target in SYSTEM_DATABASES else None
+            report = restorer.database(selected, manifest.target, into)
+    except PgBackupError as error:
+        log.error("restore_test_target_failed", target=target, file=manifest.file, error=str(error))
+        return TargetResult(target, manifest.file, False, str(error), time.monotonic() - started)
+    log.info("restore_test_target_passed", target=target, file=manifest.file, seconds=round(report.seconds, 1))
+    return TargetResult(target, manifest.file, True, report.summary(), time.monotonic() - started)
+
+
+def run_restore_test(
+    settings: Settings, metrics: Metrics, client: docker.DockerClient | None = None,
+    labels: dict[str, str] | None = None, notify=None,
+) -> RestoreTestRun:
+    """One scheduled restore test: restore, compare, record metrics, notify on failure."""
+    from daemon.verify import static_checks
+
+    started = time.monotonic()
+    run = RestoreTestRun()
+    try:
+        selections = latest_backups(settings)
+        if not selections:
+            raise RestoreTestError(f"there is no backup with a manifest in {settings.backup_dir} to test")
+        checked = []
+        for selected in selections:
+            try:
+                static_checks(selected, local_tools=False)
+                checked.append(selected)
+            except PgBackupError as error:
+                target = "all" if selected.is_full else selected.manifest.target
+                run.results.append(TargetResult(target, selected.manifest.file, False, str(error)))
+        if checked:
+            run.results += restore_into_throwaway(settings, checked, client, labels)
+    except PgBackupError as error:
+        run.error = str(error)
+    run.seconds = time.monotonic() - started
+    record_metrics(metrics, run)
+    log_level = log.info if run.ok else log.error
+    log_level("restore_test_finished", ok=run.ok, seconds=round(run.seconds, 1), error=run.error,
+              failed=[result.target for result in run.results if not result.ok])
+    if not run.ok:
+        _notify_failure(settings, metrics, run, notify)
+    return run
+
+
+def record_metrics(metrics: Metrics, run: RestoreTestRun) -> None:
+    status = "success" if run.ok else "failure"
+    for name in ("success", "failure"):
+        metrics.restore_test_runs.labels(name)
+    metrics.restore_test_runs.labels(status).inc()
+    metrics.restore_test_last_run_success.set(1 if run.ok else 0)
+    metrics.restore_test_duration.set(run.seconds)
+    now = time.time()
+    for result in run.results:
+        if result.ok:
+            metrics.restore_test_last_success.labels(result.target).set(now)
+
+
+def _notify_failure(settings: Settings, metrics: Metrics, run: RestoreTestRun, notify) -> None:
+    """Failures go to the configured Slack/webhook channels (daemon.notify)."""
+    try:
+        if notify is None:
+            from daemon.notify import Notice, Notifier, channels_from_settings
+
+            notifier = Notifier(channels_from_settings(settings), metrics, settings.notify_timeout_seconds,
+                                settings.notify_on_success)
+            failures = [{"target": r.target, "reason": r.detail} for r in run.results if not r.ok]
+            if run.error:
+                failures.append({"target": "all", "reason": run.error})
+            notice = Notice(status="failure", kind="restore_test", run_id=datetime.now().strftime("%Y%m%d%H%M%S"),
+                            failures=failures)
+            notifier.send(notice)
+        else:
+            notify(run)
+    except Exception:  # a notification problem never hides the test's own result
+        log.exception("restore_test_notification_failed")
+
+
+def install(settings: Settings, runner, metrics: Metrics) -> list[ScheduledJob]:
+    """The daemon's monthly restore test job."""
+    def restore_test() -> None:
+        if runner.cancel.is_set():
+            return
+        run_restore_test(settings, metrics, runner.docker_client)
+
+    return [ScheduledJob("restore_test", settings.schedule_restore_test, restore_test)]

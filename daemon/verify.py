@@ -1,0 +1,121 @@
+"""`pgbackup verify`: prove an artifact restorable. Cheap checks first (sha256 against the
+manifest, complete decompression with the row counts recounted, the archive's table of
+contents), then a restore into a throwaway container compared with the manifest."""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.errors import PgBackupError
+from daemon.restore.selection import Selected, from_path
+from daemon.restore.streams import ArtifactDamaged, check_sha256, gunzip, read_chunks
+from daemon.restore_test import restore_into_throwaway
+from daemon.rowcount import RowCounter
+from daemon.settings import Settings
+from daemon.sources.local import LocalProcessTransport
+from daemon.sources.postgres import installed_client_dirs
+
+CUSTOM_MAGIC = b"PGDMP"
+
+
+@dataclass
+class VerifyResult:
+    file: str
+    checks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def summary(self) -> str:
+        verdict = "OK" if self.ok else f"FAILED: {self.error}"
+        return f"{self.file}: {verdict}" + "".join(f"\n  - {check}" for check in self.checks)
+
+
+def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
+    """Checks that need no server; raise ArtifactDamaged (or CommandFailed) on the first problem."""
+    manifest, path = selected.manifest, selected.path
+    if not path.exists():
+        raise ArtifactDamaged(f"{path} does not exist (its manifest does)")
+    check_sha256(path, manifest.sha256, manifest.size_bytes)
+    done = ["sha256 and size match the manifest"]
+    if manifest.format == "plain":
+        done.append(_recount(selected))
+    elif manifest.format == "custom":
+        with open(path, "rb") as archive:
+            if archive.read(len(CUSTOM_MAGIC)) != CUSTOM_MAGIC:
+                raise ArtifactDamaged(f"{path.name} is not a pg_dump custom-format archive")
+        if local_tools and _local_pg_restore():
+            LocalProcessTransport().run([_local_pg_restore(), "--list", str(path)])
+            done.append("pg_restore --list reads the archive's table of contents")
+    elif manifest.format == "directory":
+        with tarfile.open(path, mode="r|") as archive:
+            names = [member.name for member in archive]
+        if "dump/toc.dat" not in names:
+            raise ArtifactDamaged(f"{path.name} has no dump/toc.dat: not a directory-format archive")
+        done.append(f"the tar is complete ({len(names)} entries, toc.dat present)")
+    return done
+
+
+def _recount(selected: Selected) -> str:
+    """Decompress the whole file and count its rows again: they must match the manifest."""
+    manifest = selected.manifest
+    counter = RowCounter(None if manifest.target == "all" else manifest.target)
+    chunks = read_chunks(selected.path)
+    if manifest.compression == "gzip":
+        chunks = gunzip(chunks, manifest.file)
+    for chunk in chunks:
+        counter.feed(chunk)
+    if manifest.row_counts and counter.counts != manifest.row_counts:
+        raise ArtifactDamaged(f"{manifest.file}: the row counts in the file differ from its manifest")
+    tables = sum(len(tables) for tables in counter.counts.values())
+    return f"decompresses completely; {tables} tables' row counts " + (
+        "match the manifest" if manifest.row_counts else "counted (the manifest has none)")
+
+
+def _local_pg_restore() -> str | None:
+    installed = installed_client_dirs()
+    return str(installed[max(installed)] / "pg_restore") if installed else None
+
+
+def verify_selections(settings: Settings, selections: list[Selected], restore: bool = True) -> list[VerifyResult]:
+    results, good = [], []
+    for selected in selections:
+        result = VerifyResult(selected.manifest.file)
+        try:
+            result.checks += static_checks(selected)
+            good.append((selected, result))
+        except (PgBackupError, tarfile.TarError) as error:
+            result.error = str(error)
+        results.append(result)
+    if restore and good:
+        try:
+            outcomes = restore_into_throwaway(settings, [selected for selected, _ in good])
+        except PgBackupError as error:
+            for _, result in good:
+                result.error = f"restore test could not run: {error}"
+            return results
+        for (_, result), outcome in zip(good, outcomes):
+            if outcome.ok:
+                result.checks.append(f"restored into a throwaway container in {outcome.seconds:.1f} s: "
+                                     + outcome.detail.splitlines()[0])
+            else:
+                result.error = f"restore into a throwaway container failed: {outcome.detail}"
+    return results
+
+
+def verify_artifact(settings: Settings, path: Path, restore: bool = True) -> VerifyResult:
+    return verify_selections(settings, [from_path(path)], restore)[0]
+
+
+def verify_latest(settings: Settings, restore: bool = True) -> list[VerifyResult]:
+    from daemon.restore_test import latest_backups
+
+    selections = latest_backups(settings)
+    if not selections:
+        raise PgBackupError(f"there is no backup with a manifest in {settings.backup_dir} to verify")
+    return verify_selections(settings, selections, restore)
+

@@ -1,0 +1,272 @@
+"""The runbook's scenarios end to end against real PostgreSQL containers: back up with the
+real CLI, break the data, restore with `pgbackup restore`, compare every table with the
+original. Also broken artifacts, awkward database names, and the manual fallback."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.support.pgbackup_cli import artifact_paths, exec_env, pgbackup, tcp_env
+from tests.support.sample_data import seed, server_fingerprints, table_fingerprints
+
+DATABASES = ["authdb", "apidb", "admindb"]
+
+
+@pytest.fixture
+def source(postgres_factory):
+    server = postgres_factory()
+    seed(server)
+    return server
+
+
+def backup(env: dict, *what: str) -> list[Path]:
+    result = pgbackup("backup", *what, env=env)
+    assert result.returncode == 0, result.stderr
+    return artifact_paths(result)
+
+
+def restore(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return pgbackup("restore", *args, env=env)
+
+
+def manifest_of(artifact: Path) -> dict:
+    return json.loads(artifact.with_name(artifact.name + ".manifest.json").read_text())
+
+
+def database_names(server) -> set[str]:
+    return set(filter(None, server.psql("SELECT datname FROM pg_database").splitlines()))
+
+
+def forge(original: Path, name: str, data: bytes) -> Path:
+    """A hand-made artifact whose manifest matches it exactly (so only its content is wrong)."""
+    path = original.with_name(name)
+    path.write_bytes(data)
+    manifest = manifest_of(original)
+    manifest.update(file=name, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                    started_at=(datetime.fromisoformat(manifest["started_at"]) + timedelta(seconds=5)).isoformat())
+    path.with_name(name + ".manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+class TestCorruptedDatabase:
+    """Runbook scenario 1: the database is lost; restore the latest full backup into a new server."""
+
+    def test_full_restore_into_an_empty_server(self, source, postgres_factory, tmp_path):
+        """`restore full --latest` rebuilds every database and role; all tables equal the original."""
+        (artifact,) = backup(exec_env(source, tmp_path), "full")
+        counts = manifest_of(artifact)["row_counts"]
+        assert counts["authdb"]["public.users"] == 5000 and counts["apidb"]['public."Odd Table ""quoted"""'] == 200
+
+        target = postgres_factory(databases=())
+        result = restore(exec_env(target, tmp_path), "full", "--latest", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "restored the whole server from " + artifact.name in result.stdout
+        assert "row counts of" in result.stdout
+        assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
+        assert target.psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_user'") == "app_user"
+
+    def test_database_restore_replaces_a_damaged_database(self, source, tmp_path):
+        """`restore database authdb --latest --yes` drops the damaged database and brings back every table,
+        from custom (docker exec), plain and directory (TCP) dumps."""
+        original = table_fingerprints(source, "authdb")
+        for method, dump_format in (("docker_exec", "custom"), ("tcp", "plain"), ("tcp", "directory")):
+            directory = tmp_path / dump_format
+            env = (exec_env if method == "docker_exec" else tcp_env)(source, directory, BACKUP_FORMAT=dump_format)
+            backup(env, "database", "authdb")
+            source.psql("DELETE FROM sessions WHERE id % 3 = 0; UPDATE users SET email = 'x' || id; "
+                        "CREATE TABLE junk (a int)", db="authdb")
+
+            refused = restore(env, "database", "authdb", "--latest")
+            assert refused.returncode == 2
+            assert "drop database 'authdb'" in refused.stderr and "--yes" in refused.stderr
+            assert table_fingerprints(source, "authdb") != original
+
+            result = restore(env, "database", "authdb", "--latest", "--yes")
+            assert result.returncode == 0, result.stderr
+            assert table_fingerprints(source, "authdb") == original
+        assert not [db for db in database_names(source) if db.startswith("pgbackup_restore_")]
+
+
+class TestDeletedRows:
+    """Runbook scenario 2: rows were deleted; restore the backup from before into authdb_temp and copy them back."""
+
+    def test_rows_come_back_through_a_temporary_database(self, source, tmp_path):
+        """--before picks the backup before the deletion; recover-rows inserts only the missing rows; temp dropped."""
+        env = exec_env(source, tmp_path, TZ="Europe/Berlin")
+        backup(env, "database", "authdb")
+        original = table_fingerprints(source, "authdb")
+        time.sleep(1.1)
+        source.psql("DELETE FROM sessions WHERE id BETWEEN 100 AND 199", db="authdb")
+        deletion = datetime.now(ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%d %H:%M:%S")
+        source.psql("UPDATE sessions SET note = 'changed later' WHERE id = 1", db="authdb")
+        time.sleep(1.1)
+        backup(env, "database", "authdb")  # taken after the deletion: must not be chosen
+
+        result = restore(env, "database", "authdb", "--before", deletion, "--into", "authdb_temp")
+        assert result.returncode == 0, result.stderr
+        assert source.psql("SELECT count(*) FROM sessions WHERE id BETWEEN 100 AND 199", db="authdb_temp") == "100"
+
+        recovered = pgbackup("recover-rows", "authdb", "sessions", "--from", "authdb_temp", "--drop-source",
+                             "--yes", env=env)
+        assert recovered.returncode == 0, recovered.stderr
+        assert "recovered 100 rows" in recovered.stdout
+        assert "authdb_temp" not in database_names(source)
+        assert source.psql("SELECT note FROM sessions WHERE id = 1", db="authdb") == "changed later"
+        source.psql("UPDATE sessions SET note = 'line1' || chr(10) || 'line2 1' WHERE id = 1", db="authdb")
+        assert table_fingerprints(source, "authdb") == original
+
+
+class TestFailedMigration:
+    """Runbook scenario 3: a migration failed; restore the pre-migration backup."""
+
+    def test_pre_migration_backup_rolls_everything_back(self, source, tmp_path):
+        """Without --force a server with databases is refused unchanged; `restore full --from <pre-migration file>
+        --force --yes` puts every database back as it was."""
+        env = exec_env(source, tmp_path)
+        (artifact,) = backup(env, "pre-migration")
+        original = server_fingerprints(source, DATABASES)
+        source.psql("ALTER TABLE users DROP COLUMN tags; UPDATE users SET balance = 0; CREATE TABLE v2 (a int)",
+                    db="authdb")
+        source.psql("DROP TABLE documents", db="admindb")
+
+        listing = pgbackup("list", env=env)
+        assert artifact.name in listing.stdout and "kept forever" in listing.stdout
+        refused = restore(env, "full", "--from", str(artifact), "--yes")
+        assert refused.returncode == 1
+        assert "already has databases" in refused.stderr and "--force" in refused.stderr
+        assert "v2" in source.psql("SELECT tablename FROM pg_tables", db="authdb")
+
+        result = restore(env, "full", "--from", str(artifact), "--force", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "drop database 'authdb'" in result.stderr
+        assert server_fingerprints(source, DATABASES) == original
+
+
+class TestBrokenArtifacts:
+    """A broken artifact makes restore and verify fail loudly and leaves the target as it was."""
+
+    def test_broken_artifacts_fail_loudly_and_change_nothing(self, source, tmp_path, postgres_image):
+        """A file cut short, a cut gzip with a matching manifest and an SQL error halfway each make restore and
+        verify fail with the reason, and authdb stays as it was."""
+        env = exec_env(source, tmp_path, BACKUP_FORMAT="plain", RESTORE_TEST_IMAGE=postgres_image)
+        (artifact,) = backup(env, "database", "authdb")
+        data = artifact.read_bytes()
+        cut = forge(artifact, "authdb_cut.sql.gz", data[: len(data) * 2 // 3])
+        sql = gzip.decompress(data)
+        middle = sql.index(b"COPY public.users")
+        bad = forge(artifact, "authdb_broken.sql.gz",
+                    gzip.compress(sql[:middle] + b"SELECT * FROM no_such_table_here;\n" + sql[middle:]))
+        artifact.write_bytes(data[: len(data) // 2])
+        source.psql("DELETE FROM sessions WHERE id > 10", db="authdb")
+        damaged = table_fingerprints(source, "authdb")
+
+        for path, reason in ((artifact, "does not match"), (cut, "truncated"), (bad, "no_such_table_here")):
+            result = restore(env, "database", "authdb", "--from", str(path), "--yes")
+            assert result.returncode == 1, path.name
+            assert reason in result.stderr, result.stderr
+            assert table_fingerprints(source, "authdb") == damaged
+        assert not [db for db in database_names(source) if db.startswith("pgbackup_restore_")]
+
+        verify = pgbackup("verify", str(bad), env=env)
+        assert verify.returncode == 1 and "no_such_table_here" in verify.stdout
+        verify = pgbackup("verify", str(artifact), env=env)
+        assert verify.returncode == 1 and "FAILED" in verify.stdout
+
+
+class TestNamesAndTables:
+    """Any database name works, and single tables come back."""
+
+    NAMES = ["it's \"quoted\"", "spaced name", "Ünïcödé-db"]
+
+    def test_awkward_database_names(self, postgres_factory, tmp_path):
+        """Names with quotes, spaces and non-ASCII restore from a full backup and from their own dumps."""
+        server = postgres_factory(databases=self.NAMES)
+        for number, name in enumerate(self.NAMES):
+            server.psql(f"CREATE TABLE \"t {number}\" (id int PRIMARY KEY, v text); "
+                        f"INSERT INTO \"t {number}\" SELECT g, 'ü' || g FROM generate_series(1, {10 + number}) g",
+                        db=name)
+        env = exec_env(server, tmp_path)
+        backup(env, "full")
+        backup(env, "databases")
+        original = server_fingerprints(server, self.NAMES)
+
+        into = "copy of \"it's\" ü"
+        extracted = restore(env, "database", self.NAMES[0], "--latest", "--into", into)
+        assert extracted.returncode == 0, extracted.stderr
+        assert table_fingerprints(server, into) == original[self.NAMES[0]]
+        for name in self.NAMES:
+            server.psql(f"DELETE FROM \"t {self.NAMES.index(name)}\"", db=name)
+            result = restore(env, "database", name, "--latest", "--yes")
+            assert result.returncode == 0, result.stderr
+        assert server_fingerprints(server, self.NAMES) == original
+
+    def test_table_restore(self, source, tmp_path):
+        """`restore table` replaces one table's rows in one transaction or copies it into another database; a table
+        that others reference is refused inside the transaction, its rows unchanged."""
+        env = exec_env(source, tmp_path)
+        backup(env, "database", "apidb")
+        original = table_fingerprints(source, "apidb")
+        source.psql('DELETE FROM api.requests WHERE id > 100; DELETE FROM "Odd Table ""quoted"""', db="apidb")
+
+        for table in ("api.requests", 'Odd Table "quoted"'):
+            result = restore(env, "table", "apidb", table, "--latest", "--yes")
+            assert result.returncode == 0, result.stderr
+        assert table_fingerprints(source, "apidb") == original
+
+        copied = restore(env, "table", "apidb", "api.requests", "--latest", "--into", "apidb_tables")
+        assert copied.returncode == 0, copied.stderr
+        assert table_fingerprints(source, "apidb_tables") == {"api.requests": original["api.requests"]}
+
+        source.psql("DELETE FROM sessions WHERE id > 5", db="authdb")
+        before = table_fingerprints(source, "authdb")
+        backup(env, "database", "authdb")
+        refused = restore(env, "table", "authdb", "users", "--latest", "--yes")
+        assert refused.returncode == 1 and "foreign key" in refused.stderr
+        assert table_fingerprints(source, "authdb") == before
+
+
+class TestManualFallback:
+    """docs/runbook.md's commands for when the sidecar itself is gone (plain psql and pg_restore)."""
+
+    def test_manual_commands_from_the_runbook(self, source, postgres_factory, tmp_path):
+        """Each command of the runbook's manual section restores its backup, equal table by table."""
+        env = exec_env(source, tmp_path)
+        (full,) = backup(env, "full")
+        (custom,) = backup(env, "database", "authdb")
+        commands = runbook_manual_commands()
+        assert set(commands) == {"full", "database"}
+
+        target = postgres_factory(databases=())
+        run_shell(commands["full"], PG=target.name, FILE=str(full))
+        assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
+
+        target.psql('DROP DATABASE authdb')
+        run_shell(commands["database"], PG=target.name, FILE=str(custom), DB="authdb")
+        assert table_fingerprints(target, "authdb") == table_fingerprints(source, "authdb")
+
+
+def runbook_manual_commands() -> dict[str, str]:
+    """The shell blocks of the runbook's manual section, by the word after 'manual-'."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
+    blocks = {}
+    for part in text.split("```sh manual-")[1:]:
+        name, _, rest = part.partition("\n")
+        blocks[name.strip()] = rest.split("```", 1)[0]
+    return blocks
+
+
+def run_shell(script: str, **variables: str) -> None:
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env={"PATH": shutil.os.environ["PATH"],
+                            **variables}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+
