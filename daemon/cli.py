@@ -112,7 +112,13 @@ def command_backup(settings: Settings, args: argparse.Namespace) -> int:
     if request == "tables" and not settings.backup_tables:
         raise PgBackupError("BACKUP_TABLES is empty: set e.g. BACKUP_TABLES='authdb:users;admindb:documents'")
     now = datetime.now(settings.timezone)
-    runner = BackupRunner(settings, Metrics(), HealthState(now, timedelta(hours=settings.backup_max_age_hours)))
+    metrics = Metrics()
+    runner = BackupRunner(settings, metrics, HealthState(now, timedelta(hours=settings.backup_max_age_hours)))
+    # A backup taken by hand gets what a scheduled one gets: run log, offsite copy,
+    # notification and the retention sweep after success.
+    from daemon.service import install_features
+
+    install_features(settings, runner, metrics)
     if request == "volume":
         from daemon.volumes.snapshot import run_volume_snapshot
 

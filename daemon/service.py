@@ -33,6 +33,14 @@ FEATURE_INSTALLERS.append(install_volume_snapshots)  # the weekly volume snapsho
 FEATURE_INSTALLERS.append(install_restore_test)  # the monthly restore test (SCHEDULE_RESTORE_TEST)
 
 
+def install_features(settings: Settings, runner: BackupRunner, metrics: Metrics) -> list[ScheduledJob]:
+    """Equip a runner with every feature's hooks (for the daemon and for backups taken by hand)."""
+    jobs: list[ScheduledJob] = []
+    for install in FEATURE_INSTALLERS:
+        jobs += install(settings, runner, metrics)
+    return jobs
+
+
 def backup_jobs(settings: Settings, runner: BackupRunner) -> list[ScheduledJob]:
     jobs = [
         ScheduledJob("full", settings.schedule_full, _job(runner, "full"), "full"),
@@ -107,9 +115,7 @@ def run_daemon(settings: Settings) -> int:
     cancel = threading.Event()
     runner = BackupRunner(settings, metrics, health, cancel=cancel)
 
-    jobs = backup_jobs(settings, runner)
-    for install in FEATURE_INSTALLERS:
-        jobs += install(settings, runner, metrics)
+    jobs = backup_jobs(settings, runner) + install_features(settings, runner, metrics)
     newest = newest_success_by_kind(scan.manifests)
     for job in jobs:
         if job.health_kind:

@@ -173,7 +173,7 @@ class TestTableBackups:
         result = pgbackup("backup", "tables", env=env)
         assert result.returncode == 1
         assert "no_such_table" in result.stderr
-        assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+        assert backup_files(tmp_path) == {}
 
 
 class TestFailures:
@@ -188,7 +188,8 @@ class TestFailures:
         assert killed, "pg_dump of apidb was not found running in the container"
         assert process.returncode == 1
         assert "pg_dumpall failed" in stderr and "apidb" in stderr
-        assert [p.name for p in tmp_path.iterdir()] == [".pgbackup.lock"]
+        assert backup_files(tmp_path) == {}
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
         failed = [e for e in log_events(stderr) if e["event"] == "backup_failed"]
         assert failed and failed[0]["kind"] == "full" and failed[0]["target"] == "all"
 
@@ -217,10 +218,10 @@ class TestFailures:
     def test_earlier_backups_survive_a_failure(self, source, tmp_path):
         """A failed run touches none of the earlier artifacts."""
         first = pgbackup("backup", "full", env=exec_env(source, tmp_path))
-        before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith(".")}
+        before = backup_files(tmp_path)
         source.stop()
         assert pgbackup("backup", "full", env=exec_env(source, tmp_path)).returncode == 1
-        after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith(".")}
+        after = backup_files(tmp_path)
         assert first.returncode == 0 and after == before
 
 
@@ -243,6 +244,15 @@ class TestLock:
         first_done = _event_time(log_events(first_err), "run_finished")
         second_start = _event_time(log_events(second.stderr), "run_started")
         assert second_start >= first_done
+
+
+def backup_files(directory) -> dict[str, bytes]:
+    """Artifacts and manifests in a backup directory (not the lock, partials or run logs)."""
+    return {
+        path.name: path.read_bytes()
+        for path in directory.iterdir()
+        if not path.name.startswith(".") and not path.name.endswith(".log")
+    }
 
 
 def _tar_of(path, name: str) -> bytes:
