@@ -170,7 +170,7 @@ class TestBrokenArtifacts:
         source.psql("DELETE FROM sessions WHERE id > 10", db="authdb")
         damaged = table_fingerprints(source, "authdb")
 
-        for path, reason in ((artifact, "does not match"), (cut, "truncated"), (bad, "no_such_table_here")):
+        for path, reason in ((artifact, "the file is damaged"), (cut, "truncated"), (bad, "no_such_table_here")):
             result = restore(env, "database", "authdb", "--from", str(path), "--yes")
             assert result.returncode == 1, path.name
             assert reason in result.stderr, result.stderr
