@@ -296,30 +296,32 @@ def reference_contenders(context: BenchContext) -> list[Contender]:
                         "diagnostic", f"docker exec {container} pg_dumpall -U postgres > /dev/null"),
         shell_contender(context, "diag/tcp_stream", "diagnostic: pg_dumpall over TCP > /dev/null",
                         "diagnostic", f"{dumpall_tcp} > /dev/null", env={"PGPASSWORD": password}),
-        shell_contender(context, "diag/tcp_gzip", "diagnostic: pg_dumpall over TCP | gzip > file",
-                        "diagnostic", f"{dumpall_tcp} | gzip > \"$OUT\"", output_file=True,
-                        env={"PGPASSWORD": password}),
     ]
 
 
 def backup_contenders(context: BenchContext, *, with_s3: bool = True,
                       variant_names: set[str] | None = None) -> list[Contender]:
-    """Every pgbackup backup: kind x method x variant, plus the default with the S3 upload.
+    """pgbackup backups: each method with the default settings, each variant with the default
+    method (the first: POSTGRES_CONTAINER with DUMP_CONNECTION's default), and the default
+    with the S3 upload. `variant_names` limits the variants (the default always runs).
 
-    The first method's default per-database backups are kept for the restore phase.
+    The default method's default per-database backups are kept for the restore phase.
     """
     contenders = []
     all_methods = methods()
+    default_method = all_methods[0]
     for kind in KINDS:
         for method in all_methods:
             for variant in all_variants():
-                if kind not in variant.kinds or (variant_names and variant.name not in variant_names):
+                wanted = variant is VARIANTS[0] or (
+                    method == default_method and (variant_names is None or variant.name in variant_names))
+                if kind not in variant.kinds or not wanted:
                     continue
-                keep = kind == "databases" and method == all_methods[0] and variant is VARIANTS[0]
+                keep = kind == "databases" and method == default_method and variant is VARIANTS[0]
                 contenders.append(pgbackup_contender(context, kind, method, variant, False,
                                                      keep_as="databases" if keep else None))
-            if with_s3:
-                contenders.append(pgbackup_contender(context, kind, method, VARIANTS[0], True))
+        if with_s3:
+            contenders.append(pgbackup_contender(context, kind, default_method, VARIANTS[0], True))
     return contenders
 
 

@@ -125,7 +125,7 @@ def restore_contenders(context: BenchContext, client: docker.DockerClient, image
         Contender("restore/pgbackup", f"pgbackup restore database NAME --from DUMP --yes, each database "
                   f"(RESTORE_JOBS={jobs})", "restore", with_pgbackup),
         Contender("restore/direct", f"pg_restore -j {jobs} --create of each dump inside the container "
-                  "(without pgbackup)", "restore", direct),
+                  "(without pgbackup; one round)", "restore", direct, rounds=1),
     ]
 
 
