@@ -10,7 +10,15 @@ from daemon.errors import PgBackupError
 from daemon.restore.confirm import confirm
 from daemon.restore.engine import Restorer, quote_ident
 from daemon.restore.rows import recover_rows
-from daemon.restore.selection import Choice, contains_database, contains_table, parse_before, select_backup
+from daemon.restore.fetch import candidates, ensure_local
+from daemon.restore.selection import (
+    Choice,
+    Selected,
+    contains_database,
+    contains_table,
+    parse_before,
+    select_backup,
+)
 from daemon.settings import Settings
 from daemon.sources.connect import connect
 
@@ -90,16 +98,18 @@ def command_restore(settings: Settings, args: argparse.Namespace) -> int:
         path=args.from_path,
     )
     directory = settings.backup_dir
+    manifests = None if choice.path else candidates(settings)
     if args.what == "full":
-        selected = select_backup(directory, choice, lambda m: m.kind in ("full", "pre_migration"), "the whole server")
+        wanted, description = (lambda m: m.kind in ("full", "pre_migration")), "the whole server"
     elif args.what == "database":
-        selected = select_backup(directory, choice, lambda m: contains_database(m, args.name),
-                                 f"database {args.name!r}")
+        wanted, description = (lambda m: contains_database(m, args.name)), f"database {args.name!r}"
     else:
-        selected = select_backup(directory, choice, lambda m: contains_table(m, args.database)
-                                 and m.format in ("custom", "directory")
-                                 and (m.kind == "database" or _has_table(m.tables, args.table)),
-                                 f"table {args.table!r} of database {args.database!r}")
+        wanted = (lambda m: contains_table(m, args.database) and m.format in ("custom", "directory")
+                  and (m.kind == "database" or _has_table(m.tables, args.table)))
+        description = f"table {args.table!r} of database {args.database!r}"
+    selected = select_backup(directory, choice, wanted, description, manifests)
+    if not choice.path:
+        selected = Selected(selected.manifest, ensure_local(settings, selected.manifest))
     print(f"pgbackup: restoring from {selected.path} (taken {selected.manifest.started_at.isoformat(' ')})",
           file=sys.stderr)
     restorer = _restorer(settings, args.yes)

@@ -77,12 +77,19 @@ def pick(manifests: list[Manifest], choice: Choice, wanted, description: str) ->
     return max(candidates, key=lambda manifest: manifest.started_at)
 
 
-def select_backup(directory: Path, choice: Choice, wanted, description: str) -> Selected:
-    """Resolve --latest/--before/--from to one artifact with its manifest."""
+def select_backup(
+    directory: Path, choice: Choice, wanted, description: str, manifests: list[Manifest] | None = None
+) -> Selected:
+    """Resolve --latest/--before/--from to one artifact with its manifest.
+
+    ``manifests`` are the candidates (default: those in ``directory``); the path of a
+    candidate that is only in S3 does not exist until it is downloaded.
+    """
     if choice.path is not None:
         return from_path(choice.path)
-    scan = scan_manifests(directory)
-    manifest = pick(scan.manifests, choice, wanted, description)
+    if manifests is None:
+        manifests = scan_manifests(directory).manifests
+    manifest = pick(manifests, choice, wanted, description)
     return Selected(manifest, directory / manifest.file)
 
 

@@ -235,6 +235,26 @@ class TestNamesAndTables:
         assert table_fingerprints(source, "authdb") == before
 
 
+class TestFromS3:
+    """A backup that is only in S3 is downloaded, checked and restored."""
+
+    def test_restore_downloads_an_offsite_only_backup(self, source, tmp_path, s3_server):
+        """With the local file gone, `restore database --latest` fetches the S3 copy (checksum checked) and restores it."""
+        env = exec_env(source, tmp_path, S3_ENDPOINT_URL=s3_server.endpoint_url, S3_BUCKET=s3_server.bucket,
+                       AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key)
+        (artifact,) = backup(env, "database", "authdb")
+        original = table_fingerprints(source, "authdb")
+        manifest_file = artifact.with_name(artifact.name + ".manifest.json")
+        artifact.unlink()
+        manifest_file.unlink()
+        source.psql("DELETE FROM sessions", db="authdb")
+
+        result = restore(env, "database", "authdb", "--latest", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert table_fingerprints(source, "authdb") == original
+        assert artifact.exists() and manifest_file.exists()
+
+
 class TestManualFallback:
     """docs/runbook.md's commands for when the sidecar itself is gone (plain psql and pg_restore)."""
 
