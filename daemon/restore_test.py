@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from io import StringIO
 
-import docker
 import docker.errors
 
+import docker
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import scan_manifests

@@ -9,8 +9,8 @@ from pathlib import Path
 from daemon.errors import PgBackupError
 from daemon.restore.confirm import confirm
 from daemon.restore.engine import Restorer, quote_ident
-from daemon.restore.rows import recover_rows
 from daemon.restore.fetch import candidates, ensure_local
+from daemon.restore.rows import recover_rows
 from daemon.restore.selection import (
     Choice,
     Selected,

@@ -205,8 +205,9 @@ class Restorer:
             if into:
                 self._table_into(archive, target, schema, name, qualified)
             else:
-                self.confirm([f"delete every row of table {qualified} in database {target!r} on {self._where()} "
-                              f"and load the rows from {manifest.file}"], self.yes)
+                step = (f"delete every row of table {qualified} in database {target!r} on {self._where()} "
+                        f"and load the rows from {manifest.file}")
+                self.confirm([step], self.yes)
                 self._table_rows_replaced(archive, target, schema, name, qualified)
         _require(self._table_exists(target, qualified), f"table {qualified} is missing in {target!r} after the restore")
         report.tables_checked = 1

@@ -18,13 +18,15 @@ from collections.abc import Iterable, Mapping, Sequence
 import docker.errors
 from docker.utils.socket import frames_iter
 
-from daemon.errors import CommandFailed, ConnectionFailed
+from daemon.errors import CommandFailed, ConnectionFailed, PgBackupError
+from daemon.logs import get_logger
 from daemon.sources.docker_exec import _ANNOUNCE_PID, DockerExecTransport, _PidAwareTail
 from daemon.sources.local import LocalProcessTransport
 from daemon.sources.postgres import PostgresServer
 from daemon.sources.transport import StderrTail
 
 STDERR_FRAME = 2
+log = get_logger(__name__)
 
 
 def feed_command(server: PostgresServer, argv: Sequence[str], chunks: Iterable[bytes]) -> None:
@@ -153,8 +155,8 @@ def make_temp_dir(server: PostgresServer) -> str:
 def remove_temp_dir(server: PostgresServer, path: str) -> None:
     try:
         server.transport.run(["rm", "-rf", "--", path])
-    except Exception:  # cleanup must never hide the restore's own result
-        pass
+    except PgBackupError as error:  # cleanup must never hide the restore's own result
+        log.warning("restore_copy_left", path=path, error=str(error))
 
 
 def put_stream(transport: DockerExecTransport, directory: str, tar_chunks: Iterable[bytes]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -76,7 +76,7 @@ class TestPick:
 
     def test_before_compares_instants_across_zones(self):
         """A manifest written in UTC compares by instant with a --before given in TZ."""
-        utc_backup = manifest("database", "authdb", datetime(2025, 10, 15, 11, 45, tzinfo=timezone.utc))  # 13:45 Berlin
+        utc_backup = manifest("database", "authdb", datetime(2025, 10, 15, 11, 45, tzinfo=UTC))  # 13:45 Berlin
         chosen = pick([*BACKUPS[:2], utc_backup], Choice(before=parse_before("2025-10-15 13:50", BERLIN)), authdb, "a")
         assert chosen is utc_backup
 
