@@ -1,0 +1,62 @@
+"""Destructive restore steps: confirmed by typing yes on a terminal, or by --yes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from daemon.restore.confirm import NotConfirmed, confirm
+from daemon.restore_test import install
+from daemon.settings import Settings
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+STEPS = ["drop database 'authdb' on docker exec into container 'pg'"]
+
+
+class TestConfirm:
+    def test_terminal_yes(self):
+        """On a terminal, typing 'yes' lets the steps go ahead after they were listed."""
+        err = Terminal()
+        confirm(STEPS, yes=False, stdin=Terminal("yes\n"), stderr=err)
+        assert STEPS[0] in err.getvalue()
+
+    @pytest.mark.parametrize("answer", ["", "y\n", "no\n", "YES please\n"])
+    def test_terminal_anything_else(self, answer):
+        """Any answer but 'yes' stops the restore."""
+        with pytest.raises(NotConfirmed):
+            confirm(STEPS, yes=False, stdin=Terminal(answer), stderr=Terminal())
+
+    def test_no_terminal_needs_yes(self):
+        """Without a terminal the error names what would be dropped and asks for --yes."""
+        with pytest.raises(NotConfirmed, match="drop database 'authdb'.*--yes"):
+            confirm(STEPS, yes=False, stdin=io.StringIO(), stderr=io.StringIO())
+
+    def test_flag_confirms_and_says_so(self):
+        """--yes goes ahead without reading stdin and still names the steps."""
+        err = io.StringIO()
+        confirm(STEPS, yes=True, stdin=io.StringIO(), stderr=err)
+        assert "confirmed by --yes" in err.getvalue() and STEPS[0] in err.getvalue()
+
+    def test_nothing_to_confirm(self):
+        """No destructive step needs no confirmation."""
+        confirm([], yes=False, stdin=io.StringIO(), stderr=io.StringIO())
+
+
+class TestInstaller:
+    def test_restore_test_job_uses_its_schedule(self, tmp_path):
+        """The daemon gets one job on SCHEDULE_RESTORE_TEST."""
+        settings = Settings(postgres_container="pg", backup_dir=tmp_path, schedule_restore_test="0 6 2 * *",
+                            _env_file=None)
+
+        class Runner:
+            cancel = None
+            docker_client = None
+
+        (job,) = install(settings, Runner(), metrics=None)
+        assert job.job_id == "restore_test" and job.expression == "0 6 2 * *" and job.health_kind is None
