@@ -9,6 +9,8 @@ ARG BASE_IMAGE=python:3.11-slim
 
 # --- the daemon in a virtualenv ---------------------------------------------
 FROM ${BASE_IMAGE} AS app
+# Marks the intermediate image the legacy builder keeps, so it can be pruned.
+LABEL org.pgbackup.stage=build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 COPY . /src
 # tzdata: IANA time zones for TZ; slim images have no /usr/share/zoneinfo.
