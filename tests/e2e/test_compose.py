@@ -231,16 +231,18 @@ def remove_dead_projects() -> None:
     """`down -v` for e2e projects whose pytest process has died (the pid is in the name)."""
     result = subprocess.run(
         ["docker", "ps", "--all", "--filter", "label=com.docker.compose.project",
-         "--format", '{{ index .Labels "com.docker.compose.project" }}'],
+         "--format", '{{.Label "com.docker.compose.project"}}'],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
     for project in set(result.stdout.split()):
         match = re.fullmatch(rf"{PROJECT_PREFIX}-(\d+)-[0-9a-f]+", project)
         if match and not process_alive(int(match.group(1))):
-            subprocess.run(
-                ["docker", "compose", "--project-name", project, "down", "--volumes", "--timeout", "10"],
-                capture_output=True, timeout=300, stdin=subprocess.DEVNULL,
-            )
+            # From an empty directory compose finds the project by its labels alone.
+            with tempfile.TemporaryDirectory() as empty:
+                subprocess.run(
+                    ["docker", "compose", "--project-name", project, "down", "--volumes", "--timeout", "10"],
+                    cwd=empty, capture_output=True, timeout=300, stdin=subprocess.DEVNULL,
+                )
 
 
 @pytest.fixture(scope="module")
