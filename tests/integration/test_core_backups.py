@@ -15,6 +15,8 @@ import time
 import pytest
 
 from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup, start_pgbackup, tcp_env
+from tests.support.docker_env import remove_container
+from tests.support.postgres import start_postgres
 from tests.support.sample_data import seed, server_fingerprints
 
 DATABASES = ["authdb", "apidb", "admindb"]
@@ -37,11 +39,15 @@ def pg_restore(target, artifact, database: str, *extra: str) -> subprocess.Compl
         )
 
 
-@pytest.fixture
-def source(postgres_factory):
-    server = postgres_factory()
-    seed(server)
-    return server
+@pytest.fixture(scope="module")
+def source(docker_client, postgres_image):
+    """One seeded server for the module's tests, which only read from it."""
+    server = start_postgres(docker_client, postgres_image)
+    try:
+        seed(server)
+        yield server
+    finally:
+        remove_container(server.container)
 
 
 class TestFullBackupRoundTrip:
@@ -215,8 +221,9 @@ class TestFailures:
         result = pgbackup("backup", "database", "authdb", env=env)
         assert result.returncode == 1 and "cannot query PostgreSQL" in result.stderr
 
-    def test_earlier_backups_survive_a_failure(self, source, tmp_path):
+    def test_earlier_backups_survive_a_failure(self, postgres_factory, tmp_path):
         """A failed run touches none of the earlier artifacts."""
+        source = postgres_factory(databases=["authdb"])
         first = pgbackup("backup", "full", env=exec_env(source, tmp_path))
         before = backup_files(tmp_path)
         source.stop()
