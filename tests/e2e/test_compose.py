@@ -247,7 +247,7 @@ def remove_dead_projects() -> None:
 
 @pytest.fixture(scope="module")
 def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposeProject]:
-    """The compose project with the monitoring profile, up and healthy; removed afterwards."""
+    """The compose project with the s3 and monitoring profiles, up and healthy; removed afterwards."""
     remove_dead_projects()
     prepare_wheels()
     ensure_monitoring_images()
