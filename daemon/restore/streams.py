@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from zlib_ng import zlib_ng
+from isal import isal_zlib
 
 from daemon.errors import PgBackupError
 from daemon.rowcount import CONNECT_PREFIX, COPY_PREFIX, COPY_SUFFIX, TERMINATOR, parse_connect_line
@@ -42,20 +42,20 @@ def check_sha256(path: Path, expected: str, size: int | None = None) -> None:
 
 def gunzip(chunks: Iterable[bytes], name: str = "artifact") -> Iterator[bytes]:
     """Decompress gzip members chunk by chunk; a stream that ends early is an error."""
-    decompressor = zlib_ng.decompressobj(GZIP_WBITS)
+    decompressor = isal_zlib.decompressobj(GZIP_WBITS)
     started = False
     for chunk in chunks:
         while chunk:
             started = True
             try:
                 output = decompressor.decompress(chunk)
-            except zlib_ng.error as error:
+            except isal_zlib.error as error:
                 raise ArtifactDamaged(f"{name} is not valid gzip data: {error}") from None
             if output:
                 yield output
             if decompressor.eof:
                 chunk = decompressor.unused_data
-                decompressor = zlib_ng.decompressobj(GZIP_WBITS)
+                decompressor = isal_zlib.decompressobj(GZIP_WBITS)
                 started = False
             else:
                 chunk = b""
