@@ -88,6 +88,8 @@ class BackupRunner:
         self.clock = clock or (lambda: datetime.now(settings.timezone))
         self.after_run_hooks: list[AfterRunHook] = []
         self.sink_factories: list[SinkFactory] = []
+        # Called with every manifest on disk when the daemon rescans BACKUP_DIR.
+        self.manifest_listeners: list[Callable[[list[Manifest]], None]] = []
         self.own_run_ids: set[str] = set()  # runs of this process, whose outcome health already knows
         # Row counts of plain dumps go into every manifest (daemon and CLI alike).
         self.observer_factories: list[Callable[[DumpPlan], Sequence[StreamObserver]]] = [row_count_observers]

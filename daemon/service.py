@@ -77,8 +77,9 @@ class ManifestWatcher:
     (``pgbackup backup ...`` run by hand next to the daemon): rescans the manifests
     whenever the backup directory has changed."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, health: HealthState, own_run_ids: set[str]):
-        self.own_run_ids = own_run_ids
+    def __init__(self, settings: Settings, metrics: Metrics, health: HealthState, runner: BackupRunner):
+        self.own_run_ids = runner.own_run_ids
+        self.listeners = runner.manifest_listeners
         self.settings = settings
         self.metrics = metrics
         self.health = health
@@ -99,6 +100,11 @@ class ManifestWatcher:
             taken_elsewhere = [m for m in scan.manifests if m.run_id not in self.own_run_ids]
             for kind, started in newest_success_by_kind(taken_elsewhere).items():
                 self.health.run_finished_elsewhere(kind, started)
+            for listener in self.listeners:
+                try:
+                    listener(scan.manifests)
+                except Exception:  # a feature's gauges must never break /metrics
+                    log.exception("manifest_listener_failed")
             return scan.manifests
 
 
@@ -121,7 +127,7 @@ def run_daemon(settings: Settings) -> int:
         if job.health_kind:
             health.schedule(job.health_kind, settings.trigger(job.expression), newest.get(job.health_kind))
     scheduler, executor = build_scheduler(settings, jobs)
-    watcher = ManifestWatcher(settings, metrics, health, runner.own_run_ids)
+    watcher = ManifestWatcher(settings, metrics, health, runner)
     watcher.refresh()
     http = start_http_server(
         settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone),
