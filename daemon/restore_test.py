@@ -75,11 +75,26 @@ def latest_backups(settings: Settings) -> list[Selected]:
     return sorted(newest.values(), key=lambda selected: (not selected.is_full, selected.manifest.target))
 
 
-def image_for(settings: Settings, selections: list[Selected]) -> str:
+def image_for(settings: Settings, selections: list[Selected], client: docker.DockerClient | None = None) -> str:
+    """RESTORE_TEST_IMAGE; else postgres:<major> if present here; else the database container's
+    own image (it runs the server that wrote the backups, and needs no registry); else
+    postgres:<major>, pulled."""
     if settings.restore_test_image:
         return settings.restore_test_image
     majors = [int(s.manifest.server_version.split(".")[0]) for s in selections if s.manifest.server_version]
-    return f"postgres:{max(majors) if majors else 'latest'}"
+    official = f"postgres:{max(majors) if majors else 'latest'}"
+    if client is None or not settings.postgres_container:
+        return official
+    try:
+        client.images.get(official)
+        return official
+    except docker.errors.DockerException:
+        pass
+    try:
+        container = client.containers.get(settings.postgres_container)
+    except docker.errors.DockerException:
+        return official
+    return container.attrs.get("Config", {}).get("Image") or official
 
 
 @contextmanager
@@ -148,7 +163,7 @@ def restore_into_throwaway(
     roles the database dumps refer to), then each database dump over its database."""
     client = client or docker_client(settings)
     results = []
-    with throwaway_server(client, image_for(settings, selections), labels) as server:
+    with throwaway_server(client, image_for(settings, selections, client), labels) as server:
         restorer = Restorer(server, jobs=settings.restore_jobs, yes=True, progress_stream=StringIO(),
                             progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,
                             confirm=_throwaway_needs_no_confirmation)
