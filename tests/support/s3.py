@@ -203,6 +203,12 @@ class S3Server:
         self.process = None
 
     def _wait_for_s3(self, timeout: float) -> None:
+        """Wait until an object can be written, read back and deleted.
+
+        The bucket answers before the volume server has registered with the
+        master (objects then fail with InternalError), so a probe object makes
+        the round trip; it is deleted again, leaving the bucket as it was.
+        """
         probe = self.client(
             config=Config(
                 s3={"addressing_style": "path"},
@@ -211,13 +217,17 @@ class S3Server:
                 read_timeout=5,
             )
         )
+        key = f".pgbackup-test-probe-{secrets.token_hex(4)}"
+        last_error: Exception | None = None
         deadline = time.monotonic() + timeout
         while True:
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"weed mini exited while starting:\n{self.log_tail()}")
             try:
-                probe.head_bucket(Bucket=self.bucket)
-                return
+                probe.put_object(Bucket=self.bucket, Key=key, Body=b"probe")
+                if probe.get_object(Bucket=self.bucket, Key=key)["Body"].read() == b"probe":
+                    probe.delete_object(Bucket=self.bucket, Key=key)
+                    return
             except Exception as error:  # noqa: BLE001 - any failure means "not yet"
                 last_error = error
             if time.monotonic() > deadline:
