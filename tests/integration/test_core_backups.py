@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup, start_pgbackup, tcp_env
+from tests.support.pgbackup_cli import REPO_ROOT, artifact_paths, exec_env, log_events, pgbackup, start_pgbackup, tcp_env
 from tests.support.docker_env import remove_container
 from tests.support.postgres import start_postgres
 from tests.support.sample_data import seed, server_fingerprints
@@ -300,3 +300,34 @@ def _wait_for_lock_holder(directory, timeout: float = 60) -> None:
 
 def _event_time(events: list[dict], name: str) -> str:
     return next(e["timestamp"] for e in events if e["event"] == name)
+
+
+class TestMemory:
+    def test_peak_memory_does_not_grow_with_the_dump(self, postgres_factory, tmp_path):
+        """The backup process's peak RSS is the same for a 2 MB and a 250 MB dump (it streams) and stays under 150 MB."""
+        server = postgres_factory(databases=["apidb"])
+        server.psql("CREATE TABLE small AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) AS g",
+                    db="apidb")
+        env = exec_env(server, tmp_path, POSTGRES_PASSWORD=server.password)
+        small = _peak_rss_of_backup(env, tmp_path / "small")
+        server.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 7) AS v "
+                    "FROM generate_series(1, 1000000) AS g", db="apidb")
+        large = _peak_rss_of_backup(env, tmp_path / "large")
+        assert large["raw_bytes"] > 100 * small["raw_bytes"]
+        assert large["peak_rss"] < 150 * 2**20
+        assert large["peak_rss"] - small["peak_rss"] < 16 * 2**20, (small, large)
+
+
+def _peak_rss_of_backup(env: dict, directory) -> dict:
+    """Run `pgbackup backup full` and read its peak RSS from the kernel's accounting (wait4)."""
+    import sys
+
+    directory.mkdir()
+    env = {**env, "BACKUP_DIR": str(directory)}
+    process = subprocess.Popen([sys.executable, "-m", "daemon", "backup", "full"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    (artifact,) = directory.glob("backup_all_*.sql.gz")
+    raw = len(gzip.decompress(artifact.read_bytes()))
+    return {"peak_rss": usage.ru_maxrss * 1024, "raw_bytes": raw}
