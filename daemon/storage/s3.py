@@ -26,7 +26,9 @@ from daemon.naming import MANIFEST_SUFFIX, manifest_name
 
 log = get_logger(__name__)
 
-PART_SIZE = 16 * 1024 * 1024  # S3 allows at most 10,000 parts: 16 MiB parts cover 160 GB
+PART_SIZE = 8 * 1024 * 1024  # the first parts; keeps the sidecar's memory low while uploading
+PARTS_PER_SIZE = 1000  # then the part size doubles every 1,000 parts: S3 allows 10,000 parts,
+# and 8 MiB growing this way covers about 8 TB, while dumps under 8 GB never use more than 8 MiB
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 PARTS_IN_FLIGHT = 2  # parts queued for the upload thread; memory stays below (2 + 2) parts
 READ_CHUNK = 1024 * 1024
@@ -187,6 +189,7 @@ class MultipartUpload:
         self.size_bytes = 0
         self._sha256 = hashlib.sha256()
         self._buffer = bytearray()
+        self._parts_cut = 0
         self._upload_id: str | None = None
         self._parts: list[dict] = []
         self._queue: queue.Queue = queue.Queue(maxsize=PARTS_IN_FLIGHT)
@@ -200,10 +203,15 @@ class MultipartUpload:
         self._sha256.update(data)
         self.size_bytes += len(data)
         self._buffer += data
-        while len(self._buffer) >= self.part_size and self.error is None:
-            part = bytes(self._buffer[: self.part_size])
-            del self._buffer[: self.part_size]
+        while len(self._buffer) >= self._next_part_size() and self.error is None:
+            size = self._next_part_size()
+            part = bytes(self._buffer[:size])
+            del self._buffer[:size]
+            self._parts_cut += 1
             self._submit(part)
+
+    def _next_part_size(self) -> int:
+        return self.part_size * 2 ** (self._parts_cut // PARTS_PER_SIZE)
 
     def complete(self, manifest: Manifest) -> dict:
         """Finish the upload and return the offsite record for the manifest; raises OffsiteError."""
