@@ -74,7 +74,11 @@ run_init_scripts() {
 	for script in /docker-entrypoint-initdb.d/*; do
 		[ -e "$script" ] || continue
 		case "$script" in
-		*.sh) log "running $script"; . "$script" ;;
+		*.sh)
+			log "running $script"
+			# shellcheck source=/dev/null
+			. "$script"
+			;;
 		*.sql) log "running $script"; psql_during_init --dbname "$POSTGRES_DB" -f "$script" ;;
 		*.sql.gz) log "running $script"; gunzip -c "$script" | psql_during_init --dbname "$POSTGRES_DB" ;;
 		*) log "ignoring $script" ;;

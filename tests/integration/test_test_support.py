@@ -19,7 +19,9 @@ def host_psql(server, sql: str, db: str, password: str | None) -> subprocess.Com
         pytest.fail("psql is not installed on the host (scripts/test installs postgresql-client-15)")
     environment = {**os.environ, "PGPASSWORD": password or "", "PGCONNECT_TIMEOUT": "10"}
     command = [psql, "-X", "-At", "-w", "-h", server.host, "-p", str(server.port), "-U", server.user, "-d", db]
-    return subprocess.run([*command, "-c", sql], env=environment, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*command, "-c", sql], check=False, env=environment, capture_output=True, text=True, timeout=60
+    )
 
 
 class TestLeftoverRule:
@@ -102,12 +104,11 @@ class TestPostgresFactory:
         """`docker exec CONTAINER pg_dumpall -U postgres` works as root over the local socket."""
         server = postgres_factory()
         server.psql("CREATE TABLE users (name text); INSERT INTO users VALUES ('alice');", db="authdb")
-        whoami = subprocess.run(
-            ["docker", "exec", server.name, "id", "-u"], capture_output=True, text=True, check=True
-        )
+        whoami = subprocess.run(["docker", "exec", server.name, "id", "-u"], capture_output=True, text=True, check=True)
         assert whoami.stdout.strip() == "0"
         dump = subprocess.run(
             ["docker", "exec", server.name, "pg_dumpall", "-U", "postgres"],
+            check=False,
             capture_output=True,
             text=True,
             timeout=120,
@@ -119,7 +120,9 @@ class TestPostgresFactory:
     def test_psql_runs_scripts_and_raises_with_stderr(self, postgres_factory):
         """psql() runs several statements, returns rows, and fails loudly on an error."""
         server = postgres_factory(databases=("apidb",))
-        output = server.psql("CREATE TABLE t (n int); INSERT INTO t VALUES (1), (2); SELECT n FROM t ORDER BY n;", "apidb")
+        output = server.psql(
+            "CREATE TABLE t (n int); INSERT INTO t VALUES (1), (2); SELECT n FROM t ORDER BY n;", "apidb"
+        )
         assert output == "1\n2"
         with pytest.raises(AssertionError, match="no_such_table"):
             server.psql("SELECT * FROM no_such_table", "apidb")
@@ -204,5 +207,5 @@ class TestS3Server:
 )
 def test_tool_is_installed(command):
     """scripts/test installs the command-line tools the tests call."""
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -59,10 +59,7 @@ class PgServer:
         (`-At`), without command tags; the trailing newline is stripped.
         """
         path = self._copy_sql_in(sql)
-        command = (
-            "psql -X -q -v ON_ERROR_STOP=1 -At -U \"$1\" -d \"$2\" -f \"$3\"; "
-            "status=$?; rm -f \"$3\"; exit $status"
-        )
+        command = 'psql -X -q -v ON_ERROR_STOP=1 -At -U "$1" -d "$2" -f "$3"; status=$?; rm -f "$3"; exit $status'
         exit_code, (stdout, stderr) = self.container.exec_run(
             ["sh", "-c", command, "psql", self.user, db, path], user="postgres", demux=True
         )
