@@ -50,7 +50,7 @@ class BackupContext:
     server: PostgresServer
     server_version: ServerVersion
     directory: Path
-    compression_level: int
+    gzip_level: int
     clock: Callable[[], datetime]
     progress: Callable[[str], Progress]
     cancel: threading.Event
@@ -66,7 +66,7 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
     sinks = list(context.sinks(plan, file_name))
     observers = list(context.observers(plan))
     log.info("artifact_started", file=file_name, command=plan.argv[0] if plan.argv[0] != "sh" else plan.argv[-1])
-    compressor = GzipCompressor(context.compression_level) if plan.gzip else None
+    compressor = GzipCompressor(context.gzip_level) if plan.gzip else None
 
     def write_block(block: bytes) -> None:
         artifact.write(block)

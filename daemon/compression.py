@@ -1,30 +1,36 @@
-"""gzip-compatible compression of a dump stream.
+"""gzip-compatible compression of a dump stream, by GZIP_LEVEL.
 
-ISA-L (python-isal) writes standard gzip several times faster than zlib; measured on SQL
-dump text here it compresses about as well as `gzip -6` at level 1-2 (see docs/benchmarks.md).
-COMPRESSION_LEVEL keeps gzip's familiar 1-9 scale and maps onto ISA-L's levels 0-3.
-The compressor releases the GIL, so it runs in parallel with reading the dump.
+Measured on this project's benchmark data (docs/benchmarks.md), on one core:
+ISA-L writes gzip at 300-600 MB/s but about 8-13 % larger than `gzip -6`; zlib-ng at
+level 4 writes output as small as `gzip -6` at about 155 MB/s. So levels 1-3 use ISA-L
+(fast enough to keep up with pg_dumpall), levels 4-9 use zlib-ng at that level (output
+the size of gzip's, slower). Both release the GIL, so compression runs in parallel with
+reading the dump.
 """
 
 from __future__ import annotations
 
 from isal import isal_zlib
+from zlib_ng import zlib_ng
 
 GZIP_WBITS = 31  # "gzip header and trailer"
+FASTEST_ZLIB_NG_LEVEL = 4
 
 
-def isal_level(level: int) -> int:
-    """gzip's 1-9 onto ISA-L's 0-3: 1 -> 0, 2-4 -> 1, 5-7 -> 2, 8-9 -> 3."""
+def engine_for(level: int) -> str:
     if not 1 <= level <= 9:
-        raise ValueError(f"compression level {level} is not 1-9")
-    return 0 if level == 1 else 1 if level <= 4 else 2 if level <= 7 else 3
+        raise ValueError(f"gzip level {level} is not 1-9")
+    return "isal" if level < FASTEST_ZLIB_NG_LEVEL else "zlib-ng"
 
 
 class GzipCompressor:
     """One gzip member, fed chunk by chunk."""
 
     def __init__(self, level: int):
-        self._compressor = isal_zlib.compressobj(isal_level(level), isal_zlib.DEFLATED, GZIP_WBITS)
+        if engine_for(level) == "isal":
+            self._compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
+        else:
+            self._compressor = zlib_ng.compressobj(level, zlib_ng.DEFLATED, GZIP_WBITS)
 
     def compress(self, chunk: bytes) -> bytes:
         return self._compressor.compress(chunk)

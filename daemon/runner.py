@@ -195,7 +195,7 @@ class BackupRunner:
             server=connection.server,
             server_version=connection.version,
             directory=self.settings.backup_dir,
-            compression_level=self.settings.compression_level,
+            gzip_level=self.settings.gzip_level,
             clock=self.clock,
             progress=lambda label: Progress.for_stream(
                 label, self.settings.progress_interval_seconds, self.progress_stream

@@ -175,7 +175,7 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner
             try:
                 stopper.stop(to_stop)
                 _check_cancel(runner.cancel)
-                with PipelinedWriter(write_block, GzipCompressor(settings.compression_level)) as writer:
+                with PipelinedWriter(write_block, GzipCompressor(settings.gzip_level)) as writer:
                     for chunk in _scanned(_counted(helper.read_tar(), progress, runner.cancel), scanner):
                         writer.put(chunk)
                     writer.finish()
