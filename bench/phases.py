@@ -11,11 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import docker
 import psutil
 
+import docker
 from bench import dataset as bench_dataset
-from bench.contenders import BenchContext, manifest_field, pgbackup_help, settings_fields
+from bench.contenders import (
+    BenchContext,
+    manifest_field,
+    pgbackup_help,
+    settings_fields,
+)
 from bench.measure import Contender, Sample, Unavailable, run_process, tail
 from tests.support import docker_env
 from tests.support.pgbackup_cli import REPO_ROOT, exec_env
@@ -83,8 +88,8 @@ def restore_contenders(context: BenchContext, client: docker.DockerClient, image
                 inside = f"/tmp/{dump.name}"
                 steps += [
                     f"docker cp {_q(str(dump))} {target.name}:{inside}",
-                    f"docker exec {target.name} pg_restore -U postgres --exit-on-error -j {jobs} {create} "
-                    f"-d postgres {inside}",
+                    (f"docker exec {target.name} pg_restore -U postgres --exit-on-error -j {jobs} {create} "
+                    f"-d postgres {inside}"),
                     f"docker exec {target.name} rm -f {inside}",
                 ]
             run = run_process(["bash", "-e", "-o", "pipefail", "-c", "\n".join(steps)], env=path_env,

@@ -209,10 +209,10 @@ def markdown(parts, meta: dict) -> str:
         f"- machine: {meta['machine']}",
         f"- load average before: {meta['load_before']}; after: {meta['load_after']}",
         f"- dataset: {meta['dataset_line']}",
-        f"- rounds: {meta['rounds']} (contenders alternate: each round starts one later in the list); "
-        "the median and the min–max spread are shown",
-        "- peak RSS: the pgbackup process's kernel high-water mark (ru_maxrss from wait4); "
-        "tree RSS: largest sampled sum over its process tree (psutil, every 20 ms)", "",
+        (f"- rounds: {meta['rounds']} (contenders alternate: each round starts one later in the list); "
+        "the median and the min–max spread are shown"),
+        ("- peak RSS: the pgbackup process's kernel high-water mark (ru_maxrss from wait4); "
+        "tree RSS: largest sampled sum over its process tree (psutil, every 20 ms)"), "",
     ]
     for title, header, rows in parts:
         lines += [f"## {title}", "", markdown_table(header, rows), ""]

@@ -18,20 +18,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import contenders as bench_contenders  # noqa: E402
-from bench import dataset as bench_dataset  # noqa: E402
-from bench import phases, report  # noqa: E402
-from bench.contenders import BenchContext  # noqa: E402
-from bench.measure import run_rounds  # noqa: E402
-from tests.support import docker_env  # noqa: E402
+from bench import contenders as bench_contenders
+from bench import dataset as bench_dataset
+from bench import phases, report
+from bench.contenders import BenchContext
+from bench.measure import run_rounds
+from tests.support import docker_env
 
 DEFAULT_MARKDOWN = REPO_ROOT / "bench" / "results" / "latest.md"
 
@@ -84,7 +83,7 @@ def git_commit() -> str:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                                 check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "daemon"], cwd=REPO_ROOT,
-                               capture_output=True, text=True).stdout.strip()
+                               capture_output=True, text=True, check=False).stdout.strip()
         return commit + (" (daemon/ has uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -104,7 +103,7 @@ def start_s3(work_dir: Path):
 def main(argv=None) -> int:
     args = parse_args(argv)
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     meta = {"command": command.strip(), "started": started.isoformat(timespec="seconds"),
             "load_before": load_average(), "commit": git_commit(), "rounds": args.rounds,
             "size_label": f"{args.size:g} MB", "small_size_label": f"{args.small_size:g} MB"}
@@ -155,7 +154,7 @@ def main(argv=None) -> int:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    meta["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     meta["load_after"] = load_average()
     method_keys = [bench_contenders.method_key(method) for method in bench_contenders.methods()]
     targets = report.evaluate_targets(large, small, restore, idle, method_keys)

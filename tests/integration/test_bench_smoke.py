@@ -27,7 +27,7 @@ class TestBenchmarkSmoke:
             "--work-dir", str(tmp_path / "work"),
         ]
         env = {**os.environ, "PGBACKUP_TEST_POSTGRES_IMAGE": postgres_image}
-        run = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+        run = subprocess.run(command, check=False, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
                              stdin=subprocess.DEVNULL)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
