@@ -334,10 +334,7 @@ class Restorer:
                 remove_temp_dir(self.server, directory)
         elif manifest.format == "directory":
             with tempfile.TemporaryDirectory(prefix=".pgbackup-restore-", dir=self.temp_root) as directory:
-                import tarfile
-
-                with tarfile.open(path, mode="r|") as archive:
-                    archive.extractall(directory, filter="data")
+                extract_plain_files(path, Path(directory))
                 yield str(Path(directory) / "dump")
         else:
             yield str(path)
@@ -411,3 +408,27 @@ def _closing(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
         yield from chunks
     finally:
         progress.close()
+
+
+def extract_plain_files(archive_path: Path, directory: Path) -> None:
+    """Unpack a directory-format dump's tar: plain files and folders only, never outside
+    ``directory`` (the same rules as tarfile's "data" filter, which Python 3.11.2 lacks)."""
+    import shutil
+    import tarfile
+
+    root = directory.resolve()
+    with tarfile.open(archive_path, mode="r|") as archive:
+        for member in archive:
+            target = (root / member.name).resolve()
+            if member.name.startswith("/") or (target != root and root not in target.parents):
+                raise PgBackupError(f"{archive_path.name}: refusing the path {member.name!r} outside the dump")
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = archive.extractfile(member)
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+            else:
+                raise PgBackupError(f"{archive_path.name}: refusing {member.name!r}, which is not a plain file")
+
