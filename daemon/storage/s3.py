@@ -200,7 +200,6 @@ class MultipartUpload:
     def write(self, data: bytes) -> None:
         if self.error is not None or self._finished:
             return
-        self._sha256.update(data)
         self.size_bytes += len(data)
         self._buffer += data
         while len(self._buffer) >= self._next_part_size() and self.error is None:
@@ -283,6 +282,9 @@ class MultipartUpload:
                 return
 
     def _upload_part(self, part: bytes) -> None:
+        # Hashed here, on the upload thread (parts arrive in order), not on the writer thread
+        # that also compresses the dump.
+        self._sha256.update(part)
         number = len(self._parts) + 1
         digest = base64.b64encode(hashlib.md5(part).digest()).decode()
         response = self.bucket.client.upload_part(
@@ -323,10 +325,16 @@ class MultipartUpload:
             pass
         self._worker.join(timeout=120)
 
-    def _finish(self, manifest: Manifest) -> None:
+    def _check_against(self, manifest: Manifest) -> None:
         if self._sha256.hexdigest() != manifest.sha256 or self.size_bytes != manifest.size_bytes:
             raise OffsiteError("the bytes sent differ from the manifest's size or sha256")
+
+    def _finish(self, manifest: Manifest) -> None:
+        if self.size_bytes != manifest.size_bytes:
+            raise OffsiteError("the bytes sent differ from the manifest's size or sha256")
         if self._upload_id is None and len(self._buffer) < self.part_size:
+            self._sha256.update(self._buffer)
+            self._check_against(manifest)
             self.bucket.client.put_object(
                 Bucket=self.bucket.name, Key=self.key, Body=bytes(self._buffer),
                 ContentMD5=base64.b64encode(hashlib.md5(self._buffer).digest()).decode(),
@@ -339,6 +347,7 @@ class MultipartUpload:
             self._drain_worker()
             if self.error is not None:
                 return
+            self._check_against(manifest)
             self.bucket.client.complete_multipart_upload(
                 Bucket=self.bucket.name, Key=self.key, UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},

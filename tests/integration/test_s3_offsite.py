@@ -98,6 +98,17 @@ class TestMultipartUpload:
             upload.complete(manifest)
         assert open_uploads(s3_server) == [] and keys(s3_server) == []
 
+    def test_same_size_other_bytes_is_refused_and_aborted(self, s3_server, tmp_path):
+        """Bytes of the right size whose sha256 differs from the manifest's never complete either."""
+        bucket = Bucket.from_settings(s3_settings(s3_server, tmp_path))
+        data = os.urandom(11 * 1024 * 1024)
+        manifest = manifest_for(data[:-1] + bytes([data[-1] ^ 1]), "backup_all_20261126_030000.sql.gz")
+        upload = MultipartUpload(bucket, manifest.file, part_size=MIN_PART_SIZE)
+        stream(upload, data)
+        with pytest.raises(OffsiteError, match="sha256"):
+            upload.complete(manifest)
+        assert open_uploads(s3_server) == [] and keys(s3_server) == []
+
     def test_wrong_credentials_fail_cleanly(self, s3_server, tmp_path):
         """A wrong secret key makes the upload fail with the server's error code and leaves nothing behind."""
         bucket = Bucket.from_settings(s3_settings(s3_server, tmp_path, secret="not-the-secret-key-at-all"))
