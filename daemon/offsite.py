@@ -191,8 +191,7 @@ def install(settings, runner, metrics) -> list[ScheduledJob]:
                         settings.notify_on_success)
     runner.run_wrappers.append(run_log_wrapper(settings.backup_dir, runner.clock))
     if offsite is not None:
-        offsite.load_metrics(local_manifests(settings.backup_dir))
-        runner.manifest_listeners.append(offsite.load_metrics)
+        runner.manifest_listeners.append(offsite.load_metrics)  # fed by the daemon's manifest scans
         runner.sink_factories.append(offsite.sinks)
 
     def offsite_backlog(outcome) -> None:

@@ -4,7 +4,7 @@ the server's list of databases. Pure apart from that list, which the caller pass
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from daemon import naming
@@ -31,7 +31,7 @@ class DumpPlan:
     gzip: bool  # compress in the sidecar
     keep_forever: bool = False
     databases: tuple[str, ...] = ()
-    tables: tuple[str, ...] = field(default=())
+    tables: tuple[str, ...] = ()
 
     @property
     def compression(self) -> str:

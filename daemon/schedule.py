@@ -9,7 +9,7 @@ names, which it reads unambiguously.
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -88,8 +88,3 @@ def _weekday_number(token: str) -> int:
     if token.isdigit() and 0 <= int(token) <= 7:
         return int(token)
     raise ScheduleError(f"day-of-week {token!r} is not 0-7 or one of {', '.join(_DAY_NAMES)}")
-
-
-def first_due_after(trigger: CronTrigger, moment: datetime) -> datetime | None:
-    """The first time the schedule fires strictly after ``moment``."""
-    return trigger.get_next_fire_time(None, moment)

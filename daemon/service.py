@@ -96,6 +96,8 @@ class ManifestWatcher:
                 return []
             self._seen_mtime = mtime
             scan = scan_manifests(self.settings.backup_dir)
+            for path, problem in scan.unreadable:
+                log.warning("manifest_unreadable", file=path.name, error=problem)
             self.metrics.load_manifests(scan.manifests)
             taken_elsewhere = [m for m in scan.manifests if m.run_id not in self.own_run_ids]
             for kind, started in newest_success_by_kind(taken_elsewhere).items():
@@ -113,22 +115,18 @@ def run_daemon(settings: Settings) -> int:
     ensure_backup_dir(settings.backup_dir)
     metrics = Metrics()
     metrics.configure(settings.backup_max_age_hours, settings.backup_min_size_bytes)
-    scan = scan_manifests(settings.backup_dir)
-    for path, problem in scan.unreadable:
-        log.warning("manifest_unreadable", file=path.name, error=problem)
-    metrics.load_manifests(scan.manifests)
     health = HealthState(started, timedelta(hours=settings.backup_max_age_hours))
     cancel = threading.Event()
     runner = BackupRunner(settings, metrics, health, cancel=cancel)
 
     jobs = backup_jobs(settings, runner) + install_features(settings, runner, metrics)
-    newest = newest_success_by_kind(scan.manifests)
     for job in jobs:
         if job.health_kind:
-            health.schedule(job.health_kind, settings.trigger(job.expression), newest.get(job.health_kind))
+            health.schedule(job.health_kind, settings.trigger(job.expression), None)
     scheduler, executor = build_scheduler(settings, jobs)
+    # One scan of BACKUP_DIR restores metrics, health and the features' gauges from the manifests.
     watcher = ManifestWatcher(settings, metrics, health, runner)
-    watcher.refresh()
+    found = watcher.refresh()
     http = start_http_server(
         settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone),
         before_response=watcher.refresh,
@@ -136,7 +134,7 @@ def run_daemon(settings: Settings) -> int:
     _stop_on_signals(scheduler, cancel)
 
     log.info("daemon_started", backup_dir=str(settings.backup_dir), metrics_port=settings.metrics_port,
-             method="docker_exec" if settings.uses_docker_exec else "tcp", artifacts_found=len(scan.manifests))
+             method="docker_exec" if settings.uses_docker_exec else "tcp", artifacts_found=len(found))
     health.scheduler_running = True
     metrics.scheduler_running.set(1)
     try:
