@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from daemon.rowcount import RowCounter, copy_table_name, parse_connect_line
+from daemon.rowcount import COPY_END, RowCounter, copy_table_name, count_newlines, find_copy_end, parse_connect_line
 
 DUMPALL = b'''--
 -- PostgreSQL database cluster dump
@@ -117,3 +117,39 @@ class TestDumpLines:
     def test_connect_lines(self, line, name):
         """Every form of pg_dumpall's \\connect line names the right database."""
         assert parse_connect_line(line) == name
+
+
+class TestScanPrimitives:
+    """The fast scans give exactly what the plain bytes methods give."""
+
+    CASES = [
+        b"",
+        b"\\.\n",
+        b"\n\\.\n",
+        b"a\\.\nb\n\\.\n",  # a backslash-dot inside a line is data, not the end
+        b"1\t\\N\t\\\\.\n2\t\\N\n\\.\n\n",
+        b"x" * 50 + b"\n\\.",  # the end cut short: not found
+        b"\\N\t" * 5000 + b"\n\\.\nCOPY",  # more backslashes than the probe limit
+        b"row\n" * 100 + b"\\\\.\n\\.\n",
+    ]
+
+    @pytest.mark.parametrize("data", CASES)
+    def test_find_copy_end_matches_find(self, data):
+        for start in range(0, len(data) + 1, max(1, len(data) // 40)):
+            assert find_copy_end(data, start) == data.find(COPY_END, start), start
+
+    @pytest.mark.parametrize("data", CASES)
+    def test_count_newlines_matches_count(self, data):
+        for start in (0, 1, len(data) // 2):
+            for end in (len(data), len(data) - 1, len(data) // 2 + 3):
+                if start <= end:
+                    assert count_newlines(data, start, end) == data.count(b"\n", start, end)
+
+    def test_random_escaped_data(self):
+        generator = random.Random(7)
+        alphabet = [b"\\", b".", b"\n", b"a", b"\\N", b"\t"]
+        for _ in range(300):
+            data = b"".join(generator.choice(alphabet) for _ in range(generator.randint(0, 400)))
+            start = generator.randint(0, len(data))
+            assert find_copy_end(data, start) == data.find(COPY_END, start)
+            assert count_newlines(data, start, len(data)) == data.count(b"\n", start)
