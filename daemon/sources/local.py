@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -13,6 +15,15 @@ from daemon.errors import CommandFailed
 from daemon.sources.transport import CHUNK_SIZE, StderrTail, collect
 
 TERMINATE_GRACE_SECONDS = 10
+# pg_dump writes its output a few KB at a time. Read one by one, that is ~200,000 reads and
+# wake-ups for a 1.5 GB dump, which cost the two processes about 3 CPU-seconds (measured,
+# docs/benchmarks.md). So the pipe is made large, and after a short read the reader waits a
+# moment for more: reads of ~200 KB, a few thousand per dump, and the writer never blocks
+# (1 MiB of pipe lasts longer than the wait at any speed pg_dump reaches).
+PIPE_SIZE = 1 << 20
+SHORT_READ = 256 * 1024
+SHORT_READ_WAIT_SECONDS = 0.002
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 class LocalProcessTransport:
@@ -60,13 +71,24 @@ class LocalProcessTransport:
 
 def _read_stdout(process: subprocess.Popen, state: dict) -> Iterator[bytes]:
     fd = process.stdout.fileno()
+    _enlarge_pipe(fd)
     while True:
         chunk = os.read(fd, CHUNK_SIZE)
         if not chunk:
             break
         yield chunk
+        if len(chunk) < SHORT_READ:
+            time.sleep(SHORT_READ_WAIT_SECONDS)
     process.stdout.close()
     state["exhausted"] = True
+
+
+def _enlarge_pipe(fd: int) -> None:
+    """Best effort: a kernel that refuses (pipe-max-size) keeps the default size."""
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
 
 
 def _drain_into(pipe, tail: StderrTail) -> None:
