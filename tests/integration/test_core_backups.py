@@ -236,8 +236,11 @@ class TestLock:
     def test_runs_never_overlap(self, postgres_factory, tmp_path):
         """A second run waits for the first (and says so); with --no-wait it exits 3 at once."""
         server = postgres_factory(databases=["apidb"])
-        server.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS payload "
-                    "FROM generate_series(1, 800000) AS g", db="apidb")
+        server.psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS payload "
+                    "FROM generate_series(1, 10000) AS g", db="apidb")
+        # The first run's pg_dump waits for this lock for 8 s, however fast dumps are, so it
+        # still holds the backup lock when the other two runs start.
+        _hold_table_lock(server, "apidb", "big", seconds=8)
         env = exec_env(server, tmp_path)
         first = start_pgbackup("backup", "full", env=env)
         _wait_for_lock_holder(tmp_path)
@@ -286,6 +289,20 @@ def _kill_when_running(server, program: str, argument: str, timeout: float = 60)
                 return False
         time.sleep(0.05)
     return False
+
+
+def _hold_table_lock(server, database: str, table: str, seconds: float) -> None:
+    """Hold ACCESS EXCLUSIVE on ``table`` for ``seconds`` from a background session; return once held."""
+    server.container.exec_run(
+        ["psql", "-X", "-U", server.user, "-d", database, "-c",
+         f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({seconds}); COMMIT;"],
+        user="postgres", detach=True,
+    )
+    deadline = time.monotonic() + 30
+    held = "SELECT count(*) FROM pg_locks WHERE relation = '{}'::regclass AND mode = 'AccessExclusiveLock' AND granted"
+    while server.psql(held.format(table), db=database) != "1":
+        assert time.monotonic() < deadline, f"the lock on {table} was never taken"
+        time.sleep(0.05)
 
 
 def _wait_for_lock_holder(directory, timeout: float = 60) -> None:
