@@ -37,10 +37,11 @@ class Variant:
 # A variant whose variable the daemon does not know (or rejects) is reported as n/a.
 VARIANTS = (
     Variant("default"),
-    Variant("COMPRESSION_LEVEL=1", {"COMPRESSION_LEVEL": "1"}),
+    Variant("COMPRESSION_LEVEL=1", {"COMPRESSION_LEVEL": "1"}, kinds=("databases",)),
     Variant("BACKUP_FORMAT=directory", {"BACKUP_FORMAT": "directory"}, kinds=("databases",)),
-    Variant("GZIP_LEVEL=3", {"GZIP_LEVEL": "3"}, kinds=("full",)),
+    Variant("GZIP_LEVEL=2", {"GZIP_LEVEL": "2"}, kinds=("full",)),
     Variant("GZIP_LEVEL=6", {"GZIP_LEVEL": "6"}, kinds=("full",)),
+    Variant("GZIP_THREADS=1", {"GZIP_THREADS": "1"}, kinds=("full",)),
 )
 # Settings whose name contains one of these are added automatically, one variant per
 # non-default choice (e.g. a COMPRESSION=zstd option, a COMPRESSION_THREADS count).

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from daemon import __version__
-from daemon.compression import GzipCompressor
+from daemon.compression import Gzip
 from daemon.errors import Cancelled
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
@@ -50,7 +50,7 @@ class BackupContext:
     server: PostgresServer
     server_version: ServerVersion
     directory: Path
-    gzip_level: int
+    gzip: Gzip
     clock: Callable[[], datetime]
     progress: Callable[[str], Progress]
     cancel: threading.Event
@@ -66,7 +66,7 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
     sinks = list(context.sinks(plan, file_name))
     observers = list(context.observers(plan))
     log.info("artifact_started", file=file_name, command=plan.argv[0] if plan.argv[0] != "sh" else plan.argv[-1])
-    compressor = GzipCompressor(context.gzip_level) if plan.gzip else None
+    gzip = context.gzip if plan.gzip else None
 
     def write_block(block: bytes) -> None:
         artifact.write(block)
@@ -76,7 +76,7 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
 
     try:
         with AtomicArtifact(context.directory, file_name) as artifact:
-            with PipelinedWriter(write_block, compressor) as writer:
+            with PipelinedWriter(write_block, gzip) as writer:
                 with context.server.run_stream(plan.argv) as chunks:
                     for chunk in chunks:
                         if context.cancel.is_set():

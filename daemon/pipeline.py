@@ -1,9 +1,13 @@
-"""A bounded hand-off between the thread that reads a dump and the one that compresses,
-hashes and writes it, so reading, compressing and writing overlap on separate cores.
+"""A bounded hand-off between the thread that reads a dump and the one that writes it, with
+compression on a pool of threads in between, so reading, compressing and writing overlap on
+every core.
 
-At most QUEUE_DEPTH chunks (of at most 1 MiB each) wait between the two threads, so memory
-stays flat whatever the size of the dump. An error in the writing thread surfaces in the
-reading thread at its next hand-off, which then stops the dump.
+Uncompressed, each chunk read goes to the writer thread as it is. Compressed, chunks are
+gathered into blocks of BLOCK_SIZE, each block is compressed into one gzip member on the pool,
+and the writer thread writes the members in the order of the blocks. At most QUEUE_DEPTH items
+(chunks, or blocks being compressed) wait between reader and writer, so memory stays flat
+whatever the size of the dump. An error in the writer or in a compression thread surfaces in
+the reading thread at its next hand-off, which then stops the dump.
 """
 
 from __future__ import annotations
@@ -11,19 +15,29 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from daemon.compression import GzipCompressor
+from daemon.compression import BLOCK_SIZE, Gzip
 
-QUEUE_DEPTH = 8
+QUEUE_DEPTH = 8  # uncompressed chunks of at most 1 MiB each
+BLOCKS_PER_THREAD = 2  # compressed: blocks in flight per compression thread
 _POLL_SECONDS = 0.5
 _END = object()
 
 
 class PipelinedWriter:
-    def __init__(self, write_block: Callable[[bytes], None], compressor: GzipCompressor | None):
+    def __init__(self, write_block: Callable[[bytes], None], gzip: Gzip | None):
         self._write_block = write_block
-        self._compressor = compressor
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._gzip = gzip
+        self._pool: ThreadPoolExecutor | None = None
+        depth = QUEUE_DEPTH
+        if gzip is not None:
+            depth = BLOCKS_PER_THREAD * gzip.thread_count
+            self._pool = ThreadPoolExecutor(gzip.thread_count, thread_name_prefix="gzip")
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._blocks = 0
         self._error: BaseException | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="artifact-writer", daemon=True)
@@ -34,17 +48,19 @@ class PipelinedWriter:
 
     def put(self, chunk: bytes) -> None:
         """Hand a chunk over; blocks while the queue is full, raises the writer's error."""
-        while True:
-            self._raise_writer_error()
-            try:
-                self._queue.put(chunk, timeout=_POLL_SECONDS)
-                return
-            except queue.Full:
-                continue
+        if self._gzip is None:
+            self._hand_over(chunk)
+            return
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= BLOCK_SIZE:
+            self._compress_pending()
 
     def finish(self) -> None:
-        """Flush the compressor and wait until everything is written."""
-        self.put(_END)
+        """Compress what is left, and wait until everything is written."""
+        if self._gzip is not None and (self._pending_bytes or self._blocks == 0):
+            self._compress_pending()  # an empty dump still becomes a valid (empty) gzip file
+        self._hand_over(_END)
         self._thread.join()
         self._raise_writer_error()
 
@@ -52,6 +68,24 @@ class PipelinedWriter:
         if self._thread.is_alive():
             self._stopped.set()
             self._thread.join(timeout=30)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _compress_pending(self) -> None:
+        block = b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        self._blocks += 1
+        self._raise_writer_error()
+        self._hand_over(self._pool.submit(self._gzip.member, block))
+
+    def _hand_over(self, item) -> None:
+        while True:
+            self._raise_writer_error()
+            try:
+                self._queue.put(item, timeout=_POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
 
     def _raise_writer_error(self) -> None:
         if self._error is not None:
@@ -61,14 +95,12 @@ class PipelinedWriter:
         try:
             while not self._stopped.is_set():
                 try:
-                    chunk = self._queue.get(timeout=_POLL_SECONDS)
+                    item = self._queue.get(timeout=_POLL_SECONDS)
                 except queue.Empty:
                     continue
-                if chunk is _END:
-                    if self._compressor is not None:
-                        self._write(self._compressor.flush())
+                if item is _END:
                     return
-                self._write(self._compressor.compress(chunk) if self._compressor is not None else chunk)
+                self._write(item.result() if isinstance(item, Future) else item)
         except BaseException as error:  # handed to the reading thread
             self._error = error
 

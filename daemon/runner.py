@@ -17,6 +17,7 @@ import docker
 import structlog
 
 from daemon.backup import ArtifactSink, BackupContext, StreamObserver, take_artifact
+from daemon.compression import Gzip
 from daemon.errors import Cancelled, PgBackupError
 from daemon.health import HealthState
 from daemon.lock import backup_lock
@@ -195,7 +196,7 @@ class BackupRunner:
             server=connection.server,
             server_version=connection.version,
             directory=self.settings.backup_dir,
-            gzip_level=self.settings.gzip_level,
+            gzip=Gzip(self.settings.gzip_level, self.settings.gzip_threads),
             clock=self.clock,
             progress=lambda label: Progress.for_stream(
                 label, self.settings.progress_interval_seconds, self.progress_stream

@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     backup_dir: Path = Path("/backups")
     backup_format: DumpFormat = "custom"
     compression_level: int = Field(6, ge=1, le=9)
-    gzip_level: int = Field(2, ge=1, le=9)
+    gzip_level: int = Field(5, ge=1, le=9)
+    gzip_threads: int = Field(0, ge=0, le=64)
     dump_jobs: int = Field(2, ge=1, le=64)
 
     # --- when ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import docker
 import structlog
 
 from daemon import __version__
-from daemon.compression import GzipCompressor
+from daemon.compression import Gzip
 from daemon.errors import Cancelled, PgBackupError, SettingsError
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
@@ -175,7 +175,7 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner
             try:
                 stopper.stop(to_stop)
                 _check_cancel(runner.cancel)
-                with PipelinedWriter(write_block, GzipCompressor(settings.gzip_level)) as writer:
+                with PipelinedWriter(write_block, Gzip(settings.gzip_level, settings.gzip_threads)) as writer:
                     for chunk in _scanned(_counted(helper.read_tar(), progress, runner.cancel), scanner):
                         writer.put(chunk)
                     writer.finish()

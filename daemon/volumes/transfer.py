@@ -17,9 +17,9 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from isal import isal_zlib
 
 from daemon.logs import get_logger
+from daemon.restore.streams import ArtifactDamaged, gunzip, read_chunks
 from daemon.manifest import Manifest, manifest_path, read_manifest
 from daemon.settings import Settings
 from daemon.volumes.containers import (
@@ -39,7 +39,6 @@ from daemon.volumes.tarscan import TarScanner
 
 log = get_logger(__name__)
 
-GZIP_WBITS = 31
 
 
 @dataclass
@@ -79,18 +78,11 @@ def verified_manifest(artifact: Path) -> Manifest:
 
 
 def gunzipped(path: Path) -> Iterator[bytes]:
-    """The decompressed content of a .tar.gz, block by block."""
-    decompressor = isal_zlib.decompressobj(GZIP_WBITS)
-    with path.open("rb") as file:
-        while block := file.read(CHUNK_BYTES):
-            data = decompressor.decompress(block)
-            if data:
-                yield data
-        tail = decompressor.flush()
-        if tail:
-            yield tail
-    if not decompressor.eof:
-        raise VolumeError(f"{path.name} ends before its gzip stream does; the file is truncated")
+    """The decompressed content of a .tar.gz (one gzip member per compressed block), block by block."""
+    try:
+        yield from gunzip(read_chunks(path), path.name)
+    except ArtifactDamaged as error:
+        raise VolumeError(str(error)) from None
 
 
 def restore_volume(settings: Settings, client: docker.DockerClient, artifact: Path, volume: str,
