@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from pydantic import ValidationError
 
 from bench.measure import Contender, Sample, Unavailable, run_process, tail
@@ -176,8 +177,10 @@ def pgbackup_contender(context: BenchContext, kind: str, method: Method, variant
         if s3:
             settings.update(s3_settings(context.s3))
         env = pgbackup_env(context, method, backup_dir, **settings)
+        s3_cpu_before = s3_server_cpu_seconds(context.s3) if s3 else None
         run = run_process([sys.executable, "-m", "daemon", "backup", kind], env=env, cwd=REPO_ROOT,
                           scratch=scratch)
+        s3_cpu_after = s3_server_cpu_seconds(context.s3) if s3 else None
         if run.returncode != 0:
             raise RuntimeError(f"exit {run.returncode}: {tail(run.stderr)}")
         artifacts = [Path(line) for line in run.stdout.splitlines() if line.strip()]
@@ -194,11 +197,14 @@ def pgbackup_contender(context: BenchContext, kind: str, method: Method, variant
                     f"'pgbackup backup {kind}' uploaded nothing to the bucket"
                 )
             details["uploaded_bytes"] = uploaded
+            if s3_cpu_before is not None and s3_cpu_after is not None:
+                details["s3_server_cpu_seconds"] = round(s3_cpu_after - s3_cpu_before, 2)
         if keep_as:
             context.keep(keep_as, backup_dir)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-        return Sample(run.seconds, output, run.peak_rss_bytes, run.tree_rss_bytes, details)
+        return Sample(run.seconds, output, run.peak_rss_bytes, run.tree_rss_bytes, details,
+                      machine_cpu_seconds=run.machine_cpu_seconds)
 
     return Contender(key, label, "pgbackup", run)
 
@@ -214,6 +220,15 @@ def s3_settings(server) -> dict[str, str]:
         "S3_ENDPOINT_URL": server.endpoint_url, "S3_BUCKET": server.bucket, "S3_REGION": server.region,
         "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
     }
+
+
+def s3_server_cpu_seconds(server) -> float | None:
+    """CPU time the local S3 server has used so far (it shares the machine's cores)."""
+    try:
+        times = psutil.Process(server.process.pid).cpu_times()
+    except (AttributeError, psutil.Error):
+        return None
+    return times.user + times.system
 
 
 def empty_bucket(server) -> int:
@@ -256,7 +271,7 @@ def shell_contender(context: BenchContext, key: str, label: str, group: str, scr
             out.replace(kept)
             context.keep(keep_as, kept)
         shutil.rmtree(scratch, ignore_errors=True)
-        return Sample(run.seconds, output)
+        return Sample(run.seconds, output, machine_cpu_seconds=run.machine_cpu_seconds)
 
     return Contender(key, label, group, run)
 

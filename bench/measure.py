@@ -33,6 +33,7 @@ class Sample:
     peak_rss_bytes: int | None = None  # the measured process itself (wait4 ru_maxrss)
     tree_rss_bytes: int | None = None  # the largest sampled sum over its process tree
     details: dict = field(default_factory=dict)
+    machine_cpu_seconds: float | None = None  # CPU time of the whole machine while it ran
 
 
 @dataclass
@@ -76,6 +77,11 @@ class Result:
         return max(values) if self.ok and values else None
 
     @property
+    def machine_cpu_seconds(self) -> float | None:
+        values = [s.machine_cpu_seconds for s in self.samples if s.machine_cpu_seconds is not None]
+        return statistics.median(values) if self.ok and values else None
+
+    @property
     def tree_rss_bytes(self) -> int | None:
         values = [s.tree_rss_bytes for s in self.samples if s.tree_rss_bytes is not None]
         return max(values) if self.ok and values else None
@@ -86,7 +92,8 @@ class Result:
             "unavailable": self.unavailable, "median_seconds": self.seconds,
             "samples": [
                 {"seconds": s.seconds, "output_bytes": s.output_bytes, "peak_rss_bytes": s.peak_rss_bytes,
-                 "tree_rss_bytes": s.tree_rss_bytes, **({"details": s.details} if s.details else {})}
+                 "tree_rss_bytes": s.tree_rss_bytes, "machine_cpu_seconds": s.machine_cpu_seconds,
+                 **({"details": s.details} if s.details else {})}
                 for s in self.samples
             ],
         }
@@ -135,6 +142,21 @@ class ProcessRun:
     tree_rss_bytes: int
     stdout: str
     stderr: str
+    machine_cpu_seconds: float | None = None
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU time the whole machine has spent busy since boot (all cores; /proc/stat).
+
+    The difference over a run says how much CPU the run cost everything on the machine:
+    the contender, the database server and, for the S3 contenders, the local S3 server.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def run_process(
@@ -150,6 +172,7 @@ def run_process(
     scratch.mkdir(parents=True, exist_ok=True)
     out_path, err_path = scratch / "stdout.txt", scratch / "stderr.txt"
     with out_path.open("wb") as out, err_path.open("wb") as err:
+        cpu_before = machine_cpu_seconds()
         started = time.perf_counter()
         process = subprocess.Popen(
             list(argv), env=dict(env) if env is not None else None, cwd=cwd, stdin=subprocess.DEVNULL,
@@ -164,12 +187,14 @@ def run_process(
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
+        cpu_after = machine_cpu_seconds()
         process.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop()
     return ProcessRun(
         returncode=process.returncode, seconds=seconds, peak_rss_bytes=usage.ru_maxrss * 1024,
         tree_rss_bytes=sampler.peak_tree, stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
+        machine_cpu_seconds=cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None,
     )
 
 

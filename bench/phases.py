@@ -74,7 +74,8 @@ def restore_contenders(context: BenchContext, client: docker.DockerClient, image
             if run.returncode != 0:
                 raise RuntimeError(f"exit {run.returncode}: {tail(run.stderr)}")
             _check_counts(target, expected_rows)
-            return Sample(run.seconds, details={"psql_errors": run.stderr.count("ERROR:")})
+            return Sample(run.seconds, details={"psql_errors": run.stderr.count("ERROR:")},
+                          machine_cpu_seconds=run.machine_cpu_seconds)
         finally:
             docker_env.remove_container(target.container)
 
@@ -97,7 +98,7 @@ def restore_contenders(context: BenchContext, client: docker.DockerClient, image
             if run.returncode != 0:
                 raise RuntimeError(f"exit {run.returncode}: {tail(run.stderr)}")
             _check_counts(target, expected_rows)
-            return Sample(run.seconds, details={"dumps": len(dumps)})
+            return Sample(run.seconds, details={"dumps": len(dumps)}, machine_cpu_seconds=run.machine_cpu_seconds)
         finally:
             docker_env.remove_container(target.container)
 
@@ -107,7 +108,7 @@ def restore_contenders(context: BenchContext, client: docker.DockerClient, image
         dumps = [d for d in _kept_dumps(context) if manifest_field(d, "target") != "postgres"]
         target = _restore_target(client, image)
         try:
-            total, peak, tree = 0.0, 0, 0
+            total, peak, tree, cpu = 0.0, 0, 0, 0.0
             for dump in dumps:
                 database = manifest_field(dump, "target")
                 env = exec_env(target, dump.parent, POSTGRES_PASSWORD=target.password or "", LOG_LEVEL="WARNING")
@@ -119,9 +120,11 @@ def restore_contenders(context: BenchContext, client: docker.DockerClient, image
                     raise RuntimeError(f"pgbackup restore database {database} --from FILE --yes: exit "
                                        f"{run.returncode}: {tail(run.stderr)}")
                 total += run.seconds
+                cpu += run.machine_cpu_seconds or 0.0
                 peak, tree = max(peak, run.peak_rss_bytes), max(tree, run.tree_rss_bytes)
             _check_counts(target, expected_rows)
-            return Sample(total, peak_rss_bytes=peak, tree_rss_bytes=tree, details={"dumps": len(dumps)})
+            return Sample(total, peak_rss_bytes=peak, tree_rss_bytes=tree, details={"dumps": len(dumps)},
+                          machine_cpu_seconds=cpu)
         finally:
             docker_env.remove_container(target.container)
 

@@ -141,16 +141,17 @@ def result_rows(results: dict[str, Result]) -> list[list[str]]:
                 f"{result.output_bytes / MB:.1f}" if result.output_bytes is not None else "",
                 f"{result.peak_rss_bytes / MB:.1f}" if result.peak_rss_bytes is not None else "",
                 f"{result.tree_rss_bytes / MB:.1f}" if result.tree_rss_bytes is not None else "",
+                f"{result.machine_cpu_seconds:.1f}" if result.machine_cpu_seconds is not None else "",
                 str(result.samples[0].details.get("method") or ""),
             ])
         else:
-            rows.append([result.contender.label, "n/a", "", "0", "", "", "", ""])
+            rows.append([result.contender.label, "n/a", "", "0", "", "", "", "", ""])
             rows[-1].append(result.unavailable or "no sample")
     return rows
 
 
 RESULT_HEADER = ["contender", "median s", "min–max s", "runs", "output MB", "peak RSS MB", "tree RSS MB",
-                 "ran as"]
+                 "machine CPU s", "ran as"]
 
 
 def _with_notes(rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
@@ -212,7 +213,9 @@ def markdown(parts, meta: dict) -> str:
         (f"- rounds: {meta['rounds']} (contenders alternate: each round starts one later in the list); "
         "the median and the min–max spread are shown"),
         ("- peak RSS: the pgbackup process's kernel high-water mark (ru_maxrss from wait4); "
-        "tree RSS: largest sampled sum over its process tree (psutil, every 20 ms)"), "",
+        "tree RSS: largest sampled sum over its process tree (psutil, every 20 ms)"),
+        ("- machine CPU: CPU-seconds the whole machine was busy during the run (/proc/stat, all cores): "
+         "the contender, the database server and, with S3, the local S3 server"), "",
     ]
     for title, header, rows in parts:
         lines += [f"## {title}", "", markdown_table(header, rows), ""]
