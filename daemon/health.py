@@ -58,6 +58,12 @@ class HealthState:
         with self._lock:
             self._statuses[kind] = KindStatus(kind, trigger, last_success, max_age=max_age)
 
+    def allowances(self) -> dict[str, float]:
+        """Seconds each scheduled kind may age before /healthz calls it overdue."""
+        with self._lock:
+            return {s.kind: (s.max_age or self.max_age).total_seconds()
+                    for s in self._statuses.values() if s.trigger is not None}
+
     def run_started(self, kind: str) -> None:
         with self._lock:
             if kind in self._statuses:

@@ -31,6 +31,10 @@ class Metrics:
             "pgbackup_backup_in_progress", "1 while a backup of this kind runs", ["kind"], registry=r)
         self.max_age = Gauge(
             "pgbackup_max_age_seconds", "Configured freshness limit (BACKUP_MAX_AGE_HOURS)", registry=r)
+        self.kind_max_age = Gauge(
+            "pgbackup_kind_max_age_seconds",
+            "Freshness limit of each scheduled kind, as /healthz applies it: BACKUP_MAX_AGE_HOURS, or for "
+            "kinds with their own allowance (volume) their longest schedule interval plus that", ["kind"], registry=r)
         self.min_size = Gauge(
             "pgbackup_min_size_bytes", "Configured minimum backup size (BACKUP_MIN_SIZE_BYTES)", registry=r)
         self.scheduler_running = Gauge(
@@ -54,6 +58,10 @@ class Metrics:
         self.restore_test_last_success = Gauge(
             "pgbackup_restore_test_last_success_timestamp_seconds", "Time of the newest successful restore test",
             ["target"], registry=r)
+        self.restore_test_max_age = Gauge(
+            "pgbackup_restore_test_max_age_seconds",
+            "Freshness limit of the restore test: its longest schedule interval plus BACKUP_MAX_AGE_HOURS",
+            registry=r)
         self.restore_test_runs = Counter(
             "pgbackup_restore_test_runs", "Restore tests run, by outcome", ["status"], registry=r)
         self.restore_test_duration = Gauge(
@@ -66,6 +74,11 @@ class Metrics:
     def configure(self, max_age_hours: float, min_size_bytes: int) -> None:
         self.max_age.set(max_age_hours * 3600)
         self.min_size.set(min_size_bytes)
+
+    def publish_allowances(self, allowances: dict[str, float]) -> None:
+        """Seconds each scheduled kind may age before it is stale (HealthState.allowances)."""
+        for kind, seconds in allowances.items():
+            self.kind_max_age.labels(kind).set(seconds)
 
     def declare(self, kind: str, target: str) -> None:
         """Create a target's series at zero so that increase() sees its first failure."""

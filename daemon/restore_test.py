@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from io import StringIO
 
 import docker.errors
@@ -27,6 +27,7 @@ from daemon.manifest import scan_manifests
 from daemon.metrics import Metrics
 from daemon.restore.engine import SYSTEM_DATABASES, Restorer
 from daemon.restore.selection import FULL_KINDS, Selected
+from daemon.schedule import allowed_age
 from daemon.scheduler import ScheduledJob
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
@@ -281,4 +282,8 @@ def install(settings: Settings, runner, metrics: Metrics) -> list[ScheduledJob]:
             return
         run_restore_test(settings, metrics, runner.docker_client)
 
+    trigger = settings.trigger(settings.schedule_restore_test)
+    if trigger is not None:
+        allowance = allowed_age(trigger, datetime.now(settings.timezone), timedelta(hours=settings.backup_max_age_hours))
+        metrics.restore_test_max_age.set(allowance.total_seconds())
     return [ScheduledJob("restore_test", settings.schedule_restore_test, restore_test)]

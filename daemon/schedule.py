@@ -9,13 +9,17 @@ names, which it reads unambiguously.
 from __future__ import annotations
 
 import re
-from datetime import tzinfo
+from datetime import datetime, timedelta, tzinfo
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 DISABLED = "off"
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _TERM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
+
+
+INTERVALS_CHECKED = 24  # enough to see a 31-day month in a monthly schedule, and a leap day
 
 
 class ScheduleError(ValueError):
@@ -88,3 +92,26 @@ def _weekday_number(token: str) -> int:
     if token.isdigit() and 0 <= int(token) <= 7:
         return int(token)
     raise ScheduleError(f"day-of-week {token!r} is not 0-7 or one of {', '.join(_DAY_NAMES)}")
+
+
+def longest_interval(trigger: BaseTrigger, now: datetime, count: int = INTERVALS_CHECKED) -> timedelta | None:
+    """The longest gap between consecutive runs among the next ``count`` runs (None: fewer than two)."""
+    fires: list[datetime] = []
+    previous = None
+    while len(fires) <= count:
+        following = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1) if previous else now)
+        if following is None:
+            break
+        fires.append(following)
+        previous = following
+    gaps = [later - earlier for earlier, later in zip(fires, fires[1:])]
+    return max(gaps) if gaps else None
+
+
+def allowed_age(trigger: BaseTrigger, now: datetime, max_age: timedelta) -> timedelta:
+    """How old the newest result of a job with its own allowance (weekly volume snapshots, the
+    monthly restore test) may be before it is overdue: its longest interval between runs plus
+    ``max_age`` (BACKUP_MAX_AGE_HOURS) of slack, so it is not overdue a day after each run.
+    A schedule that will not fire twice more gets ``max_age``."""
+    interval = longest_interval(trigger, now)
+    return max_age if interval is None else interval + max_age

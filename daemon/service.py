@@ -123,6 +123,7 @@ def run_daemon(settings: Settings) -> int:
     for job in jobs:
         if job.health_kind:
             health.schedule(job.health_kind, settings.trigger(job.expression), None)
+    metrics.publish_allowances(health.allowances())
     scheduler, executor = build_scheduler(settings, jobs)
     # One scan of BACKUP_DIR restores metrics, health and the features' gauges from the manifests.
     watcher = ManifestWatcher(settings, metrics, health, runner)

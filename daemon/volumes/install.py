@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from apscheduler.triggers.base import BaseTrigger
-
 from daemon.errors import Cancelled, LockBusy, PgBackupError
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
 from daemon.manifest import scan_manifests
 from daemon.metrics import Metrics
 from daemon.runner import BackupRunner
+from daemon.schedule import allowed_age
 from daemon.scheduler import ScheduledJob
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
@@ -21,17 +20,6 @@ from daemon.volumes.containers import read_record, restart_recorded
 from daemon.volumes.snapshot import KIND, check_volume_settings, run_volume_snapshot
 
 log = get_logger(__name__)
-
-
-def allowed_age(trigger: BaseTrigger, now: datetime, max_age: timedelta) -> timedelta:
-    """How old the newest snapshot may be before /healthz calls the kind overdue: one
-    interval of its schedule (a week by default) plus BACKUP_MAX_AGE_HOURS of slack, so a
-    weekly job is not overdue a day after each run."""
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    if first is None or second is None:
-        return max_age
-    return max(max_age, (second - first) + max_age)
 
 
 def install(settings: Settings, runner: BackupRunner, metrics: Metrics) -> list[ScheduledJob]:

@@ -137,7 +137,8 @@ class TestAlertDefinitions:
         expressions = "\n".join(rule["expr"] for rule in alerting_rules())
         for metric in (
             "pgbackup_last_success_timestamp_seconds",
-            "pgbackup_max_age_seconds",
+            "pgbackup_kind_max_age_seconds",
+            "pgbackup_restore_test_max_age_seconds",
             "pgbackup_last_run_success",
             "pgbackup_runs_total",
             "pgbackup_last_size_bytes",

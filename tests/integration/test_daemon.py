@@ -81,6 +81,9 @@ class TestDaemon:
             assert sample(metrics, "pgbackup_last_size_bytes", kind="full", target="all") == manifest["size_bytes"]
             assert sample(metrics, "pgbackup_scheduler_running") == 1
             assert sample(metrics, "pgbackup_max_age_seconds") == 24 * 3600
+            # The alert rules' per-kind limits: the scheduled kinds, BACKUP_MAX_AGE_HOURS each.
+            assert sample(metrics, "pgbackup_kind_max_age_seconds", kind="full") == 24 * 3600
+            assert sample(metrics, "pgbackup_kind_max_age_seconds", kind="database") == 24 * 3600
 
             time.sleep(1.1)  # the next artifact gets a later second in its name
             second = pgbackup("backup", "full", env=env)

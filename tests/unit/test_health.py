@@ -65,3 +65,13 @@ class TestHealthState:
         health.run_finished("full", at(27, 4))
         assert health.verdict(at(27, 5)) == (True, {"status": "ok", "scheduler_running": True, "overdue": [],
                                                     "running": []})
+
+
+class TestAllowances:
+    def test_scheduled_kinds_get_their_own_or_the_daemon_limit(self):
+        """What /metrics publishes as pgbackup_kind_max_age_seconds: per scheduled kind, in seconds."""
+        state = HealthState(at(26, 0), timedelta(hours=24))
+        state.schedule("full", parse_crontab("0 3 * * *", UTC), None)
+        state.schedule("volume", parse_crontab("0 2 * * 0", UTC), None, max_age=timedelta(days=8))
+        state.schedule("table", None, None)  # SCHEDULE_TABLES=off
+        assert state.allowances() == {"full": 86400.0, "volume": 8 * 86400.0}

@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from daemon.metrics import Metrics
 from daemon.restore.confirm import NotConfirmed, confirm
 from daemon.restore_test import install
 from daemon.settings import Settings
@@ -58,5 +59,8 @@ class TestInstaller:
             cancel = None
             docker_client = None
 
-        (job,) = install(settings, Runner(), metrics=None)
+        metrics = Metrics()
+        (job,) = install(settings, Runner(), metrics=metrics)
         assert job.job_id == "restore_test" and job.expression == "0 6 2 * *" and job.health_kind is None
+        # Its freshness limit for the alert rules: the longest month plus BACKUP_MAX_AGE_HOURS.
+        assert metrics.registry.get_sample_value("pgbackup_restore_test_max_age_seconds") == 32 * 86400

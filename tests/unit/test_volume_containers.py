@@ -22,7 +22,7 @@ from daemon.volumes.containers import (
     write_record,
 )
 from daemon.volumes.helper import own_container_id
-from daemon.volumes.install import allowed_age
+from daemon.schedule import allowed_age
 from daemon.volumes.snapshot import check_volume_settings, volume_snapshot_name
 
 DB = ContainerRef("a" * 64, "ai-micro-postgres")
@@ -118,3 +118,14 @@ class TestAllowedAge:
         hourly = parse_crontab("0 * * * *", UTC)
         now = datetime(2026, 11, 26, 12, 30, tzinfo=UTC)
         assert allowed_age(hourly, now, timedelta(hours=24)) == timedelta(hours=25)
+
+    def test_monthly_schedule_gets_its_longest_month(self):
+        """Seen from February (a 28-day interval next), a monthly job still gets 31 days plus the slack."""
+        monthly = parse_crontab("0 5 1 * *", UTC)
+        now = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
+        assert allowed_age(monthly, now, timedelta(hours=24)) == timedelta(days=32)
+
+    def test_a_schedule_that_fires_once_more_keeps_the_daemon_limit(self):
+        once = parse_crontab("0 5 1 1 *", UTC)  # yearly: the next gap is a year, still two fires
+        now = datetime(2026, 11, 26, tzinfo=UTC)
+        assert allowed_age(once, now, timedelta(hours=24)) >= timedelta(days=366)
