@@ -125,7 +125,7 @@ class TestAllowedAge:
         now = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
         assert allowed_age(monthly, now, timedelta(hours=24)) == timedelta(days=32)
 
-    def test_a_schedule_that_fires_once_more_keeps_the_daemon_limit(self):
+    def test_yearly_schedule_gets_its_year(self):
         once = parse_crontab("0 5 1 1 *", UTC)  # yearly: the next gap is a year, still two fires
         now = datetime(2026, 11, 26, tzinfo=UTC)
         assert allowed_age(once, now, timedelta(hours=24)) >= timedelta(days=366)
