@@ -109,6 +109,30 @@ class TestMultipartUpload:
             upload.complete(manifest)
         assert open_uploads(s3_server) == [] and keys(s3_server) == []
 
+    def test_a_part_corrupted_in_transit_is_refused_and_aborted(self, s3_server, tmp_path):
+        """A part whose bytes change after they were hashed (flipped on the way to the server,
+        here by a botocore hook that runs after signing) is refused by the server, and the upload
+        is aborted. SeaweedFS does not check SigV4's payload sha256, only Content-MD5."""
+        bucket = Bucket.from_settings(s3_settings(s3_server, tmp_path))
+        corrupted = []
+
+        def flip_a_byte(request, **kwargs):
+            body = request.body.read() if hasattr(request.body, "read") else request.body
+            if isinstance(body, bytes) and len(body) >= MIN_PART_SIZE and not corrupted:
+                body = bytes([body[0] ^ 0xFF]) + body[1:]
+                corrupted.append(len(body))
+            request.body = body
+
+        bucket.client.meta.events.register("before-send.s3.UploadPart", flip_a_byte)
+        data = os.urandom(11 * 1024 * 1024)
+        manifest = manifest_for(data, "backup_all_20261126_030000.sql.gz")
+        upload = MultipartUpload(bucket, manifest.file, part_size=MIN_PART_SIZE)
+        stream(upload, data)
+        with pytest.raises(OffsiteError, match="BadDigest"):
+            upload.complete(manifest)
+        assert corrupted, "no part went through the corrupting hook"
+        assert open_uploads(s3_server) == [] and keys(s3_server) == []
+
     def test_wrong_credentials_fail_cleanly(self, s3_server, tmp_path):
         """A wrong secret key makes the upload fail with the server's error code and leaves nothing behind."""
         bucket = Bucket.from_settings(s3_settings(s3_server, tmp_path, secret="not-the-secret-key-at-all"))
