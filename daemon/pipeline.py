@@ -4,9 +4,9 @@ every core.
 
 Uncompressed, each chunk read goes to the writer thread as it is. Compressed, chunks are
 gathered into blocks of BLOCK_SIZE, each block is compressed into one gzip member on the pool,
-and the writer thread writes the members in the order of the blocks. At most QUEUE_DEPTH items
-(chunks, or blocks being compressed) wait between reader and writer, so memory stays flat
-whatever the size of the dump. An error in the writer or in a compression thread surfaces in
+and the writer thread writes the members in the order of the blocks. At most QUEUE_DEPTH chunks,
+or BLOCKS_PER_THREAD blocks per compression thread, wait between reader and writer, so memory
+stays flat whatever the size of the dump. An error in the writer or in a compression thread surfaces in
 the reading thread at its next hand-off, which then stops the dump.
 """
 
