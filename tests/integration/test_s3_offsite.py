@@ -87,22 +87,18 @@ class TestMultipartUpload:
         assert open_uploads(s3_server) == []
         assert keys(s3_server) == []
 
-    def test_checksum_mismatch_is_refused_and_aborted(self, s3_server, tmp_path):
-        """Bytes that do not match the manifest's sha256 never complete: the upload is aborted."""
+    @pytest.mark.parametrize(("size", "manifest_bytes"), [
+        # one byte more than was sent (the size check in complete() sees it)
+        (6 * 1024 * 1024, lambda data: data + b"x"),
+        # the right size, the last bit flipped (only the sha256 sees it)
+        (11 * 1024 * 1024, lambda data: data[:-1] + bytes([data[-1] ^ 1])),
+    ], ids=["other-size", "same-size-other-bytes"])
+    def test_bytes_that_differ_from_the_manifest_are_refused_and_aborted(self, s3_server, tmp_path, size,
+                                                                         manifest_bytes):
+        """Bytes that do not match the manifest's size and sha256 never complete: the upload is aborted."""
         bucket = Bucket.from_settings(s3_settings(s3_server, tmp_path))
-        data = os.urandom(6 * 1024 * 1024)
-        manifest = manifest_for(data + b"x", "backup_all_20261126_030000.sql.gz")
-        upload = MultipartUpload(bucket, manifest.file, part_size=MIN_PART_SIZE)
-        stream(upload, data)
-        with pytest.raises(OffsiteError, match="sha256"):
-            upload.complete(manifest)
-        assert open_uploads(s3_server) == [] and keys(s3_server) == []
-
-    def test_same_size_other_bytes_is_refused_and_aborted(self, s3_server, tmp_path):
-        """Bytes of the right size whose sha256 differs from the manifest's never complete either."""
-        bucket = Bucket.from_settings(s3_settings(s3_server, tmp_path))
-        data = os.urandom(11 * 1024 * 1024)
-        manifest = manifest_for(data[:-1] + bytes([data[-1] ^ 1]), "backup_all_20261126_030000.sql.gz")
+        data = os.urandom(size)
+        manifest = manifest_for(manifest_bytes(data), "backup_all_20261126_030000.sql.gz")
         upload = MultipartUpload(bucket, manifest.file, part_size=MIN_PART_SIZE)
         stream(upload, data)
         with pytest.raises(OffsiteError, match="sha256"):
