@@ -30,6 +30,7 @@ from daemon.restore.streams import (
     database_section,
     globals_section,
     gunzip,
+    keep_password_of,
     read_chunks,
     skip_existing_roles,
 )
@@ -121,8 +122,8 @@ class Restorer:
         self.confirm([f"drop database {db!r} on {self._where()}" for db in clashing], self.yes)
         for database in clashing:
             self._drop_database(database)
-        roles = self.server.query(_ROLES_SQL)
-        chunks = skip_existing_roles(self._plain_stream(selected, f"restore {manifest.file}"), roles)
+        report = RestoreReport("the whole server", manifest.file, databases=restored)
+        chunks = self._roles_made_safe(self._plain_stream(selected, f"restore {manifest.file}"), report)
         log.info("restore_started", what="full", file=manifest.file, databases=restored)
         try:
             feed_command(self.server, self._psql(MAINTENANCE_DB), chunks)
@@ -131,7 +132,6 @@ class Restorer:
                 f"the full restore from {manifest.file} stopped at an error: {error}. The server now holds "
                 f"whatever was restored before it: {', '.join(map(repr, self._user_databases())) or 'no databases'}"
             ) from None
-        report = RestoreReport("the whole server", manifest.file, databases=restored)
         for database in restored:
             self._verify(manifest, database, database, report, listed=None)
         report.seconds = time.monotonic() - started
@@ -143,8 +143,8 @@ class Restorer:
         _require(selected.is_full, f"{selected.manifest.file} is not a full backup")
         self._check(selected)
         chunks = globals_section(self._plain_stream(selected, f"roles from {selected.manifest.file}"))
-        feed_command(self.server, self._psql(MAINTENANCE_DB),
-                     skip_existing_roles(chunks, self.server.query(_ROLES_SQL)))
+        unused = RestoreReport("roles and tablespaces", selected.manifest.file)
+        feed_command(self.server, self._psql(MAINTENANCE_DB), self._roles_made_safe(chunks, unused))
 
     def database(self, selected: Selected, database: str, into: str | None = None) -> RestoreReport:
         """One database (from its own dump or from a full backup) into ``into`` or itself."""
@@ -215,6 +215,17 @@ class Restorer:
         return report
 
     # --- the steps ---------------------------------------------------------------------
+    def _roles_made_safe(self, chunks: Iterable[bytes], report: RestoreReport) -> Iterator[bytes]:
+        """pg_dumpall output that neither re-creates existing roles nor changes the connecting role's password."""
+        role = self.server.options.user
+
+        def kept() -> None:
+            report.notes.append(f"role {role!r} (the one pgbackup connects as) keeps its current password; "
+                                "the password in the backup was not applied")
+
+        chunks = skip_existing_roles(chunks, self.server.query(_ROLES_SQL))
+        return keep_password_of(chunks, role, on_kept=kept)
+
     def _check(self, selected: Selected) -> None:
         manifest = selected.manifest
         _require(selected.path.exists(), f"{selected.path} does not exist (its manifest does)")

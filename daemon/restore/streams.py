@@ -5,6 +5,7 @@ one database's section. All of it works chunk by chunk, never on a whole dump.""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -75,24 +76,29 @@ def lines_of(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-def role_statement_variants(role: str) -> set[bytes]:
-    """How pg_dumpall may have written ``CREATE ROLE role;`` (plain or quoted identifier)."""
-    quoted = '"' + role.replace('"', '""') + '"'
-    forms = {f"CREATE ROLE {quoted};\n"}
+def role_name_forms(role: str) -> set[str]:
+    """How pg_dumpall may have written a role's name: quoted, or bare when that is the same name."""
+    forms = {'"' + role.replace('"', '""') + '"'}
     if role.isidentifier() and role == role.lower() and role.isascii():
-        forms.add(f"CREATE ROLE {role};\n")
-    return {form.encode("utf-8") for form in forms}
+        forms.add(role)
+    return forms
 
 
-def skip_existing_roles(chunks: Iterable[bytes], existing_roles: Iterable[str]) -> Iterator[bytes]:
-    """pg_dumpall output without the bare ``CREATE ROLE x;`` of roles the server already has.
+def role_statement_variants(role: str) -> set[bytes]:
+    """How pg_dumpall may have written ``CREATE ROLE role;``."""
+    return {f"CREATE ROLE {form};\n".encode("utf-8") for form in role_name_forms(role)}
 
-    pg_dumpall follows each of those with ``ALTER ROLE x WITH ...`` setting every
-    attribute, so skipping exactly that one statement restores the same role, while
-    psql keeps stopping at every other error. Only the roles section (before the first
-    ``\\connect``) is looked at; the rest streams through untouched.
+
+# pg_dumpall writes a role's stored password as one string literal (a SCRAM or md5 verifier).
+_PASSWORD_CLAUSE = re.compile(rb" PASSWORD (?:'(?:[^']|'')*'|E'(?:[^'\\]|''|\\.)*')")
+
+
+def edit_roles_section(chunks: Iterable[bytes], edit: Callable[[bytes], bytes]) -> Iterator[bytes]:
+    """pg_dumpall output with ``edit`` applied to each line (newline included) of its roles section.
+
+    Only the part before the first ``\\connect`` is split into lines; the rest, the
+    databases with their data, streams through untouched.
     """
-    skip = set().union(*(role_statement_variants(role) for role in existing_roles)) if existing_roles else set()
     iterator = iter(chunks)
     pending = b""
     for chunk in iterator:
@@ -106,12 +112,42 @@ def skip_existing_roles(chunks: Iterable[bytes], existing_roles: Iterable[str]) 
                 yield b"".join(out)
                 yield from iterator
                 return
-            if line not in skip:
-                out.append(line)
+            out.append(edit(line))
         if out:
             yield b"".join(out)
     if pending:
-        yield pending
+        yield edit(pending)
+
+
+def skip_existing_roles(chunks: Iterable[bytes], existing_roles: Iterable[str]) -> Iterator[bytes]:
+    """pg_dumpall output without the bare ``CREATE ROLE x;`` of roles the server already has.
+
+    pg_dumpall follows each of those with ``ALTER ROLE x WITH ...`` setting every
+    attribute, so skipping exactly that one statement restores the same role, while
+    psql keeps stopping at every other error.
+    """
+    skip = set().union(*(role_statement_variants(role) for role in existing_roles)) if existing_roles else set()
+    return edit_roles_section(chunks, lambda line: b"" if line in skip else line)
+
+
+def keep_password_of(chunks: Iterable[bytes], role: str, on_kept: Callable[[], None] = lambda: None) -> Iterator[bytes]:
+    """pg_dumpall output whose ``ALTER ROLE role WITH ...`` leaves that role's password alone.
+
+    Used for the role the restore connects as: the backup's password would lock the
+    running restore (psql reconnects for every database) and pgbackup itself out.
+    Every other attribute is still set; ``on_kept`` is called when a password was dropped.
+    """
+    prefixes = tuple(f"ALTER ROLE {form} WITH ".encode("utf-8") for form in role_name_forms(role))
+
+    def edit(line: bytes) -> bytes:
+        if not line.startswith(prefixes):
+            return line
+        kept, count = _PASSWORD_CLAUSE.subn(b"", line, count=1)
+        if count:
+            on_kept()
+        return kept
+
+    return edit_roles_section(chunks, edit)
 
 
 def globals_section(chunks: Iterable[bytes]) -> Iterator[bytes]:

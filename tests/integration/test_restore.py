@@ -75,6 +75,29 @@ class TestCorruptedDatabase:
         assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
         assert target.psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_user'") == "app_user"
 
+    def test_full_restore_keeps_the_connecting_roles_password(self, source, postgres_factory, tmp_path):
+        """A full restore over TCP onto a server whose superuser has another password completes, and
+        the connecting role keeps the target's password (pgbackup still logs in afterwards) while
+        every other role gets its password from the backup."""
+        (artifact,) = backup(tcp_env(source, tmp_path), "full")
+        target = postgres_factory(databases=(), password="another-secret")
+        result = restore(tcp_env(target, tmp_path), "full", "--from", str(artifact), "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "role 'postgres' (the one pgbackup connects as) keeps its current password" in result.stdout
+        assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
+
+        def logs_in(role: str, password: str) -> bool:
+            exit_code, _ = target.container.exec_run(
+                ["psql", "-h", "127.0.0.1", "-U", role, "-d", "authdb", "-Atc", "SELECT 1"],
+                environment={"PGPASSWORD": password},
+            )
+            return exit_code == 0
+
+        assert logs_in("postgres", "another-secret") and not logs_in("postgres", source.password)
+        assert logs_in("app_user", "app-password")
+        after = pgbackup("backup", "full", env=tcp_env(target, tmp_path / "after"))
+        assert after.returncode == 0, after.stderr
+
     def test_database_restore_replaces_a_damaged_database(self, source, tmp_path):
         """`restore database authdb --latest --yes` drops the damaged database and brings back every table,
         from custom (docker exec), plain and directory (TCP) dumps."""

@@ -6,7 +6,14 @@ import gzip
 
 import pytest
 
-from daemon.restore.streams import ArtifactDamaged, database_section, globals_section, gunzip, skip_existing_roles
+from daemon.restore.streams import (
+    ArtifactDamaged,
+    database_section,
+    globals_section,
+    gunzip,
+    keep_password_of,
+    skip_existing_roles,
+)
 
 DUMPALL = b"""\\restrict a
 CREATE ROLE postgres;
@@ -50,6 +57,43 @@ class TestSkipExistingRoles:
         """A matching line after the roles section (e.g. in data) is kept."""
         data = b"\\connect db\nCREATE ROLE postgres;\n"
         assert b"".join(skip_existing_roles([data], ["postgres"])) == data
+
+
+ROLES = b'''CREATE ROLE postgres;
+ALTER ROLE postgres WITH SUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a+b/c=:d+e/f=';
+ALTER ROLE postgres SET work_mem TO '64MB';
+CREATE ROLE "Odd ""Admin""";
+ALTER ROLE "Odd ""Admin""" WITH LOGIN PASSWORD 'md5abc' VALID UNTIL 'infinity';
+CREATE ROLE postgres_ro;
+ALTER ROLE postgres_ro WITH LOGIN PASSWORD 'md5def';
+\\connect authdb
+ALTER ROLE postgres WITH LOGIN PASSWORD 'in a later section';
+'''
+
+
+class TestKeepPasswordOf:
+    @pytest.mark.parametrize("size", [1, 9, 4096])
+    def test_only_that_roles_password_clause_is_dropped(self, size):
+        """The connecting role's ALTER ROLE ... WITH keeps every attribute but its PASSWORD; other roles,
+        other statements and everything after the first \\connect stream as they were."""
+        kept = []
+        out = b"".join(keep_password_of(in_chunks(ROLES, size), "postgres", on_kept=lambda: kept.append(1)))
+        assert out == ROLES.replace(
+            b" PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a+b/c=:d+e/f=';", b";")
+        assert kept == [1]
+
+    def test_quoted_role_names(self):
+        """A role whose name pg_dumpall quotes is matched in its quoted form, VALID UNTIL stays."""
+        out = b"".join(keep_password_of([ROLES], 'Odd "Admin"'))
+        assert b'ALTER ROLE "Odd ""Admin""" WITH LOGIN VALID UNTIL \'infinity\';\n' in out
+        assert out.count(b"PASSWORD") == ROLES.count(b"PASSWORD") - 1
+
+    def test_a_role_without_password_is_left_alone(self):
+        """Nothing to drop, nothing reported."""
+        data = b"ALTER ROLE postgres WITH SUPERUSER LOGIN;\n\\connect x\n"
+        kept = []
+        assert b"".join(keep_password_of([data], "postgres", on_kept=lambda: kept.append(1))) == data
+        assert kept == []
 
 
 class TestSections:
