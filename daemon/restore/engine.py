@@ -26,7 +26,9 @@ from daemon.restore.confirm import confirm
 from daemon.restore.feed import feed_command, make_temp_dir, put_stream, remove_temp_dir, single_file_tar
 from daemon.restore.selection import Selected
 from daemon.restore.streams import (
+    DatabaseRename,
     check_sha256,
+    create_database_options,
     database_section,
     globals_section,
     gunzip,
@@ -91,6 +93,12 @@ class RestoreReport:
             checked += f", row counts of {self.rows_checked} tables match the manifest"
         text = f"restored {self.what} from {self.source} in {self.seconds:.1f} s ({checked})"
         return "\n".join([text, *(f"note: {note}" for note in self.notes)])
+
+
+@dataclass
+class DatabaseDefinition:
+    options: bytes | None  # what follows the name in the backup's CREATE DATABASE
+    statements: list[bytes]  # owner, settings, comment, privileges, renamed to the staging database
 
 
 @dataclass
@@ -161,20 +169,27 @@ class Restorer:
         steps = [f"drop database {target!r} on {self._where()} and replace it with {database!r} from {manifest.file}"]
         self.confirm(steps if exists else [], self.yes)
         staging = f"pgbackup_restore_{uuid.uuid4().hex[:12]}"
+        rename = DatabaseRename(database, staging)
         report = RestoreReport(f"database {database!r} as {target!r}", manifest.file, databases=[target])
         log.info("restore_started", what="database", database=database, into=target, file=manifest.file)
-        self._create_database(staging)
-        try:
-            listed = self._fill_database(selected, database, staging)
-            self._verify(manifest, database, staging, report, listed)
-        except BaseException as error:
-            self._drop_quietly(staging)
-            if isinstance(error, PgBackupError):
-                raise RestoreFailed(
-                    f"restoring {database!r} from {manifest.file} failed: {error}. "
-                    f"{'The database ' + repr(target) + ' was not touched' if exists else 'Nothing was created'}"
-                ) from None
-            raise
+        failed = f"The database {target!r} was not touched" if exists else "Nothing was created"
+        with self._archive_next_to_server(selected) as archive:
+            try:
+                definition = self._database_definition(selected, database, rename, archive)
+                self._create_database(staging, definition.options)
+            except PgBackupError as error:
+                raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {error}. {failed}") from None
+            try:
+                listed = self._fill_database(selected, database, staging, rename, archive)
+                self._verify(manifest, database, staging, report, listed)
+                if definition.statements:
+                    feed_command(self.server, self._psql(MAINTENANCE_DB, single_transaction=True),
+                                 [b"".join(definition.statements)])
+            except BaseException as error:
+                self._drop_quietly(staging)
+                if isinstance(error, PgBackupError):
+                    raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {error}. {failed}") from None
+                raise
         if exists:
             self._drop_database(target)
         self._execute(f"ALTER DATABASE {quote_ident(staging)} RENAME TO {quote_ident(target)}")
@@ -231,22 +246,42 @@ class Restorer:
         _require(selected.path.exists(), f"{selected.path} does not exist (its manifest does)")
         check_sha256(selected.path, manifest.sha256, manifest.size_bytes)
 
-    def _fill_database(self, selected: Selected, database: str, staging: str) -> list[str] | None:
-        manifest = selected.manifest
-        if manifest.format == "plain":
-            chunks = self._plain_stream(selected, f"restore {database}")
-            if selected.is_full:
-                chunks = database_section(chunks, database)
-            feed_command(self.server, self._psql(staging, single_transaction=True), chunks)
-            return None
-        with self._archive_next_to_server(selected) as archive:
-            listed = self._listed_tables(archive)
-            self.server.transport.run(
-                self.server.tool("pg_restore", "--exit-on-error", f"--jobs={self.jobs}",
-                                 f"--dbname={conninfo_dbname(staging)}", archive),
+    def _database_definition(self, selected: Selected, database: str, rename: DatabaseRename,
+                             archive: str | None) -> DatabaseDefinition:
+        """How the backup creates ``database`` and what it sets on it (owner, settings, comment, privileges).
+
+        For a full backup the stream is read up to the database's ``\\connect`` (its settings
+        are then restored in the same stream as its tables); an archive is asked with
+        ``pg_restore --create --schema-only``; a plain database dump (taken without --create)
+        has neither, and the database gets the server's defaults.
+        """
+        if archive is not None:
+            script = self.server.transport.run(
+                self.server.tool("pg_restore", "--create", "--schema-only", "--file=-", archive),
                 self.server.environment(),
             )
-            return listed
+            statements = [line for line in database_section([script], database, rename) if rename.names_new(line)]
+            return DatabaseDefinition(create_database_options([script], database), statements)
+        if selected.is_full:
+            chunks = self._plain_stream(selected, f"read how {database} is created")
+            return DatabaseDefinition(create_database_options(chunks, database), [])
+        return DatabaseDefinition(None, [])
+
+    def _fill_database(self, selected: Selected, database: str, staging: str, rename: DatabaseRename,
+                       archive: str | None) -> list[str] | None:
+        if archive is None:
+            chunks = self._plain_stream(selected, f"restore {database}")
+            if selected.is_full:
+                chunks = database_section(chunks, database, rename)
+            feed_command(self.server, self._psql(staging, single_transaction=True), chunks)
+            return None
+        listed = self._listed_tables(archive)
+        self.server.transport.run(
+            self.server.tool("pg_restore", "--exit-on-error", f"--jobs={self.jobs}",
+                             f"--dbname={conninfo_dbname(staging)}", archive),
+            self.server.environment(),
+        )
+        return listed
 
     def _table_into(self, archive: str, target: str, schema: str, name: str, qualified: str) -> None:
         if target not in self._all_databases():
@@ -326,11 +361,16 @@ class Restorer:
         return _closing(chunks, progress)
 
     @contextmanager
-    def _archive_next_to_server(self, selected: Selected) -> Iterator[str]:
-        """The path of the custom/directory archive where pg_restore can open it (it needs a file for -j)."""
+    def _archive_next_to_server(self, selected: Selected) -> Iterator[str | None]:
+        """The path of the custom/directory archive where pg_restore can open it (it needs a file for -j).
+
+        None for a plain dump, which is streamed instead.
+        """
         manifest, path = selected.manifest, selected.path
         transport = self.server.transport
-        if isinstance(transport, DockerExecTransport):
+        if manifest.format == "plain":
+            yield None
+        elif isinstance(transport, DockerExecTransport):
             directory = make_temp_dir(self.server)
             try:
                 progress = Progress.for_stream(f"copy {manifest.file}", self.progress_interval, self.progress_stream)
@@ -373,8 +413,12 @@ class Restorer:
     def _execute(self, sql: str, database: str = MAINTENANCE_DB) -> None:
         self.server.query(sql, database)
 
-    def _create_database(self, name: str) -> None:
-        self._execute(f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0")
+    def _create_database(self, name: str, options: bytes | None = None) -> None:
+        """A new database, with the backup's encoding, locale and template when it has them."""
+        if options is None:
+            self._execute(f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0")
+        else:
+            self._execute(f"CREATE DATABASE {quote_ident(name)} {options.decode('utf-8').rstrip(';')}")
 
     def _drop_database(self, name: str) -> None:
         log.warning("dropping_database", database=name)

@@ -76,17 +76,17 @@ def lines_of(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-def role_name_forms(role: str) -> set[str]:
-    """How pg_dumpall may have written a role's name: quoted, or bare when that is the same name."""
-    forms = {'"' + role.replace('"', '""') + '"'}
-    if role.isidentifier() and role == role.lower() and role.isascii():
-        forms.add(role)
+def identifier_forms(name: str) -> set[str]:
+    """How pg_dump may have written a role's or database's name: quoted, or bare when that is the same name."""
+    forms = {'"' + name.replace('"', '""') + '"'}
+    if name.isidentifier() and name == name.lower() and name.isascii():
+        forms.add(name)
     return forms
 
 
 def role_statement_variants(role: str) -> set[bytes]:
     """How pg_dumpall may have written ``CREATE ROLE role;``."""
-    return {f"CREATE ROLE {form};\n".encode("utf-8") for form in role_name_forms(role)}
+    return {f"CREATE ROLE {form};\n".encode("utf-8") for form in identifier_forms(role)}
 
 
 # pg_dumpall writes a role's stored password as one string literal (a SCRAM or md5 verifier).
@@ -137,7 +137,7 @@ def keep_password_of(chunks: Iterable[bytes], role: str, on_kept: Callable[[], N
     running restore (psql reconnects for every database) and pgbackup itself out.
     Every other attribute is still set; ``on_kept`` is called when a password was dropped.
     """
-    prefixes = tuple(f"ALTER ROLE {form} WITH ".encode("utf-8") for form in role_name_forms(role))
+    prefixes = tuple(f"ALTER ROLE {form} WITH ".encode("utf-8") for form in identifier_forms(role))
 
     def edit(line: bytes) -> bytes:
         if not line.startswith(prefixes):
@@ -158,29 +158,97 @@ def globals_section(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield line
 
 
-def database_section(chunks: Iterable[bytes], database: str) -> Iterator[bytes]:
-    """The part of pg_dumpall output that fills ``database`` (after its ``\\connect``).
+# Statements about the database object itself (pg_dump --create writes them): they name it.
+_DATABASE_LEVEL_PREFIXES = (
+    b"CREATE DATABASE ", b"ALTER DATABASE ", b"COMMENT ON DATABASE ", b"GRANT ", b"REVOKE ",
+    b"SECURITY LABEL ", b"ALTER ROLE ",
+)
 
-    The section runs from the line after ``\\connect database`` to its ``\\unrestrict``
-    line (newer pg_dump), or to "PostgreSQL database dump complete", or to the next
-    ``\\connect``. COPY data is passed through without being interpreted.
+
+class DatabaseRename:
+    """Rewrites the statements about database ``old`` (owner, settings, comment, privileges) to name ``new``.
+
+    Only the name right after the keyword DATABASE, in statements that start like pg_dump's
+    database-level ones, is replaced: ``GRANT CONNECT ON DATABASE old TO old`` names role ``old`` still.
+    """
+
+    def __init__(self, old: str, new: str):
+        forms = b"|".join(re.escape(form.encode("utf-8")) for form in sorted(identifier_forms(old), key=len, reverse=True))
+        self._old = re.compile(rb"(?<= DATABASE )(?:" + forms + rb")(?=[ ;])")
+        self._new = ('"' + new.replace('"', '""') + '"').encode("utf-8")
+        self._new_pattern = re.compile(rb"(?<= DATABASE )" + re.escape(self._new) + rb"(?=[ ;])")
+
+    def rewrite(self, line: bytes) -> bytes:
+        if not line.startswith(_DATABASE_LEVEL_PREFIXES):
+            return line
+        return self._old.sub(lambda _: self._new, line, count=1)
+
+    def names_new(self, line: bytes) -> bool:
+        """Whether ``line`` (after ``rewrite``) is a database-level statement about the new name."""
+        return line.startswith(_DATABASE_LEVEL_PREFIXES) and self._new_pattern.search(line) is not None
+
+
+def database_section(chunks: Iterable[bytes], database: str, rename: DatabaseRename | None = None) -> Iterator[bytes]:
+    """The part of pg_dump(all) output that fills ``database`` (after its ``\\connect``).
+
+    The section runs from the line after ``\\connect database`` to its last ``\\unrestrict``
+    line (newer pg_dump), or to "PostgreSQL database dump complete", or to a ``\\connect``
+    to another database; pg_dump's reconnects to the same database (after setting its
+    properties) are left out, psql stays where it is. With ``rename``, the statements about
+    the database itself (owner, settings, comment, privileges), including the owner set
+    before the ``\\connect``, name the database the section is restored into. COPY data is
+    passed through without being interpreted.
     """
     found = False
     state = _SectionState(database)
+    before_connect: list[bytes] = []
     for line in lines_of(chunks):
         if state.in_copy:
-            yield line
+            if state.entered:
+                yield line
             if line == TERMINATOR:
                 state.in_copy = False
             continue
+        was_entered = state.entered
         emit, done = state.statement_line(line)
+        if rename is not None and not was_entered:
+            if state.entered:
+                yield from before_connect
+                before_connect = []
+            elif not line.startswith(b"CREATE DATABASE "):
+                renamed = rename.rewrite(line)
+                if renamed != line:
+                    before_connect.append(renamed)
         if emit:
             found = True
-            yield line
+            yield rename.rewrite(line) if rename is not None else line
         if done:
             break
     if not found and not state.entered:
         raise PgBackupError(f"the full backup has no section for database {database!r}")
+
+
+def create_database_options(chunks: Iterable[bytes], database: str) -> bytes | None:
+    """What follows the name in the backup's ``CREATE DATABASE database ...;`` (encoding, locale, ...).
+
+    Reads only up to the database's ``\\connect``; None when the dump has no such statement
+    (pg_dump without --create).
+    """
+    pattern = re.compile(rb"CREATE DATABASE (?:" + b"|".join(
+        re.escape(form.encode("utf-8")) for form in identifier_forms(database)) + rb") (.*;)\n?$")
+    state = _SectionState(database)
+    for line in lines_of(chunks):
+        if state.in_copy:
+            if line == TERMINATOR:
+                state.in_copy = False
+            continue
+        match = pattern.match(line)
+        if match:
+            return match.group(1)
+        state.statement_line(line)
+        if state.entered:
+            return None
+    return None
 
 
 class _SectionState:
@@ -189,23 +257,35 @@ class _SectionState:
         self.entered = False
         self.in_copy = False
         self.restricted = False
+        self.after_unrestrict = False
 
     def statement_line(self, line: bytes) -> tuple[bool, bool]:
         """(emit this line, the section has ended)."""
         stripped = line.rstrip(b"\n")
+        if self.after_unrestrict:
+            if not stripped:
+                return False, False
+            self.after_unrestrict = False
+            # pg_dump reconnects to the same database after setting its properties: the section goes on.
+            return False, not self._connects_here(stripped)
         if stripped.startswith(CONNECT_PREFIX):
             if self.entered:
-                return False, True
-            self.entered = parse_connect_line(stripped) == self.database
+                return False, not self._connects_here(stripped)
+            self.entered = self._connects_here(stripped)
             return False, False
         if not self.entered:
+            if stripped.startswith(COPY_PREFIX) and stripped.endswith(COPY_SUFFIX):
+                self.in_copy = True
             return False, False
         if stripped.startswith(b"\\restrict "):
             self.restricted = True
         elif stripped.startswith(b"\\unrestrict "):
-            return True, True
+            self.after_unrestrict = True
         elif stripped == b"-- PostgreSQL database dump complete" and not self.restricted:
             return False, True
         elif stripped.startswith(COPY_PREFIX) and stripped.endswith(COPY_SUFFIX):
             self.in_copy = True
         return True, False
+
+    def _connects_here(self, stripped: bytes) -> bool:
+        return stripped.startswith(CONNECT_PREFIX) and parse_connect_line(stripped) == self.database

@@ -211,6 +211,40 @@ class TestNamesAndTables:
 
     NAMES = ("it's \"quoted\"", "spaced name", "Ünïcödé-db")
 
+    def test_database_properties_come_back(self, postgres_factory, tmp_path):
+        """A database's encoding, locale, owner, connection limit, settings (its own and a role's in it),
+        comment and privileges are the same after `restore database` from its custom dump and from a
+        full backup as before (pg_restore into a new database does not restore them by itself)."""
+        server = postgres_factory(databases=())
+        server.psql("CREATE ROLE db_owner; CREATE ROLE app_x LOGIN;"
+                    "CREATE DATABASE latindb TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                    "OWNER db_owner CONNECTION LIMIT 40;"
+                    "COMMENT ON DATABASE latindb IS 'legacy data'; ALTER DATABASE latindb SET work_mem TO '8MB';"
+                    "ALTER ROLE app_x IN DATABASE latindb SET search_path TO 'public';"
+                    "REVOKE ALL ON DATABASE latindb FROM PUBLIC; GRANT CONNECT ON DATABASE latindb TO app_x;")
+        server.psql("CREATE TABLE t (a text); INSERT INTO t VALUES ('café'), ('naïve');", db="latindb")
+        env = exec_env(server, tmp_path)
+        dump = next(p for p in backup(env, "databases") if p.name.startswith("latindb_"))
+        (full,) = backup(env, "full")
+
+        def properties() -> str:
+            return server.psql(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype, pg_get_userbyid(datdba), datconnlimit, "
+                "shobj_description(oid, 'pg_database'), datacl::text FROM pg_database WHERE datname = 'latindb';"
+                "SELECT coalesce(r.rolname, '-'), s.setconfig::text FROM pg_db_role_setting s "
+                "JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole "
+                "WHERE d.datname = 'latindb' ORDER BY 1;")
+
+        before = properties()
+        assert "LATIN1|C|C|db_owner|40|legacy data|" in before and "app_x|{search_path=public}" in before
+        rows = server.psql("SELECT string_agg(a, ',' ORDER BY a) FROM t", db="latindb")
+        for artifact in (dump, full):
+            server.psql("DROP DATABASE latindb;")
+            result = restore(env, "database", "latindb", "--from", str(artifact), "--yes")
+            assert result.returncode == 0, result.stderr
+            assert properties() == before, artifact.name
+            assert server.psql("SELECT string_agg(a, ',' ORDER BY a) FROM t", db="latindb") == rows == "café,naïve"
+
     def test_awkward_database_names(self, postgres_factory, tmp_path):
         """Names with quotes, spaces and non-ASCII restore from a full backup and from their own dumps."""
         server = postgres_factory(databases=self.NAMES)

@@ -8,6 +8,8 @@ import pytest
 
 from daemon.restore.streams import (
     ArtifactDamaged,
+    DatabaseRename,
+    create_database_options,
     database_section,
     globals_section,
     gunzip,
@@ -113,6 +115,109 @@ class TestSections:
     def test_globals_stop_at_the_first_connect(self):
         """The globals are everything before the first \\connect."""
         assert b"".join(globals_section([DUMPALL])).endswith(b"\\unrestrict a\n")
+
+
+# The shape of PostgreSQL 15's pg_dumpall around one database that has properties: its
+# CREATE DATABASE and owner before the \connect, then its comment and settings, a reconnect
+# to the same database, tables, data and its privileges. COPY data that looks like statements.
+PROPERTIES = b"""\\connect template1
+COPY public.notes (body) FROM stdin;
+CREATE DATABASE admindb WITH TEMPLATE = template0 ENCODING = 'SQL_ASCII';
+ALTER DATABASE admindb OWNER TO mallory;
+\\.
+\\restrict k1
+CREATE DATABASE admindb WITH TEMPLATE = template0 ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C';
+
+
+ALTER DATABASE admindb OWNER TO admin_owner;
+
+\\unrestrict k1
+\\connect admindb
+\\restrict k1
+SET statement_timeout = 0;
+COMMENT ON DATABASE admindb IS 'admin data';
+ALTER DATABASE admindb CONNECTION LIMIT = 50;
+ALTER DATABASE admindb SET work_mem TO '8MB';
+ALTER ROLE app_x IN DATABASE admindb SET search_path TO 'public';
+
+\\unrestrict k1
+
+\\connect admindb
+\\restrict k1
+CREATE TABLE public.t (a text);
+COPY public.t (a) FROM stdin;
+ALTER DATABASE admindb SET work_mem TO '1MB';
+\\.
+GRANT CONNECT ON DATABASE admindb TO admindb;
+-- PostgreSQL database dump complete
+\\unrestrict k1
+
+--
+-- Database "postgres" dump
+--
+\\connect postgres
+CREATE TABLE other (a int);
+"""
+
+
+class TestDatabaseWithProperties:
+    @pytest.mark.parametrize("size", [1, 13, 4096])
+    def test_section_goes_on_after_a_reconnect_and_names_the_staging_database(self, size):
+        """The reconnect to the same database is left out (psql stays in the staging database), the
+        section ends after its last \\unrestrict, and every statement about the database itself, the
+        owner set before the \\connect included, names the staging database; COPY data stays as it was."""
+        rename = DatabaseRename("admindb", "pgbackup_restore_1")
+        out = b"".join(database_section(in_chunks(PROPERTIES, size), "admindb", rename))
+        assert out == b"""ALTER DATABASE "pgbackup_restore_1" OWNER TO admin_owner;
+\\restrict k1
+SET statement_timeout = 0;
+COMMENT ON DATABASE "pgbackup_restore_1" IS 'admin data';
+ALTER DATABASE "pgbackup_restore_1" CONNECTION LIMIT = 50;
+ALTER DATABASE "pgbackup_restore_1" SET work_mem TO '8MB';
+ALTER ROLE app_x IN DATABASE "pgbackup_restore_1" SET search_path TO 'public';
+
+\\unrestrict k1
+\\restrict k1
+CREATE TABLE public.t (a text);
+COPY public.t (a) FROM stdin;
+ALTER DATABASE admindb SET work_mem TO '1MB';
+\\.
+GRANT CONNECT ON DATABASE "pgbackup_restore_1" TO admindb;
+-- PostgreSQL database dump complete
+\\unrestrict k1
+"""
+
+    def test_without_rename_the_section_is_as_written(self):
+        """Without a rename only the reconnect is left out."""
+        out = b"".join(database_section([PROPERTIES], "admindb"))
+        assert b"COMMENT ON DATABASE admindb IS" in out and b"\\connect" not in out
+        assert out.endswith(b"-- PostgreSQL database dump complete\n\\unrestrict k1\n")
+
+    def test_older_dumps_without_restrict_lines(self):
+        """pg_dump before \\restrict: the same-database reconnect is skipped, the section ends at
+        "dump complete"."""
+        plain = b"\n".join(line for line in PROPERTIES.split(b"\n") if not line.startswith((b"\\restrict", b"\\unrestrict")))
+        out = b"".join(database_section([plain], "admindb"))
+        assert out.startswith(b"SET statement_timeout") and out.endswith(b"TO admindb;\n")
+        assert b"\\connect" not in out and b"CREATE TABLE other" not in out
+
+    @pytest.mark.parametrize("size", [1, 4096])
+    def test_create_options_come_from_the_statement_not_from_copy_data(self, size):
+        """The options of the database's CREATE DATABASE; a look-alike line in COPY data is ignored."""
+        assert create_database_options(in_chunks(PROPERTIES, size), "admindb") == (
+            b"WITH TEMPLATE = template0 ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C';")
+
+    def test_no_create_statement(self):
+        """A dump taken without --create has none; reading stops at the database's \\connect."""
+        assert create_database_options([b"\\connect admindb\nCREATE DATABASE admindb WITH X;\n"], "admindb") is None
+
+    def test_quoted_names(self):
+        """Names pg_dump quotes are matched in their quoted form, and only right after DATABASE."""
+        rename = DatabaseRename('Odd "DB"', "new")
+        line = b'GRANT CONNECT ON DATABASE "Odd ""DB""" TO "Odd ""DB""";\n'
+        assert rename.rewrite(line) == b'GRANT CONNECT ON DATABASE "new" TO "Odd ""DB""";\n'
+        assert rename.names_new(rename.rewrite(line)) and not rename.names_new(line)
+        assert rename.rewrite(b"CREATE TABLE t (a int);\n") == b"CREATE TABLE t (a int);\n"
 
 
 class TestGunzip:
