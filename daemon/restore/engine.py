@@ -418,7 +418,14 @@ class Restorer:
         if options is None:
             self._execute(f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0")
         else:
-            self._execute(f"CREATE DATABASE {quote_ident(name)} {options.decode('utf-8').rstrip(';')}")
+            text = options.decode("utf-8").rstrip(";")
+            try:
+                self._execute(f"CREATE DATABASE {quote_ident(name)} {text}")
+            except PgBackupError as error:
+                raise RestoreFailed(
+                    f"could not create a database as the backup does ({text}): {error}. The server needs the "
+                    "same encoding, locale provider and locale (and tablespace, if one is named)"
+                ) from None
 
     def _drop_database(self, name: str) -> None:
         log.warning("dropping_database", database=name)

@@ -245,6 +245,17 @@ class TestNamesAndTables:
             assert properties() == before, artifact.name
             assert server.psql("SELECT string_agg(a, ',' ORDER BY a) FROM t", db="latindb") == rows == "café,naïve"
 
+        # A locale the server does not have: a clear error, and the database is left as it was.
+        sql = gzip.decompress(full.read_bytes())
+        assert b"ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C';" in sql
+        alien = forge(full, "backup_all_alien_locale.sql.gz", gzip.compress(
+            sql.replace(b"LOCALE = 'C';", b"LOCALE = 'xx_XX.nowhere';", 1)))
+        result = restore(env, "database", "latindb", "--from", str(alien), "--yes")
+        assert result.returncode == 1
+        assert "could not create a database as the backup does" in result.stderr and "xx_XX.nowhere" in result.stderr
+        assert properties() == before
+        assert not [db for db in database_names(server) if db.startswith("pgbackup_restore_")]
+
     def test_awkward_database_names(self, postgres_factory, tmp_path):
         """Names with quotes, spaces and non-ASCII restore from a full backup and from their own dumps."""
         server = postgres_factory(databases=self.NAMES)
