@@ -95,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as error:
+        # BACKUP_DIR read-only or full, a path that is not a directory: the OS says what, no traceback.
+        log.error("command_failed", command=args.command, error=str(error))
+        print(f"pgbackup: {error}", file=sys.stderr)
+        return 1
 
 
 def command_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -33,20 +34,47 @@ def backup_lock(
     wait: bool = True,
     on_wait: Callable[[dict], None] = lambda holder: None,
     cancel: threading.Event | None = None,
+    read_only_ok: bool = False,
 ) -> Iterator[None]:
-    """Hold an exclusive flock on BACKUP_DIR/.pgbackup.lock for the duration of the block."""
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    """Hold an exclusive flock on BACKUP_DIR/.pgbackup.lock for the duration of the block.
+
+    With ``read_only_ok`` (for commands that only read backups) a directory mounted
+    read-only is fine: its lock file is opened for reading and locked all the same, so a
+    writer sharing the directory is still kept apart; without a lock file there is no
+    writer, and nothing is locked.
+    """
+    fd, writable = _open_lock_file(directory, read_only_ok)
+    if fd is None:
+        yield
+        return
     try:
         _acquire(fd, directory, wait, on_wait, cancel)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            if writable:
+                os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _open_lock_file(directory: Path, read_only_ok: bool) -> tuple[int | None, bool]:
+    """(descriptor, writable); (None, False) for a read-only directory that has no lock file."""
+    path = directory / LOCK_FILE
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | cloexec, 0o600), True
+    except OSError as error:
+        if not read_only_ok or error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+    try:
+        return os.open(path, os.O_RDONLY | cloexec), False
+    except FileNotFoundError:
+        return None, False
 
 
 def _acquire(fd: int, directory: Path, wait: bool, on_wait, cancel: threading.Event | None) -> None:

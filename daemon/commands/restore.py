@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from daemon.commands.locking import command_lock
 from daemon.errors import PgBackupError
 from daemon.restore.confirm import confirm
 from daemon.restore.engine import Restorer, quote_ident
@@ -97,6 +98,11 @@ def command_restore(settings: Settings, args: argparse.Namespace) -> int:
         before=parse_before(args.before, settings.timezone) if args.before else None,
         path=args.from_path,
     )
+    with command_lock(settings, f"restore {args.what}", read_only_ok=True):
+        return _restore_locked(settings, args, choice)
+
+
+def _restore_locked(settings: Settings, args: argparse.Namespace, choice: Choice) -> int:
     directory = settings.backup_dir
     manifests = None if choice.path else candidates(settings)
     if args.what == "full":

@@ -7,16 +7,13 @@ daemon.volumes.snapshot.run_volume_snapshot.)
 from __future__ import annotations
 
 import argparse
-import uuid
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
-from daemon.lock import backup_lock
+from daemon.commands.locking import command_lock
 from daemon.logs import get_logger
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
-from daemon.storage.local import ensure_backup_dir
 from daemon.volumes.transfer import TransferResult, clone_volume, restore_volume
 
 log = get_logger(__name__)
@@ -53,14 +50,14 @@ def add_commands(subparsers) -> dict[str, Handler]:
 
 
 def command_restore_volume(settings: Settings, args: argparse.Namespace) -> int:
-    with _locked(settings, "restore-volume"):
+    with command_lock(settings, "restore-volume"):
         result = restore_volume(settings, docker_client(settings), args.artifact, args.volume, force=args.force)
     _print(result, f"restored {args.artifact.name} into volume {result.volume!r}")
     return 0
 
 
 def command_clone_volume(settings: Settings, args: argparse.Namespace) -> int:
-    with _locked(settings, "clone-volume"):
+    with command_lock(settings, "clone-volume"):
         result = clone_volume(
             settings, docker_client(settings), args.source, args.dest, force=args.force, stop=args.stop
         )
@@ -70,12 +67,6 @@ def command_clone_volume(settings: Settings, args: argparse.Namespace) -> int:
         note += f" (stopped {names} for {result.stop_report.downtime_seconds:.1f} s)"
     _print(result, note)
     return 0
-
-
-def _locked(settings: Settings, command: str):
-    ensure_backup_dir(settings.backup_dir)
-    holder = {"run_id": uuid.uuid4().hex[:12], "kind": command, "since": datetime.now(settings.timezone).isoformat()}
-    return backup_lock(settings.backup_dir, holder, on_wait=lambda other: log.info("waiting_for_lock", held_by=other))
 
 
 def _print(result: TransferResult, note: str) -> None:

@@ -1,6 +1,7 @@
 """Backups that exist only in S3: listed as restore candidates, and downloaded into
-BACKUP_DIR (under the backup lock, as a hidden partial file) with the checksum of their
-manifest checked before the file appears under its name and anything is restored."""
+BACKUP_DIR (by a restore, which holds the backup lock) as a hidden partial file, with the
+checksum of their manifest checked before the file appears under its name and anything
+is restored."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ import os
 from pathlib import Path
 
 from daemon.errors import PgBackupError
-from daemon.lock import backup_lock
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, scan_manifests, write_manifest
 from daemon.naming import partial_name
 from daemon.restore.streams import ArtifactDamaged, read_chunks
-from daemon.storage.local import ensure_backup_dir, fsync_directory
+from daemon.storage.local import fsync_directory
 
 log = get_logger(__name__)
 
@@ -36,30 +36,32 @@ def candidates(settings) -> list[Manifest]:
 
 
 def ensure_local(settings, manifest: Manifest) -> Path:
-    """The artifact's local path, downloading it from S3 first when it is only there."""
+    """The artifact's local path, downloading it from S3 first when it is only there.
+
+    The caller holds the backup lock (``pgbackup restore`` does, for the whole restore).
+    """
     path = settings.backup_dir / manifest.file
     if path.exists():
         return path
     if not settings.offsite_enabled:
         raise PgBackupError(f"{path} does not exist (its manifest does)")
+    return _download(settings, manifest, path)
+
+
+def _download(settings, manifest: Manifest, path: Path) -> Path:
     from daemon.storage.s3 import Bucket
 
-    ensure_backup_dir(settings.backup_dir)
-    holder = {"run_id": "restore-download", "kind": manifest.kind, "file": manifest.file}
-    with backup_lock(settings.backup_dir, holder):
-        if path.exists():
-            return path
-        partial = settings.backup_dir / partial_name(manifest.file)
-        log.info("offsite_download_started", file=manifest.file)
-        try:
-            Bucket.from_settings(settings).download(manifest.file, partial)
-            os.chmod(partial, 0o600)
-            _check(partial, manifest)
-            os.rename(partial, path)
-            fsync_directory(settings.backup_dir)
-            write_manifest(settings.backup_dir, manifest)
-        finally:
-            partial.unlink(missing_ok=True)
+    partial = settings.backup_dir / partial_name(manifest.file)
+    log.info("offsite_download_started", file=manifest.file)
+    try:
+        Bucket.from_settings(settings).download(manifest.file, partial)
+        os.chmod(partial, 0o600)
+        _check(partial, manifest)
+        os.rename(partial, path)
+        fsync_directory(settings.backup_dir)
+        write_manifest(settings.backup_dir, manifest)
+    finally:
+        partial.unlink(missing_ok=True)
     log.info("offsite_download_finished", file=manifest.file)
     return path
 

@@ -13,6 +13,7 @@ import pytest
 from daemon.manifest import Manifest, write_manifest
 from daemon.naming import database_backup_name, full_backup_name, pre_migration_name
 from daemon.runlog import HEADER_KEY
+from tests.support.mounts import read_only_mount
 from tests.support.pgbackup_cli import base_env, log_events, pgbackup
 
 UTC = ZoneInfo("UTC")
@@ -107,6 +108,18 @@ class TestPruneCommand:
         deleted = [event for event in log_events(result.stderr) if event.get("event") == "retention_deleted"]
         assert sorted(event["file"] for event in deleted) == sorted(files[k] for k in ("old_full", "old_db", "old_log"))
         assert all(event.get("reason") for event in deleted)
+
+    def test_a_read_only_backup_dir_is_a_clear_error(self, backup_dir, tmp_path):
+        """`pgbackup prune` on a read-only BACKUP_DIR says what the OS refused, without a traceback, and
+        deletes nothing."""
+        directory, _ = backup_dir
+        before = sorted(path.name for path in directory.iterdir())
+        with read_only_mount(directory, tmp_path / "ro") as ro:
+            result = pgbackup("prune", env=env_for(ro))
+        assert result.returncode == 1
+        assert "pgbackup: [Errno 30] Read-only file system" in result.stderr and ".pgbackup.lock" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert sorted(path.name for path in directory.iterdir()) == before
 
     def test_list_shows_local_backups(self, backup_dir):
         """`pgbackup list` marks every backup's location; without S3 that is local."""

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.support.pgbackup_cli import artifact_paths, exec_env, pgbackup, tcp_env
+from daemon.lock import backup_lock
+from tests.support.mounts import read_only_mount
+from tests.support.pgbackup_cli import REPO_ROOT, artifact_paths, exec_env, pgbackup, tcp_env
 from tests.support.sample_data import seed, server_fingerprints, table_fingerprints
 
 DATABASES = ["authdb", "apidb", "admindb"]
@@ -97,6 +100,41 @@ class TestCorruptedDatabase:
         assert logs_in("app_user", "app-password")
         after = pgbackup("backup", "full", env=tcp_env(target, tmp_path / "after"))
         assert after.returncode == 0, after.stderr
+
+    def test_a_restore_waits_for_a_running_backup(self, source, tmp_path):
+        """`pgbackup restore` takes the backup lock: while a backup run holds it the restore waits (and says
+        so) without touching the database, and it restores once the lock is free."""
+        env = exec_env(source, tmp_path)
+        (artifact,) = backup(env, "database", "authdb")
+        source.psql("DELETE FROM sessions", db="authdb")
+        damaged = table_fingerprints(source, "authdb")
+        with backup_lock(tmp_path, {"run_id": "test", "kind": "full", "since": "now"}):
+            waiting = subprocess.Popen(
+                [sys.executable, "-m", "daemon", "restore", "database", "authdb", "--from", str(artifact), "--yes"],
+                env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdin=subprocess.DEVNULL,
+            )
+            time.sleep(4)
+            assert waiting.poll() is None
+            assert table_fingerprints(source, "authdb") == damaged
+        stdout, stderr = waiting.communicate(timeout=300)
+        assert waiting.returncode == 0, stderr
+        assert "pgbackup: waiting for full to finish" in stderr
+        assert table_fingerprints(source, "authdb") != damaged
+        assert source.psql("SELECT count(*) FROM sessions", db="authdb") == "3000"
+
+    def test_restore_from_a_read_only_backup_directory(self, source, tmp_path):
+        """BACKUP_DIR mounted read-only (backups copied to another host, say): the restore reads it
+        and restores; nothing is written there."""
+        (artifact,) = backup(exec_env(source, tmp_path / "rw"), "database", "authdb")
+        original = table_fingerprints(source, "authdb")
+        source.psql("DELETE FROM sessions", db="authdb")
+        before = sorted(p.name for p in (tmp_path / "rw").iterdir())
+        with read_only_mount(tmp_path / "rw", tmp_path / "ro") as ro:
+            result = restore(exec_env(source, ro), "database", "authdb", "--latest", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert table_fingerprints(source, "authdb") == original
+        assert sorted(p.name for p in (tmp_path / "rw").iterdir()) == before and artifact.name in before
 
     def test_database_restore_replaces_a_damaged_database(self, source, tmp_path):
         """`restore database authdb --latest --yes` drops the damaged database and brings back every table,

@@ -5,6 +5,7 @@ import pytest
 
 from daemon.errors import Cancelled, LockBusy
 from daemon.lock import backup_lock, read_holder
+from tests.support.mounts import read_only_mount
 
 
 class TestBackupLock:
@@ -46,3 +47,41 @@ class TestBackupLock:
             with pytest.raises(Cancelled):
                 with backup_lock(tmp_path, {"run_id": "second"}, cancel=cancel):
                     pass
+
+
+@pytest.fixture
+def read_only_view(tmp_path):
+    """(rw, ro): one directory, also seen through a read-only bind mount."""
+    rw = tmp_path / "rw"
+    rw.mkdir()
+    with read_only_mount(rw, tmp_path / "ro") as ro:
+        yield rw, ro
+
+
+class TestReadOnlyDirectory:
+    def test_refused_unless_the_command_only_reads(self, read_only_view):
+        """A backup run cannot lock a read-only directory: the error comes from the OS, nothing is guessed."""
+        _, ro = read_only_view
+        with pytest.raises(OSError, match="Read-only file system"):
+            with backup_lock(ro, {"run_id": "backup"}):
+                pass
+
+    def test_a_reader_still_meets_the_writers_lock(self, read_only_view):
+        """Through the read-only view the existing lock file is locked all the same: a run holding it on
+        the writable side keeps the reader out, and the holder's note is left as it was."""
+        rw, ro = read_only_view
+        with backup_lock(rw, {"run_id": "writer"}):
+            with pytest.raises(LockBusy, match="writer"):
+                with backup_lock(ro, {"run_id": "reader"}, wait=False, read_only_ok=True):
+                    pass
+        with backup_lock(ro, {"run_id": "reader"}, wait=False, read_only_ok=True):
+            assert read_holder(rw) == {}
+            with pytest.raises(LockBusy):
+                with backup_lock(rw, {"run_id": "writer"}, wait=False):
+                    pass
+
+    def test_no_lock_file_means_no_writer(self, read_only_view):
+        """A read-only directory without a lock file is read without locking; nothing is created."""
+        _, ro = read_only_view
+        with backup_lock(ro, {"run_id": "reader"}, wait=False, read_only_ok=True):
+            assert list(ro.iterdir()) == []
