@@ -108,16 +108,21 @@ class TestCorruptedDatabase:
         (artifact,) = backup(env, "database", "authdb")
         source.psql("DELETE FROM sessions", db="authdb")
         damaged = table_fingerprints(source, "authdb")
-        with backup_lock(tmp_path, {"run_id": "test", "kind": "full", "since": "now"}):
-            waiting = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "restore", "database", "authdb", "--from", str(artifact), "--yes"],
-                env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                stdin=subprocess.DEVNULL,
-            )
-            time.sleep(4)
-            assert waiting.poll() is None
-            assert table_fingerprints(source, "authdb") == damaged
-        stdout, stderr = waiting.communicate(timeout=300)
+        waiting = None
+        try:
+            with backup_lock(tmp_path, {"run_id": "test", "kind": "full", "since": "now"}):
+                waiting = subprocess.Popen(
+                    [sys.executable, "-m", "daemon", "restore", "database", "authdb", "--from", str(artifact), "--yes"],
+                    env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    stdin=subprocess.DEVNULL,
+                )
+                time.sleep(4)
+                assert waiting.poll() is None
+                assert table_fingerprints(source, "authdb") == damaged
+            _, stderr = waiting.communicate(timeout=300)
+        finally:
+            if waiting is not None and waiting.poll() is None:
+                waiting.kill()
         assert waiting.returncode == 0, stderr
         assert "pgbackup: waiting for full to finish" in stderr
         assert table_fingerprints(source, "authdb") != damaged

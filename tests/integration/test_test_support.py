@@ -54,11 +54,9 @@ class TestDockerClient:
     def test_python_base_image_has_python_and_postgres_client(self, docker_client):
         """The stand-in for python:3.11-slim runs Python 3.11, pip and pg_dump 15."""
         docker_env.build_local_images("python")
-        output = docker_client.containers.run(
-            docker_env.LOCAL_PYTHON_IMAGE,
-            ["sh", "-c", "python --version && pip --version && pg_dump --version"],
-            remove=True,
-            labels=docker_env.docker_labels(),
+        output = docker_env.run_to_completion(
+            docker_client, docker_env.LOCAL_PYTHON_IMAGE,
+            command=["sh", "-c", "python --version && pip --version && pg_dump --version"],
         ).decode()
         assert "Python 3.11" in output
         assert "pip " in output

@@ -30,9 +30,9 @@ STATE_FILE = ".pgbackup-volume-stopped.json"
 
 def volume_listing(docker_client, image: str, volume: str) -> dict[str, tuple[int, int, int, str]]:
     """path -> (uid, gid, mode, type) of everything in a volume, the root as ''."""
-    output = docker_client.containers.run(
-        image, entrypoint=["find", "/v", "-printf", r"%P\t%U\t%G\t%m\t%y\n"],
-        volumes={volume: {"bind": "/v", "mode": "ro"}}, labels=docker_env.docker_labels(), remove=True,
+    output = docker_env.run_to_completion(
+        docker_client, image, entrypoint=["find", "/v", "-printf", r"%P\t%U\t%G\t%m\t%y\n"],
+        volumes={volume: {"bind": "/v", "mode": "ro"}},
     )
     listing = {}
     for line in output.decode().splitlines():
@@ -52,9 +52,8 @@ def tar_listing(artifact: Path) -> dict[str, tuple[int, int, int, str]]:
 
 
 def fill_volume(docker_client, image: str, volume: str, script: str) -> None:
-    docker_client.containers.run(
-        image, entrypoint=["sh", "-c", script], volumes={volume: {"bind": "/v", "mode": "rw"}},
-        labels=docker_env.docker_labels(), remove=True,
+    docker_env.run_to_completion(
+        docker_client, image, entrypoint=["sh", "-c", script], volumes={volume: {"bind": "/v", "mode": "rw"}},
     )
 
 

@@ -92,6 +92,24 @@ def select_postgres_image(client: docker.DockerClient) -> str:
     return LOCAL_POSTGRES_IMAGE
 
 
+def run_to_completion(client: docker.DockerClient, image: str, **options) -> bytes:
+    """Run a one-off container, return its output, remove it with its anonymous volumes.
+
+    (docker-py's ``run(remove=True)`` leaves the anonymous volumes an image declares, such as
+    the postgres image's data directory.) A non-zero exit raises ContainerError as ``run`` does.
+    """
+    container = client.containers.run(image, detach=True, labels=docker_labels(), **options)
+    try:
+        status = container.wait()
+        output = container.logs(stdout=True, stderr=False)
+        if status.get("StatusCode") != 0:
+            raise docker.errors.ContainerError(container, status.get("StatusCode"), options.get("command"), image,
+                                               container.logs(stdout=False, stderr=True))
+        return output
+    finally:
+        remove_container(container)
+
+
 def remove_container(container: Container) -> None:
     """Remove a container and its anonymous volumes, whatever state it is in."""
     try:
