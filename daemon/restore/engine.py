@@ -131,7 +131,7 @@ class Restorer:
         for database in clashing:
             self._drop_database(database)
         report = RestoreReport("the whole server", manifest.file, databases=restored)
-        chunks = self._roles_made_safe(self._plain_stream(selected, f"restore {manifest.file}"), report)
+        chunks = self._roles_made_safe(self._plain_stream(selected, f"restore {manifest.file}"), report.notes)
         log.info("restore_started", what="full", file=manifest.file, databases=restored)
         try:
             feed_command(self.server, self._psql(MAINTENANCE_DB), chunks)
@@ -151,8 +151,7 @@ class Restorer:
         _require(selected.is_full, f"{selected.manifest.file} is not a full backup")
         self._check(selected)
         chunks = globals_section(self._plain_stream(selected, f"roles from {selected.manifest.file}"))
-        unused = RestoreReport("roles and tablespaces", selected.manifest.file)
-        feed_command(self.server, self._psql(MAINTENANCE_DB), self._roles_made_safe(chunks, unused))
+        feed_command(self.server, self._psql(MAINTENANCE_DB), self._roles_made_safe(chunks, notes=[]))
 
     def database(self, selected: Selected, database: str, into: str | None = None) -> RestoreReport:
         """One database (from its own dump or from a full backup) into ``into`` or itself."""
@@ -230,12 +229,13 @@ class Restorer:
         return report
 
     # --- the steps ---------------------------------------------------------------------
-    def _roles_made_safe(self, chunks: Iterable[bytes], report: RestoreReport) -> Iterator[bytes]:
-        """pg_dumpall output that neither re-creates existing roles nor changes the connecting role's password."""
+    def _roles_made_safe(self, chunks: Iterable[bytes], notes: list[str]) -> Iterator[bytes]:
+        """pg_dumpall output that neither re-creates existing roles nor changes the connecting role's password
+        (a note says so when it had one)."""
         role = self.server.options.user
 
         def kept() -> None:
-            report.notes.append(f"role {role!r} (the one pgbackup connects as) keeps its current password; "
+            notes.append(f"role {role!r} (the one pgbackup connects as) keeps its current password; "
                                 "the password in the backup was not applied")
 
         chunks = skip_existing_roles(chunks, self.server.query(_ROLES_SQL))
