@@ -8,6 +8,7 @@ artifact leaves the target as it was.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -108,7 +109,9 @@ class Restorer:
     yes: bool = False
     progress_stream: TextIO = field(default_factory=lambda: sys.stderr)
     progress_interval: float = 30.0
-    temp_root: Path | None = None  # where directory archives are unpacked for local pg_restore
+    # Where directory archives are unpacked for a local pg_restore (BACKUP_DIR, which has room
+    # for them); the system's temporary directory when it is read-only.
+    temp_root: Path | None = None
     confirm: Callable[[list[str], bool], None] = confirm
 
     # --- public operations -------------------------------------------------------------
@@ -384,7 +387,7 @@ class Restorer:
             finally:
                 remove_temp_dir(self.server, directory)
         elif manifest.format == "directory":
-            with tempfile.TemporaryDirectory(prefix=".pgbackup-restore-", dir=self.temp_root) as directory:
+            with tempfile.TemporaryDirectory(prefix=".pgbackup-restore-", dir=writable_or_none(self.temp_root)) as directory:
                 extract_plain_files(path, Path(directory))
                 yield str(Path(directory) / "dump")
         else:
@@ -470,6 +473,13 @@ def _closing(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
         yield from chunks
     finally:
         progress.close()
+
+
+def writable_or_none(directory: Path | None) -> Path | None:
+    """``directory`` if this process may create files in it, else None (tempfile's default)."""
+    if directory is not None and os.access(directory, os.W_OK | os.X_OK):
+        return directory
+    return None
 
 
 def extract_plain_files(archive_path: Path, directory: Path) -> None:

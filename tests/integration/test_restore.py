@@ -128,18 +128,22 @@ class TestCorruptedDatabase:
         assert table_fingerprints(source, "authdb") != damaged
         assert source.psql("SELECT count(*) FROM sessions", db="authdb") == "3000"
 
-    def test_restore_from_a_read_only_backup_directory(self, source, tmp_path):
+    @pytest.mark.parametrize(("method", "backup_format"), [(exec_env, "custom"), (tcp_env, "directory")],
+                             ids=["exec-custom", "tcp-directory"])
+    def test_restore_from_a_read_only_backup_directory(self, source, tmp_path, method, backup_format):
         """BACKUP_DIR mounted read-only (backups copied to another host, say): the restore reads it
-        and restores; nothing is written there."""
-        (artifact,) = backup(exec_env(source, tmp_path / "rw"), "database", "authdb")
+        and restores; nothing is written there. A directory-format dump restored by a local
+        pg_restore is unpacked elsewhere (the system's temporary directory)."""
+        (artifact,) = backup(method(source, tmp_path / "rw", BACKUP_FORMAT=backup_format), "database", "authdb")
         original = table_fingerprints(source, "authdb")
         source.psql("DELETE FROM sessions", db="authdb")
         before = sorted(p.name for p in (tmp_path / "rw").iterdir())
         with read_only_mount(tmp_path / "rw", tmp_path / "ro") as ro:
-            result = restore(exec_env(source, ro), "database", "authdb", "--latest", "--yes")
+            result = restore(method(source, ro, TMPDIR=str(tmp_path)), "database", "authdb", "--latest", "--yes")
         assert result.returncode == 0, result.stderr
         assert table_fingerprints(source, "authdb") == original
         assert sorted(p.name for p in (tmp_path / "rw").iterdir()) == before and artifact.name in before
+        assert not list(tmp_path.glob(".pgbackup-restore-*")), "the unpacked dump was left behind"
 
     def test_database_restore_replaces_a_damaged_database(self, source, tmp_path):
         """`restore database authdb --latest --yes` drops the damaged database and brings back every table,
