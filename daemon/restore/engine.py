@@ -31,6 +31,7 @@ from daemon.restore.streams import (
     check_sha256,
     create_database_options,
     database_section,
+    database_statements,
     globals_section,
     gunzip,
     keep_password_of,
@@ -263,7 +264,7 @@ class Restorer:
                 self.server.tool("pg_restore", "--create", "--schema-only", "--file=-", archive),
                 self.server.environment(),
             )
-            statements = [line for line in database_section([script], database, rename) if rename.names_new(line)]
+            statements = database_statements([script], database, rename)
             return DatabaseDefinition(create_database_options([script], database), statements)
         if selected.is_full:
             chunks = self._plain_stream(selected, f"read how {database} is created")

@@ -163,6 +163,23 @@ _DATABASE_LEVEL_PREFIXES = (
     b"CREATE DATABASE ", b"ALTER DATABASE ", b"COMMENT ON DATABASE ", b"GRANT ", b"REVOKE ",
     b"SECURITY LABEL ", b"ALTER ROLE ",
 )
+# pg_dump's plain output heads every entry with "-- Name: NAME; Type: TYPE; Schema: ...". The
+# statements about the database itself are in entries of these types; a function body that
+# happens to contain "ALTER DATABASE x ..." is in a FUNCTION entry and is left alone.
+_ENTRY_HEADER = re.compile(rb"-- (?:Data for )?Name: (.*); Type: (.*?); Schema: ")
+_DATABASE_ENTRY_TYPES = (b"DATABASE", b"DATABASE PROPERTIES")
+_DATABASE_OBJECT_ENTRY_TYPES = (b"COMMENT", b"ACL", b"SECURITY LABEL")  # their name is "DATABASE x"
+_SESSION_META_COMMANDS = (CONNECT_PREFIX, b"\\restrict ", b"\\unrestrict ")
+
+
+def is_database_entry(header: bytes) -> bool | None:
+    """For an entry header line of plain pg_dump output, whether the entry is about the database
+    itself (its creation, properties, comment, privileges or security label); None for any other line."""
+    match = _ENTRY_HEADER.match(header)
+    if match is None:
+        return None
+    name, kind = match.groups()
+    return kind in _DATABASE_ENTRY_TYPES or (kind in _DATABASE_OBJECT_ENTRY_TYPES and name.startswith(b"DATABASE "))
 
 
 class DatabaseRename:
@@ -170,22 +187,39 @@ class DatabaseRename:
 
     Only the name right after the keyword DATABASE, in statements that start like pg_dump's
     database-level ones, is replaced: ``GRANT CONNECT ON DATABASE old TO old`` names role ``old`` still.
+    The callers apply it only inside the database's own entries (is_database_entry).
     """
 
     def __init__(self, old: str, new: str):
         forms = b"|".join(re.escape(form.encode("utf-8")) for form in sorted(identifier_forms(old), key=len, reverse=True))
         self._old = re.compile(rb"(?<= DATABASE )(?:" + forms + rb")(?=[ ;])")
         self._new = ('"' + new.replace('"', '""') + '"').encode("utf-8")
-        self._new_pattern = re.compile(rb"(?<= DATABASE )" + re.escape(self._new) + rb"(?=[ ;])")
 
     def rewrite(self, line: bytes) -> bytes:
         if not line.startswith(_DATABASE_LEVEL_PREFIXES):
             return line
         return self._old.sub(lambda _: self._new, line, count=1)
 
-    def names_new(self, line: bytes) -> bool:
-        """Whether ``line`` (after ``rewrite``) is a database-level statement about the new name."""
-        return line.startswith(_DATABASE_LEVEL_PREFIXES) and self._new_pattern.search(line) is not None
+
+def database_statements(chunks: Iterable[bytes], database: str, rename: DatabaseRename) -> list[bytes]:
+    """What a ``pg_restore --create`` script sets on ``database`` (owner, connection limit,
+    settings, a role's settings in it, comment, privileges, security labels), renamed; without
+    its CREATE DATABASE (see create_database_options) and without psql's meta-commands.
+
+    Whole entries are kept, so a statement that spans lines (a comment with a line break)
+    stays whole; the entries' comment lines come along and do nothing.
+    """
+    statements = []
+    state = _SectionState(database)
+    for line in lines_of(chunks):
+        if state.in_copy:
+            if line == TERMINATOR:
+                state.in_copy = False
+            continue
+        state.statement_line(line)
+        if state.in_database_entry and not line.startswith((b"CREATE DATABASE ", *_SESSION_META_COMMANDS)):
+            statements.append(rename.rewrite(line))
+    return statements
 
 
 def database_section(chunks: Iterable[bytes], database: str, rename: DatabaseRename | None = None) -> Iterator[bytes]:
@@ -196,8 +230,9 @@ def database_section(chunks: Iterable[bytes], database: str, rename: DatabaseRen
     to another database; pg_dump's reconnects to the same database (after setting its
     properties) are left out, psql stays where it is. With ``rename``, the statements about
     the database itself (owner, settings, comment, privileges), including the owner set
-    before the ``\\connect``, name the database the section is restored into. COPY data is
-    passed through without being interpreted.
+    before the ``\\connect``, name the database the section is restored into; only the
+    database's own entries are renamed (is_database_entry). COPY data is passed through
+    without being interpreted.
     """
     found = False
     state = _SectionState(database)
@@ -215,13 +250,13 @@ def database_section(chunks: Iterable[bytes], database: str, rename: DatabaseRen
             if state.entered:
                 yield from before_connect
                 before_connect = []
-            elif not line.startswith(b"CREATE DATABASE "):
+            elif state.in_database_entry and not line.startswith(b"CREATE DATABASE "):
                 renamed = rename.rewrite(line)
                 if renamed != line:
                     before_connect.append(renamed)
         if emit:
             found = True
-            yield rename.rewrite(line) if rename is not None else line
+            yield rename.rewrite(line) if rename is not None and state.in_database_entry else line
         if done:
             break
     if not found and not state.entered:
@@ -258,10 +293,17 @@ class _SectionState:
         self.in_copy = False
         self.restricted = False
         self.after_unrestrict = False
+        self.in_database_entry = False  # the current pg_dump entry is about the database itself
 
     def statement_line(self, line: bytes) -> tuple[bool, bool]:
         """(emit this line, the section has ended)."""
         stripped = line.rstrip(b"\n")
+        if stripped.startswith(b"-- "):
+            entry = is_database_entry(stripped)
+            if entry is not None:
+                self.in_database_entry = entry
+        elif stripped.startswith(CONNECT_PREFIX):
+            self.in_database_entry = False  # what follows a reconnect is the next session's setup
         if self.after_unrestrict:
             if not stripped:
                 return False, False

@@ -260,16 +260,24 @@ class TestNamesAndTables:
 
     def test_database_properties_come_back(self, postgres_factory, tmp_path):
         """A database's encoding, locale, owner, connection limit, settings (its own and a role's in it),
-        comment and privileges are the same after `restore database` from its custom dump and from a
+        comment (of two lines) and privileges are the same after `restore database` from its custom dump and from a
         full backup as before (pg_restore into a new database does not restore them by itself)."""
         server = postgres_factory(databases=())
         server.psql("CREATE ROLE db_owner; CREATE ROLE app_x LOGIN;"
                     "CREATE DATABASE latindb TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
                     "OWNER db_owner CONNECTION LIMIT 40;"
-                    "COMMENT ON DATABASE latindb IS 'legacy data'; ALTER DATABASE latindb SET work_mem TO '8MB';"
+                    "COMMENT ON DATABASE latindb IS E'legacy\\ndata'; ALTER DATABASE latindb SET work_mem TO '8MB';"
                     "ALTER ROLE app_x IN DATABASE latindb SET search_path TO 'public';"
                     "REVOKE ALL ON DATABASE latindb FROM PUBLIC; GRANT CONNECT ON DATABASE latindb TO app_x;")
         server.psql("CREATE TABLE t (a text); INSERT INTO t VALUES ('café'), ('naïve');", db="latindb")
+        # A function whose body has lines that read like the database's own statements: they
+        # are part of the function, not statements about the restored database.
+        server.psql("CREATE FUNCTION retune() RETURNS void LANGUAGE sql AS $body$\n"
+                    "ALTER DATABASE latindb SET work_mem TO '16MB';\n"
+                    "GRANT CONNECT ON DATABASE latindb TO db_owner;\n"
+                    "$body$;", db="latindb")
+        function_source = server.psql("SELECT prosrc FROM pg_proc WHERE proname = 'retune'", db="latindb")
+        assert "ALTER DATABASE latindb SET" in function_source
         env = exec_env(server, tmp_path)
         dump = next(p for p in backup(env, "databases") if p.name.startswith("latindb_"))
         (full,) = backup(env, "full")
@@ -283,7 +291,7 @@ class TestNamesAndTables:
                 "WHERE d.datname = 'latindb' ORDER BY 1;")
 
         before = properties()
-        assert "LATIN1|C|C|db_owner|40|legacy data|" in before and "app_x|{search_path=public}" in before
+        assert "LATIN1|C|C|db_owner|40|legacy\ndata|" in before and "app_x|{search_path=public}" in before
         rows = server.psql("SELECT string_agg(a, ',' ORDER BY a) FROM t", db="latindb")
         for artifact in (dump, full):
             server.psql("DROP DATABASE latindb;")
@@ -291,6 +299,7 @@ class TestNamesAndTables:
             assert result.returncode == 0, result.stderr
             assert properties() == before, artifact.name
             assert server.psql("SELECT string_agg(a, ',' ORDER BY a) FROM t", db="latindb") == rows == "café,naïve"
+            assert server.psql("SELECT prosrc FROM pg_proc WHERE proname = 'retune'", db="latindb") == function_source
 
         # A locale the server does not have: a clear error, and the database is left as it was.
         sql = gzip.decompress(full.read_bytes())

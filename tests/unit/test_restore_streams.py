@@ -11,8 +11,10 @@ from daemon.restore.streams import (
     DatabaseRename,
     create_database_options,
     database_section,
+    database_statements,
     globals_section,
     gunzip,
+    is_database_entry,
     keep_password_of,
     skip_existing_roles,
 )
@@ -118,14 +120,29 @@ class TestSections:
 
 
 # The shape of PostgreSQL 15's pg_dumpall around one database that has properties: its
-# CREATE DATABASE and owner before the \connect, then its comment and settings, a reconnect
-# to the same database, tables, data and its privileges. COPY data that looks like statements.
+# CREATE DATABASE and owner before the \connect, then its comment (two lines) and settings,
+# a reconnect to the same database, tables, data and its privileges, each entry under its
+# "-- Name: ...; Type: ..." header. COPY data and function bodies that look like statements
+# about the database, in this database's section and in the one before it.
 PROPERTIES = b"""\\connect template1
 COPY public.notes (body) FROM stdin;
 CREATE DATABASE admindb WITH TEMPLATE = template0 ENCODING = 'SQL_ASCII';
 ALTER DATABASE admindb OWNER TO mallory;
 \\.
+--
+-- Name: fix_other(); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.fix_other() RETURNS void
+    LANGUAGE sql
+    AS $$
+ALTER DATABASE admindb OWNER TO mallory;
+$$;
 \\restrict k1
+--
+-- Name: admindb; Type: DATABASE; Schema: -; Owner: admin_owner
+--
+
 CREATE DATABASE admindb WITH TEMPLATE = template0 ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C';
 
 
@@ -135,7 +152,17 @@ ALTER DATABASE admindb OWNER TO admin_owner;
 \\connect admindb
 \\restrict k1
 SET statement_timeout = 0;
-COMMENT ON DATABASE admindb IS 'admin data';
+--
+-- Name: DATABASE admindb; Type: COMMENT; Schema: -; Owner: admin_owner
+--
+
+COMMENT ON DATABASE admindb IS 'admin
+GRANT data';
+
+--
+-- Name: admindb; Type: DATABASE PROPERTIES; Schema: -; Owner: admin_owner
+--
+
 ALTER DATABASE admindb CONNECTION LIMIT = 50;
 ALTER DATABASE admindb SET work_mem TO '8MB';
 ALTER ROLE app_x IN DATABASE admindb SET search_path TO 'public';
@@ -144,10 +171,29 @@ ALTER ROLE app_x IN DATABASE admindb SET search_path TO 'public';
 
 \\connect admindb
 \\restrict k1
+SET statement_timeout = 0;
+--
+-- Name: retune(); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.retune() RETURNS void
+    LANGUAGE sql
+    AS $$
+ALTER DATABASE admindb SET work_mem TO '16MB';
+GRANT CONNECT ON DATABASE admindb TO admindb;
+$$;
 CREATE TABLE public.t (a text);
+--
+-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: postgres
+--
+
 COPY public.t (a) FROM stdin;
 ALTER DATABASE admindb SET work_mem TO '1MB';
 \\.
+--
+-- Name: DATABASE admindb; Type: ACL; Schema: -; Owner: admin_owner
+--
+
 GRANT CONNECT ON DATABASE admindb TO admindb;
 -- PostgreSQL database dump complete
 \\unrestrict k1
@@ -165,27 +211,89 @@ class TestDatabaseWithProperties:
     def test_section_goes_on_after_a_reconnect_and_names_the_staging_database(self, size):
         """The reconnect to the same database is left out (psql stays in the staging database), the
         section ends after its last \\unrestrict, and every statement about the database itself, the
-        owner set before the \\connect included, names the staging database; COPY data stays as it was."""
+        owner set before the \\connect included, names the staging database; COPY data and function
+        bodies stay as they were, in this section and in the one before it."""
         rename = DatabaseRename("admindb", "pgbackup_restore_1")
         out = b"".join(database_section(in_chunks(PROPERTIES, size), "admindb", rename))
         assert out == b"""ALTER DATABASE "pgbackup_restore_1" OWNER TO admin_owner;
 \\restrict k1
 SET statement_timeout = 0;
-COMMENT ON DATABASE "pgbackup_restore_1" IS 'admin data';
+--
+-- Name: DATABASE admindb; Type: COMMENT; Schema: -; Owner: admin_owner
+--
+
+COMMENT ON DATABASE "pgbackup_restore_1" IS 'admin
+GRANT data';
+
+--
+-- Name: admindb; Type: DATABASE PROPERTIES; Schema: -; Owner: admin_owner
+--
+
 ALTER DATABASE "pgbackup_restore_1" CONNECTION LIMIT = 50;
 ALTER DATABASE "pgbackup_restore_1" SET work_mem TO '8MB';
 ALTER ROLE app_x IN DATABASE "pgbackup_restore_1" SET search_path TO 'public';
 
 \\unrestrict k1
 \\restrict k1
+SET statement_timeout = 0;
+--
+-- Name: retune(); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.retune() RETURNS void
+    LANGUAGE sql
+    AS $$
+ALTER DATABASE admindb SET work_mem TO '16MB';
+GRANT CONNECT ON DATABASE admindb TO admindb;
+$$;
 CREATE TABLE public.t (a text);
+--
+-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: postgres
+--
+
 COPY public.t (a) FROM stdin;
 ALTER DATABASE admindb SET work_mem TO '1MB';
 \\.
+--
+-- Name: DATABASE admindb; Type: ACL; Schema: -; Owner: admin_owner
+--
+
 GRANT CONNECT ON DATABASE "pgbackup_restore_1" TO admindb;
 -- PostgreSQL database dump complete
 \\unrestrict k1
 """
+
+    @pytest.mark.parametrize("size", [1, 4096])
+    def test_database_statements_are_whole_entries_renamed(self, size):
+        """What `pg_restore --create` sets on the database: the statements of its own entries, renamed,
+        a two-line comment whole; not CREATE DATABASE, psql's meta-commands, function bodies or COPY data."""
+        rename = DatabaseRename("admindb", "pgbackup_restore_1")
+        script = b"".join(database_statements(in_chunks(PROPERTIES, size), "admindb", rename))
+        sql = [line for line in script.decode().splitlines() if line.strip() and not line.startswith("--")]
+        assert sql == [
+            'ALTER DATABASE "pgbackup_restore_1" OWNER TO admin_owner;',
+            'COMMENT ON DATABASE "pgbackup_restore_1" IS \'admin',
+            "GRANT data';",
+            'ALTER DATABASE "pgbackup_restore_1" CONNECTION LIMIT = 50;',
+            'ALTER DATABASE "pgbackup_restore_1" SET work_mem TO \'8MB\';',
+            'ALTER ROLE app_x IN DATABASE "pgbackup_restore_1" SET search_path TO \'public\';',
+            'GRANT CONNECT ON DATABASE "pgbackup_restore_1" TO admindb;',
+        ]
+
+    @pytest.mark.parametrize(("header", "expected"), [
+        (b"-- Name: admindb; Type: DATABASE; Schema: -; Owner: a", True),
+        (b"-- Name: admindb; Type: DATABASE PROPERTIES; Schema: -; Owner: a", True),
+        (b'-- Name: DATABASE "odd; Type: x"; Type: COMMENT; Schema: -; Owner: a', True),
+        (b"-- Name: DATABASE admindb; Type: ACL; Schema: -; Owner: a", True),
+        (b"-- Name: EXTENSION plpgsql; Type: COMMENT; Schema: -; Owner: ", False),
+        (b"-- Name: retune(); Type: FUNCTION; Schema: public; Owner: postgres", False),
+        (b"-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: postgres", False),
+        (b"-- PostgreSQL database dump complete", None),
+        (b'-- Database "admindb" dump', None),
+    ])
+    def test_entry_headers(self, header, expected):
+        """Which of pg_dump's entry headers start an entry about the database itself (None: not a header)."""
+        assert is_database_entry(header) is expected
 
     def test_without_rename_the_section_is_as_written(self):
         """Without a rename only the reconnect is left out."""
@@ -216,7 +324,6 @@ GRANT CONNECT ON DATABASE "pgbackup_restore_1" TO admindb;
         rename = DatabaseRename('Odd "DB"', "new")
         line = b'GRANT CONNECT ON DATABASE "Odd ""DB""" TO "Odd ""DB""";\n'
         assert rename.rewrite(line) == b'GRANT CONNECT ON DATABASE "new" TO "Odd ""DB""";\n'
-        assert rename.names_new(rename.rewrite(line)) and not rename.names_new(line)
         assert rename.rewrite(b"CREATE TABLE t (a int);\n") == b"CREATE TABLE t (a int);\n"
 
 
