@@ -215,11 +215,7 @@ class Restorer:
         target = into or database
         report = RestoreReport(f"table {qualified} into database {target!r}", manifest.file, databases=[target])
         with self._archive_next_to_server(selected) as archive:
-            listed = self._listed_tables(archive)
-            _require(
-                any(entry.startswith(f"{schema} {name} ") for entry in listed),
-                f"{manifest.file} has no table {schema}.{name}",
-            )
+            _require(self._has_table_data(archive, schema, name), f"{manifest.file} has no table {schema}.{name}")
             if into:
                 self._table_into(archive, target, schema, name, qualified)
             else:
@@ -396,16 +392,28 @@ class Restorer:
 
     def _listed_tables(self, archive: str) -> list[str]:
         """'schema name owner' of each TABLE entry in the archive's table of contents."""
-        output = self.server.transport.run(self.server.tool("pg_restore", "--list", archive),
+        return [entry[len("TABLE "):] for entry in self._toc_entries(archive)
+                if entry.startswith("TABLE ") and not entry.startswith("TABLE DATA ")]
+
+    def _has_table_data(self, archive: str, schema: str, name: str) -> bool:
+        """Whether the archive has rows for exactly the table ``schema.name`` (pg_restore matches
+        --schema and --table by the whole name; a table whose name merely starts the same does not count)."""
+        entries = self._toc_entries(archive, f"--schema={schema}", f"--table={name}")
+        return any(entry.startswith("TABLE DATA ") for entry in entries)
+
+    def _toc_entries(self, archive: str, *selection: str) -> list[str]:
+        """'TYPE schema name owner' of each entry of the archive's table of contents that ``selection``
+        (pg_restore's --schema/--table options) keeps."""
+        output = self.server.transport.run(self.server.tool("pg_restore", "--list", *selection, archive),
                                            self.server.environment())
-        tables = []
+        entries = []
         for line in output.decode("utf-8", "replace").splitlines():
             if line.startswith(";") or "; " not in line:
                 continue
             fields = line.split("; ", 1)[1].split(" ", 2)
-            if len(fields) == 3 and fields[2].startswith("TABLE ") and not fields[2].startswith("TABLE DATA "):
-                tables.append(fields[2][len("TABLE "):])
-        return tables
+            if len(fields) == 3:
+                entries.append(fields[2])
+        return entries
 
     # --- SQL helpers -------------------------------------------------------------------
     def _psql(self, database: str, *, single_transaction: bool = False) -> list[str]:

@@ -347,6 +347,14 @@ class TestNamesAndTables:
             assert result.returncode == 0, result.stderr
         assert table_fingerprints(source, "apidb") == original
 
+        # A table the backup does not have, though one of its tables has a name that starts the same:
+        # refused, its rows untouched.
+        source.psql("CREATE TABLE \"Odd\" (a int); INSERT INTO \"Odd\" VALUES (1), (2)", db="apidb")
+        unknown = restore(env, "table", "apidb", "Odd", "--latest", "--yes")
+        assert unknown.returncode == 1 and "has no table public.Odd" in unknown.stderr
+        assert source.psql('SELECT count(*) FROM "Odd"', db="apidb") == "2"
+        source.psql('DROP TABLE "Odd"', db="apidb")
+
         copied = restore(env, "table", "apidb", "api.requests", "--latest", "--into", "apidb_tables")
         assert copied.returncode == 0, copied.stderr
         assert table_fingerprints(source, "apidb_tables") == {"api.requests": original["api.requests"]}
