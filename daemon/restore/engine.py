@@ -166,6 +166,7 @@ class Restorer:
             _require(database in manifest.databases, f"{manifest.file} does not contain database {database!r}")
         else:
             _require(manifest.kind == "database", f"{manifest.file} is a {manifest.kind} backup, not a database one")
+            _require_backup_of(manifest, database)
         started = time.monotonic()
         self._check(selected)
         exists = target in self._all_databases()
@@ -208,6 +209,7 @@ class Restorer:
             f"{manifest.file} is a plain SQL dump; restore one table from a custom or directory backup, or "
             f"restore the database with --into and copy the table from there",
         )
+        _require_backup_of(manifest, database)
         schema, name = split_table(table)
         qualified = f"{quote_ident(schema)}.{quote_ident(name)}"
         started = time.monotonic()
@@ -470,6 +472,15 @@ def split_table(table: str) -> tuple[str, str]:
     """'schema.table' or 'table' (schema public); the names as they are, unquoted."""
     schema, dot, name = table.partition(".")
     return (schema, name) if dot and schema and name else ("public", table)
+
+
+def _require_backup_of(manifest: Manifest, database: str) -> None:
+    """A database or table backup is restored as the database it was taken from (``--into`` puts it elsewhere)."""
+    _require(
+        manifest.target == database,
+        f"{manifest.file} is a backup of database {manifest.target!r}, not {database!r}; to restore it "
+        f"in place of {database!r}, name the database it came from and add --into {database!r}",
+    )
 
 
 def _require(condition: bool, message: str) -> None:

@@ -145,6 +145,18 @@ class TestCorruptedDatabase:
         assert sorted(p.name for p in (tmp_path / "rw").iterdir()) == before and artifact.name in before
         assert not list(tmp_path.glob(".pgbackup-restore-*")), "the unpacked dump was left behind"
 
+    def test_a_backup_of_another_database_is_refused(self, source, tmp_path):
+        """`restore database authdb --from <apidb's dump>` names the mix-up and changes nothing; the same
+        for a table."""
+        env = exec_env(source, tmp_path)
+        (apidb_dump,) = backup(env, "database", "apidb")
+        before = table_fingerprints(source, "authdb")
+        for args in (("database", "authdb"), ("table", "authdb", "sessions")):
+            result = restore(env, *args, "--from", str(apidb_dump), "--yes")
+            assert result.returncode == 1
+            assert f"{apidb_dump.name} is a backup of database 'apidb', not 'authdb'" in result.stderr
+        assert table_fingerprints(source, "authdb") == before
+
     def test_database_restore_replaces_a_damaged_database(self, source, tmp_path):
         """`restore database authdb --latest --yes` drops the damaged database and brings back every table,
         from custom (docker exec), plain and directory (TCP) dumps."""
