@@ -305,7 +305,8 @@ class _SectionState:
         elif stripped.startswith(CONNECT_PREFIX):
             self.in_database_entry = False  # what follows a reconnect is the next session's setup
         if self.after_unrestrict:
-            if not stripped:
+            if not stripped or stripped.startswith(b"\\encoding "):
+                # pg_dump sets the encoding before a \connect whose name needs quoting.
                 return False, False
             self.after_unrestrict = False
             # pg_dump reconnects to the same database after setting its properties: the section goes on.

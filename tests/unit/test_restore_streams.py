@@ -295,6 +295,33 @@ GRANT CONNECT ON DATABASE "pgbackup_restore_1" TO admindb;
         """Which of pg_dump's entry headers start an entry about the database itself (None: not a header)."""
         assert is_database_entry(header) is expected
 
+    @pytest.mark.parametrize("size", [1, 4096])
+    def test_reconnect_with_an_encoding_line_for_a_quoted_name(self, size):
+        """For a name that needs quoting pg_dump writes \\encoding before each \\connect: the
+        reconnect to the same database still does not end the section."""
+        dump = b"""\\restrict k1
+CREATE DATABASE "my-db" WITH TEMPLATE = template0;
+\\unrestrict k1
+\\encoding SQL_ASCII
+\\connect -reuse-previous=on "dbname='my-db'"
+\\restrict k1
+ALTER DATABASE "my-db" SET work_mem TO '8MB';
+\\unrestrict k1
+\\encoding SQL_ASCII
+\\connect -reuse-previous=on "dbname='my-db'"
+\\restrict k1
+SET client_encoding = 'UTF8';
+CREATE TABLE public.t (a text);
+-- PostgreSQL database dump complete
+\\unrestrict k1
+\\encoding SQL_ASCII
+\\connect -reuse-previous=on "dbname='other'"
+CREATE TABLE public.other (a text);
+"""
+        out = b"".join(database_section(in_chunks(dump, size), "my-db"))
+        assert b"CREATE TABLE public.t (a text);" in out and b"public.other" not in out
+        assert out.endswith(b"-- PostgreSQL database dump complete\n\\unrestrict k1\n")
+
     def test_without_rename_the_section_is_as_written(self):
         """Without a rename only the reconnect is left out."""
         out = b"".join(database_section([PROPERTIES], "admindb"))
