@@ -71,14 +71,19 @@ def recover_rows(
         "psql", "-X", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction",
         f"--dbname={conninfo_dbname(database)}",
     )
-    with server.run_stream(export) as rows:
-        feed_command(server, importer, _framed(head, rows, tail))
+    feed_command(server, importer, _exported_rows_framed(server, export, head, tail))
     return RecoveredRows(qualified, before, _count(server, database, qualified))
 
 
-def _framed(head: bytes, rows, tail: bytes) -> Iterator[bytes]:
+def _exported_rows_framed(server: PostgresServer, export: list[str], head: bytes, tail: bytes) -> Iterator[bytes]:
+    """``head``, the export's rows, then ``tail`` (the INSERT) only once the export has exited 0.
+
+    An export that fails part-way (a --where that errors on some row) raises here instead,
+    which stops the importer before the INSERT: its transaction rolls back, nothing changes.
+    """
     yield head
-    yield from rows
+    with server.run_stream(export) as rows:
+        yield from rows
     yield tail
 
 

@@ -198,6 +198,13 @@ class TestDeletedRows:
         assert result.returncode == 0, result.stderr
         assert source.psql("SELECT count(*) FROM sessions WHERE id BETWEEN 100 AND 199", db="authdb_temp") == "100"
 
+        # A --where that fails part-way (division by zero at id 150, after rows 100-149 were sent):
+        # the command fails and not one row is inserted.
+        failing = pgbackup("recover-rows", "authdb", "sessions", "--from", "authdb_temp",
+                           "--where", "1 / (id - 150) >= 0", "--yes", env=env)
+        assert failing.returncode == 1 and "division by zero" in failing.stderr
+        assert source.psql("SELECT count(*) FROM sessions WHERE id BETWEEN 100 AND 199", db="authdb") == "0"
+
         recovered = pgbackup("recover-rows", "authdb", "sessions", "--from", "authdb_temp", "--drop-source",
                              "--yes", env=env)
         assert recovered.returncode == 0, recovered.stderr
