@@ -56,6 +56,29 @@ _TABLES_SQL = (
     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
     "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
 )
+# Objects a user made in postgres or template1 (not an extension's): a full backup restores its own
+# copy of those two databases' objects into the existing databases, and stops at the first one
+# that exists already.
+_USER_OBJECTS_SQL = """
+SELECT kind || ' ' || name FROM (
+  SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
+         WHEN 'f' THEN 'foreign table' ELSE 'table' END, c.oid::regclass::text, c.oid, n.nspname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  UNION ALL
+  SELECT 'function', p.oid::regprocedure::text, p.oid, n.nspname
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  UNION ALL
+  SELECT 'type', t.oid::regtype::text, t.oid, n.nspname
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype IN ('e', 'd', 'r')
+  UNION ALL
+  SELECT 'schema', quote_ident(n.nspname), n.oid, n.nspname FROM pg_namespace n WHERE n.nspname <> 'public'
+  UNION ALL
+  SELECT 'extension', quote_ident(x.extname), x.oid, '' FROM pg_extension x WHERE x.extname <> 'plpgsql'
+) AS o(kind, name, id, schema)
+WHERE schema NOT IN ('pg_catalog', 'information_schema') AND schema !~ '^pg_(toast|temp_|toast_temp_)'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = o.id AND d.deptype = 'e')
+ORDER BY 1 LIMIT 6
+"""
 # How pg_restore --list names a table: "schema name owner".
 _LISTED_TABLES_SQL = (
     "SELECT n.nspname || ' ' || c.relname || ' ' || pg_get_userbyid(c.relowner) FROM pg_class c "
@@ -131,6 +154,7 @@ class Restorer:
                 "empty server. Use 'restore database NAME' for one database, or --force to drop "
                 f"{', '.join(map(repr, clashing)) or 'nothing'} and restore over the rest"
             )
+        self._require_empty_default_databases(manifest)
         self.confirm([f"drop database {db!r} on {self._where()}" for db in clashing], self.yes)
         for database in clashing:
             self._drop_database(database)
@@ -242,6 +266,22 @@ class Restorer:
 
         chunks = skip_existing_roles(chunks, self.server.query(_ROLES_SQL))
         return keep_password_of(chunks, role, on_kept=kept)
+
+    def _require_empty_default_databases(self, manifest: Manifest) -> None:
+        """Refuse, before anything is dropped, when postgres or template1 hold objects of their own:
+        the backup's objects for them would clash and stop the restore half-way."""
+        found = {database: self.server.query(_USER_OBJECTS_SQL, database) for database in ("postgres", "template1")}
+        found = {database: objects for database, objects in found.items() if objects}
+        if found:
+            listed = "; ".join(
+                f"{database!r} has {', '.join(objects[:5])}{', ...' if len(objects) > 5 else ''}"
+                for database, objects in found.items()
+            )
+            raise RestoreFailed(
+                f"nothing was changed: {listed}. A full restore adds the backup's objects of postgres and template1 "
+                f"to those databases and would stop at the first that exists already. Drop them first, or restore "
+                f"the databases one by one with 'restore database NAME --from {manifest.file}'"
+            )
 
     def _check(self, selected: Selected) -> None:
         manifest = selected.manifest

@@ -241,6 +241,29 @@ class TestFailedMigration:
         assert server_fingerprints(source, DATABASES) == original
 
 
+    def test_objects_in_postgres_are_refused_before_anything_is_dropped(self, source, tmp_path):
+        """A table of its own in the postgres database (the backup has it too): `restore full --force` names
+        it and drops nothing; once it is gone, the restore brings back every database and the backup's copy."""
+        env = exec_env(source, tmp_path)
+        source.psql("CREATE TABLE notes (a int); INSERT INTO notes VALUES (1), (2)")
+        (artifact,) = backup(env, "pre-migration")
+        original = server_fingerprints(source, DATABASES)
+        source.psql("INSERT INTO notes VALUES (3)")
+        source.psql("DROP TABLE documents", db="admindb")
+        damaged = server_fingerprints(source, DATABASES)
+
+        refused = restore(env, "full", "--from", str(artifact), "--force", "--yes")
+        assert refused.returncode == 1
+        assert "nothing was changed: 'postgres' has table notes" in refused.stderr
+        assert server_fingerprints(source, DATABASES) == damaged
+
+        source.psql("DROP TABLE notes")
+        result = restore(env, "full", "--from", str(artifact), "--force", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert server_fingerprints(source, DATABASES) == original
+        assert source.psql("SELECT string_agg(a::text, ',' ORDER BY a) FROM notes") == "1,2"
+
+
 class TestBrokenArtifacts:
     """A broken artifact makes restore and verify fail loudly and leaves the target as it was."""
 
