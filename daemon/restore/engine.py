@@ -218,9 +218,7 @@ class Restorer:
                 if isinstance(error, PgBackupError):
                     raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {error}. {failed}") from None
                 raise
-        if exists:
-            self._drop_database(target)
-        self._execute(f"ALTER DATABASE {quote_ident(staging)} RENAME TO {quote_ident(target)}")
+        self._swap_in(staging, target, exists)
         report.seconds = time.monotonic() - started
         log.info("restore_finished", what="database", database=target, seconds=round(report.seconds, 1))
         return report
@@ -266,6 +264,34 @@ class Restorer:
 
         chunks = skip_existing_roles(chunks, self.server.query(_ROLES_SQL))
         return keep_password_of(chunks, role, on_kept=kept)
+
+    def _swap_in(self, staging: str, target: str, target_exists: bool) -> None:
+        """Drop ``target`` and rename the verified ``staging`` database to it.
+
+        A refused drop (a template database, prepared transactions) leaves ``target`` as it
+        was and drops the staging copy; a failed rename, or an interruption, keeps the staging
+        copy (after the drop it is the only one left) and says its name.
+        """
+        rename = f"ALTER DATABASE {quote_ident(staging)} RENAME TO {quote_ident(target)}"
+        kept = f"The restored data is in database {staging!r}; finish with: {rename}"
+        if target_exists:
+            try:
+                self._drop_database(target)
+            except PgBackupError as error:
+                self._drop_quietly(staging)
+                raise RestoreFailed(f"could not drop {target!r} to put the restored copy in its place: {error}. "
+                                    f"{target!r} was left as it was") from None
+            except BaseException:
+                print(f"pgbackup: interrupted while dropping {target!r}. {kept}", file=self.progress_stream)
+                raise
+        try:
+            self._execute(rename)
+        except PgBackupError as error:
+            log.error("restore_rename_failed", staging=staging, target=target)
+            raise RestoreFailed(f"could not rename the restored copy to {target!r}: {error}. {kept}") from None
+        except BaseException:
+            print(f"pgbackup: interrupted while renaming. {kept}", file=self.progress_stream)
+            raise
 
     def _require_empty_default_databases(self, manifest: Manifest) -> None:
         """Refuse, before anything is dropped, when postgres or template1 hold objects of their own:

@@ -157,6 +157,24 @@ class TestCorruptedDatabase:
             assert f"{apidb_dump.name} is a backup of database 'apidb', not 'authdb'" in result.stderr
         assert table_fingerprints(source, "authdb") == before
 
+    def test_a_target_that_cannot_be_dropped_stays_and_the_copy_goes(self, source, tmp_path):
+        """authdb marked as a template database cannot be dropped: the restore fails saying so, authdb is as
+        it was and no staging database is left behind."""
+        env = exec_env(source, tmp_path)
+        backup(env, "database", "authdb")
+        source.psql("DELETE FROM sessions WHERE id > 10", db="authdb")
+        damaged = table_fingerprints(source, "authdb")
+        source.psql("ALTER DATABASE authdb IS_TEMPLATE true")
+        try:
+            result = restore(env, "database", "authdb", "--latest", "--yes")
+        finally:
+            source.psql("ALTER DATABASE authdb IS_TEMPLATE false")
+        assert result.returncode == 1
+        assert "could not drop 'authdb' to put the restored copy in its place" in result.stderr
+        assert "'authdb' was left as it was" in result.stderr
+        assert table_fingerprints(source, "authdb") == damaged
+        assert not [db for db in database_names(source) if db.startswith("pgbackup_restore_")]
+
     def test_database_restore_replaces_a_damaged_database(self, source, tmp_path):
         """`restore database authdb --latest --yes` drops the damaged database and brings back every table,
         from custom (docker exec), plain and directory (TCP) dumps."""
