@@ -29,6 +29,20 @@ class RecoveredRows:
         return self.after - self.before
 
 
+def insertable_columns(server: PostgresServer, database: str, schema: str, name: str) -> list[str]:
+    """The table's columns in ``database`` by name (generated columns left out: they are computed).
+
+    Rows are copied by column name, not by position: a migration that dropped and re-added a
+    column changes the order, and the restored copy still has the old one.
+    """
+    sql = (
+        "SELECT quote_ident(attname) FROM pg_attribute "
+        f"WHERE attrelid = to_regclass({_literal(_qualified(schema, name))}) AND attnum > 0 "
+        "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"
+    )
+    return server.query(sql, database)
+
+
 def primary_key_columns(server: PostgresServer, database: str, schema: str, name: str) -> list[str]:
     sql = (
         "SELECT quote_ident(a.attname) FROM pg_index i "
@@ -51,7 +65,8 @@ def recover_rows(
             f"table {qualified} in {database!r} has no primary key, so missing rows cannot be told apart; "
             "copy them by hand as docs/runbook.md shows"
         )
-    selection = f"SELECT * FROM {qualified}" + (f" WHERE {where}" if where else "")
+    columns = ", ".join(insertable_columns(server, database, schema, name))
+    selection = f"SELECT {columns} FROM {qualified}" + (f" WHERE {where}" if where else "")
     export = server.tool(
         "psql", "-X", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", f"--dbname={conninfo_dbname(source_database)}",
         f"--command=COPY ({selection}) TO STDOUT",
@@ -60,11 +75,11 @@ def recover_rows(
     matching = " AND ".join(f"t.{key} = r.{key}" for key in keys)
     head = (
         f"CREATE TEMP TABLE {STAGING_TABLE} (LIKE {qualified}) ON COMMIT DROP;\n"
-        f"COPY {STAGING_TABLE} FROM STDIN;\n"
+        f"COPY {STAGING_TABLE} ({columns}) FROM STDIN;\n"
     ).encode()
     tail = (
         "\\.\n"
-        f"INSERT INTO {qualified} SELECT r.* FROM {STAGING_TABLE} r "
+        f"INSERT INTO {qualified} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {STAGING_TABLE} r "
         f"WHERE NOT EXISTS (SELECT 1 FROM {qualified} t WHERE {matching});\n"
     ).encode()
     importer = server.tool(

@@ -233,6 +233,28 @@ class TestDeletedRows:
         assert table_fingerprints(source, "authdb") == original
 
 
+    def test_rows_are_copied_by_column_name(self, postgres_factory, tmp_path):
+        """A migration dropped and re-added a column, so the live table's column order differs from the
+        restored copy's; recover-rows puts each value in its own column, and an identity column
+        (GENERATED ALWAYS) gets the recovered rows' own ids."""
+        server = postgres_factory(databases=("shop",))
+        server.psql("CREATE TABLE items (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a text, b text, "
+                    "n int GENERATED ALWAYS AS (length(b)) STORED);"
+                    "INSERT INTO items (a, b) SELECT 'a' || g, 'b' || g FROM generate_series(1, 20) g", db="shop")
+        env = exec_env(server, tmp_path)
+        backup(env, "database", "shop")
+        server.psql("DELETE FROM items WHERE id > 15; ALTER TABLE items DROP COLUMN a; ALTER TABLE items ADD COLUMN a text",
+                    db="shop")
+        restored = restore(env, "database", "shop", "--latest", "--into", "shop_temp")
+        assert restored.returncode == 0, restored.stderr
+
+        recovered = pgbackup("recover-rows", "shop", "items", "--from", "shop_temp", "--drop-source", "--yes", env=env)
+        assert recovered.returncode == 0, recovered.stderr
+        assert "recovered 5 rows" in recovered.stdout
+        assert server.psql("SELECT string_agg(id || ':' || a || ':' || b || ':' || n, ',' ORDER BY id) FROM items "
+                           "WHERE id > 15", db="shop") == "16:a16:b16:3,17:a17:b17:3,18:a18:b18:3,19:a19:b19:3,20:a20:b20:3"
+
+
 class TestFailedMigration:
     """Runbook scenario 3: a migration failed; restore the pre-migration backup."""
 
