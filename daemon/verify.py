@@ -16,8 +16,15 @@ from daemon.rowcount import RowCounter
 from daemon.settings import Settings
 from daemon.sources.local import LocalProcessTransport
 from daemon.sources.postgres import installed_client_dirs
+from daemon.volumes.tarscan import TarFormatError, TarScanner
 
 CUSTOM_MAGIC = b"PGDMP"
+# Kinds whose restore is not a database restore, with what verify checks instead.
+NOT_RESTORED_KINDS = {
+    "volume": "a volume snapshot comes back with restore-volume; verify checks its sha256 and reads the whole tar",
+    "table": "a backup of some tables needs the rest of its database (foreign keys, types); it comes back with "
+             "restore table",
+}
 
 
 @dataclass
@@ -42,7 +49,9 @@ def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
         raise ArtifactDamaged(f"{path} does not exist (its manifest does)")
     check_sha256(path, manifest.sha256, manifest.size_bytes)
     done = ["sha256 and size match the manifest"]
-    if manifest.format == "plain":
+    if manifest.kind == "volume":
+        done.append(_volume_tar_complete(selected))
+    elif manifest.format == "plain":
         done.append(_recount(selected))
     elif manifest.format == "custom":
         with open(path, "rb") as archive:
@@ -58,6 +67,22 @@ def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
             raise ArtifactDamaged(f"{path.name} has no dump/toc.dat: not a directory-format archive")
         done.append(f"the tar is complete ({len(names)} entries, toc.dat present)")
     return done
+
+
+def _volume_tar_complete(selected: Selected) -> str:
+    """Decompress the snapshot and read its tar to the end: complete, with a PG_VERSION."""
+    scanner = TarScanner()
+    try:
+        for chunk in gunzip(read_chunks(selected.path), selected.manifest.file):
+            scanner.feed(chunk)
+    except TarFormatError as error:
+        raise ArtifactDamaged(f"{selected.manifest.file} is not a readable tar: {error}") from None
+    if not scanner.ended:
+        raise ArtifactDamaged(f"{selected.manifest.file}: the tar ends without its end-of-archive marker")
+    if scanner.pg_version is None:
+        raise ArtifactDamaged(f"{selected.manifest.file} has no PG_VERSION: not a PostgreSQL data directory")
+    return (f"decompresses completely; the tar is complete ({scanner.entries} entries, "
+            f"a PostgreSQL {scanner.pg_version} data directory)")
 
 
 def _recount(selected: Selected) -> str:
@@ -91,6 +116,10 @@ def verify_selections(settings: Settings, selections: list[Selected], restore: b
         except (PgBackupError, tarfile.TarError) as error:
             result.error = str(error)
         results.append(result)
+    not_restorable = [(selected, result) for selected, result in good if selected.manifest.kind in NOT_RESTORED_KINDS]
+    for selected, result in not_restorable:
+        result.checks.append(f"not restored into a throwaway container ({NOT_RESTORED_KINDS[selected.manifest.kind]})")
+    good = [(selected, result) for selected, result in good if selected.manifest.kind not in NOT_RESTORED_KINDS]
     if restore and good:
         try:
             outcomes = restore_into_throwaway(settings, [selected for selected, _ in good])

@@ -97,3 +97,16 @@ class TestRestoreTest:
         assert result.stdout.count(": OK") == 2
         assert "restored into a throwaway container" in result.stdout
         assert "pg_restore --list" in result.stdout or "sha256" in result.stdout
+
+    def test_verify_a_table_backup(self, source, tmp_path, postgres_image):
+        """`pgbackup verify FILE` of a backup of some tables checks the file (sha256, rows counted again) and
+        says why it is not restored on its own (sessions refers to users, which it does not contain)."""
+        env = exec_env(source, tmp_path, RESTORE_TEST_IMAGE=postgres_image, BACKUP_FORMAT="plain",
+                       BACKUP_TABLES="authdb:sessions")
+        backed_up = pgbackup("backup", "tables", env=env)
+        assert backed_up.returncode == 0, backed_up.stderr
+        (artifact,) = [line for line in backed_up.stdout.splitlines() if line.strip()]
+        result = pgbackup("verify", artifact, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert ": OK" in result.stdout and "1 tables' row counts match the manifest" in result.stdout
+        assert "not restored into a throwaway container (a backup of some tables needs" in result.stdout

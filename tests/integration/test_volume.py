@@ -4,6 +4,7 @@ running again afterwards, also when the snapshot fails or the daemon died mid-wa
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import subprocess
@@ -310,6 +311,26 @@ class TestRestoreVolume:
         result = pgbackup("restore-volume", str(damaged), "--volume", name, env=env)
         assert result.returncode == 1 and "does not match its manifest" in result.stderr
         assert not docker_client.volumes.list(filters={"name": name})
+
+
+    def test_verify_reads_the_whole_snapshot(self, snapshot, tmp_path):
+        """`pgbackup verify` on a snapshot checks its sha256 and reads the tar to its end (finding the
+        PG_VERSION); one whose tar was cut short, with a manifest that matches the cut file, fails."""
+        _, artifact, env = snapshot
+        result = pgbackup("verify", str(artifact), env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"{artifact.name}: OK" in result.stdout and "a PostgreSQL 15 data directory" in result.stdout
+        assert "not restored into a throwaway container" in result.stdout
+
+        tar = gzip.decompress(artifact.read_bytes())
+        cut = tmp_path / "cut" / artifact.name
+        cut.parent.mkdir()
+        cut.write_bytes(gzip.compress(tar[: len(tar) // 2]))
+        manifest = manifest_of(artifact)
+        manifest.update(size_bytes=cut.stat().st_size, sha256=hashlib.sha256(cut.read_bytes()).hexdigest())
+        cut.with_name(cut.name + ".manifest.json").write_text(json.dumps(manifest))
+        failed = pgbackup("verify", str(cut), env=env)
+        assert failed.returncode == 1 and "FAILED" in failed.stdout and "tar" in failed.stdout, failed.stdout
 
 
 class TestCloneVolume:
