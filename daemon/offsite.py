@@ -201,9 +201,13 @@ def install(settings, runner, metrics) -> list[ScheduledJob]:
         if not failed_now:
             offsite.upload_backlog()
 
+    # The bucket is built on first use, inside the sweep's offsite part: a client that cannot be
+    # built fails that part only, never the local sweep.
+    sweep_bucket = (lambda: offsite.bucket) if offsite is not None else None
+
     def retention_after_success(outcome) -> None:
         if outcome.ok:
-            sweep(settings, metrics, runner.clock(), bucket=offsite.bucket if offsite else None)
+            sweep(settings, metrics, runner.clock(), open_bucket=sweep_bucket)
 
     def notify(outcome) -> None:
         failures = offsite.failures if offsite is not None else []
@@ -222,7 +226,7 @@ def install(settings, runner, metrics) -> list[ScheduledJob]:
         if runner.cancel.is_set():
             return
         try:
-            locked_sweep(settings, metrics, runner.clock(), bucket=offsite.bucket if offsite else None)
+            locked_sweep(settings, metrics, runner.clock(), open_bucket=sweep_bucket)
         except PgBackupError as error:
             log.error("retention_failed", error=str(error))
 

@@ -8,6 +8,7 @@ hook already runs under it; ``locked_sweep`` takes it for the schedule and the C
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,8 @@ log = get_logger(__name__)
 
 LOCAL = "local"
 S3 = "s3"
+
+OpenBucket = Callable[[], object]  # returns a daemon.storage.s3.Bucket, built on first use
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,15 @@ def local_manifests(directory: Path) -> list[Manifest]:
     return manifests
 
 
-def sweep(settings, metrics, now: datetime, *, dry_run: bool = False, bucket=None) -> SweepReport:
-    """One sweep over every location; a problem in one location never stops the others."""
+def sweep(settings, metrics, now: datetime, *, dry_run: bool = False,
+          open_bucket: OpenBucket | None = None) -> SweepReport:
+    """One sweep over every location; a problem in one location never stops the others.
+    ``open_bucket`` returns the S3 bucket (default: one built from the settings); it is called
+    in the offsite part, so an S3 setting it cannot use fails that part only."""
     report = SweepReport()
     _sweep_local(settings, metrics, now, dry_run, report)
     if settings.offsite_enabled:
-        _sweep_offsite(settings, metrics, now, dry_run, report, bucket)
+        _sweep_offsite(settings, metrics, now, dry_run, report, open_bucket)
     _sweep_run_logs(settings, now, dry_run, report)
     log.info("retention_sweep_finished", dry_run=dry_run, deletions=len(report.deleted),
              refused=report.refused, errors=len(report.errors))
@@ -86,11 +92,11 @@ def sweep(settings, metrics, now: datetime, *, dry_run: bool = False, bucket=Non
 
 
 def locked_sweep(settings, metrics, now: datetime, *, dry_run: bool = False, wait: bool = True,
-                 bucket=None) -> SweepReport:
+                 open_bucket: OpenBucket | None = None) -> SweepReport:
     holder = {"job": "retention", "since": now.isoformat()}
     with backup_lock(settings.backup_dir, holder, wait=wait,
                      on_wait=lambda other: log.info("waiting_for_lock", held_by=other)):
-        return sweep(settings, metrics, now, dry_run=dry_run, bucket=bucket)
+        return sweep(settings, metrics, now, dry_run=dry_run, open_bucket=open_bucket)
 
 
 def _plan(manifests, now, days, min_keep, location: str, report: SweepReport) -> list[Decision] | None:
@@ -130,13 +136,13 @@ def _sweep_local(settings, metrics, now, dry_run, report) -> None:
                  target=decision.manifest.target, reason=decision.reason)
 
 
-def _sweep_offsite(settings, metrics, now, dry_run, report, bucket) -> None:
+def _sweep_offsite(settings, metrics, now, dry_run, report, open_bucket) -> None:
     from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
 
     try:
-        bucket = bucket or Bucket.from_settings(settings)
+        bucket = open_bucket() if open_bucket else Bucket.from_settings(settings)
         copies = {copy.manifest.file: copy for copy in bucket.list_copies()}
-    except S3_ERRORS + (OffsiteError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - e.g. boto3 refusing the endpoint: S3's part only fails
         log.error("offsite_retention_failed", error=describe(error))
         report.errors.append(f"s3: {describe(error)}")
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -147,6 +148,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown kind {', '.join(unknown)}; allowed: {', '.join(BACKUP_KINDS)}")
         return kinds
 
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, url: str | None) -> str | None:
+        if url is not None and not is_http_url(url):
+            raise ValueError(
+                "must be an http:// or https:// URL with a host, e.g. http://minio:9000 or "
+                "https://s3.eu-central-1.amazonaws.com; leave it empty for AWS"
+            )
+        return url
+
     @field_validator("tz")
     @classmethod
     def _known_time_zone(cls, name: str) -> str:
@@ -254,6 +265,16 @@ def parse_table_selection(text: str) -> dict[str, tuple[str, ...]]:
             )
         selection[database.strip()] = selection.get(database.strip(), ()) + names
     return selection
+
+
+def is_http_url(text: str) -> bool:
+    """An http:// or https:// URL with a host name and, if any, a valid port."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and text == text.strip()
 
 
 def _read_secret_file(name: str, path: Path) -> str:

@@ -281,7 +281,7 @@ class TestOffsiteRetention:
                    "pgbackup/production/backup_all_20200101_030000.sql.gz"]
         for key in foreign:
             put_foreign(s3_server, key)
-        report = sweep(settings, Metrics(), datetime.now(UTC), bucket=bucket)
+        report = sweep(settings, Metrics(), datetime.now(UTC), open_bucket=lambda: bucket)
         assert [item.file for item in report.deleted if item.location == "s3"] == ["backup_all_20261001_030000.sql.gz"]
         assert keys(s3_server) == sorted(foreign + [
             "pgbackup/prod/authdb_20260901_040000.dump", "pgbackup/prod/authdb_20260901_040000.dump.manifest.json",
@@ -304,7 +304,7 @@ class TestOffsiteRetention:
         for key, body in foreign.items():
             put_foreign(s3_server, key, body)
         metrics = Metrics()
-        sweep(settings, metrics, datetime.now(UTC), bucket=bucket)
+        sweep(settings, metrics, datetime.now(UTC), open_bucket=lambda: bucket)
         assert keys(s3_server) == sorted([*foreign, "backup_all_20261124_030000.sql.gz",
                                           "backup_all_20261124_030000.sql.gz.manifest.json"])
         assert metrics.registry.get_sample_value(
@@ -317,6 +317,6 @@ class TestOffsiteRetention:
         put_copy(s3_server, bucket, "backup_all_20261001_030000.sql.gz", 45)
         put_copy(s3_server, bucket, "backup_all_20261124_030000.sql.gz", 1)
         before = keys(s3_server)
-        report = sweep(settings, Metrics(), datetime.now(UTC), dry_run=True, bucket=bucket)
+        report = sweep(settings, Metrics(), datetime.now(UTC), dry_run=True, open_bucket=lambda: bucket)
         assert [item.file for item in report.deleted] == ["backup_all_20261001_030000.sql.gz"]
         assert keys(s3_server) == before

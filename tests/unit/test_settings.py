@@ -91,6 +91,20 @@ class TestValidation:
         (line,) = problems(monkeypatch, POSTGRES_HOST="db")
         assert "POSTGRES_PASSWORD" in line
 
+    @pytest.mark.parametrize("url", ["minio:9000", "ftp://minio:9000", "http://", "http://minio:port"])
+    def test_s3_endpoint_must_be_an_http_url(self, monkeypatch, url):
+        """S3_ENDPOINT_URL without http:// or https:// and a host is refused, saying what is allowed."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", S3_BUCKET="b", S3_ENDPOINT_URL=url)
+        assert line.startswith("S3_ENDPOINT_URL: ")
+        assert "http://" in line and "https://" in line
+
+    @pytest.mark.parametrize("url", ["http://minio:9000", "https://s3.eu-central-1.amazonaws.com"])
+    def test_s3_endpoint_urls_are_accepted(self, monkeypatch, url):
+        """http:// and https:// endpoints with a host, with or without a port, are valid."""
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        monkeypatch.setenv("S3_ENDPOINT_URL", url)
+        assert load_settings().s3_endpoint_url == url
+
 
 class TestSecrets:
     def test_secret_from_file(self, monkeypatch, tmp_path):
