@@ -3,6 +3,7 @@ they stream, fsynced, and renamed into place only when the caller says the data 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -37,11 +38,8 @@ class AtomicArtifact:
         return self
 
     def write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        self._sha256.update(view)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        self._sha256.update(data)
+        write_all(self._fd, data)
         self.size_bytes += len(data)
 
     @property
@@ -68,16 +66,31 @@ class AtomicArtifact:
 
 
 def replace_file_atomically(path: Path, data: bytes) -> None:
-    """Write a small file (a manifest) so that readers see the old version or the new one."""
+    """Write a small file (a manifest) so that readers see the old version or the new one;
+    on any failure the old version stays and the temporary file is removed."""
     temporary = path.parent / partial_name(path.name)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     fsync_directory(path.parent)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """os.write until every byte is written: it may write fewer than asked (a nearly full disk)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.EIO, "write made no progress")
+        view = view[written:]
 
 
 def fsync_directory(directory: Path) -> None:

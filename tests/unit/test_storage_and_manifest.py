@@ -1,4 +1,6 @@
+import errno
 import json
+import os
 import stat
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -6,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.manifest import Manifest, newest_by_kind_and_target, scan_manifests, write_manifest
-from daemon.storage.local import AtomicArtifact, leftover_partials
+from daemon.storage import local
+from daemon.storage.local import AtomicArtifact, leftover_partials, replace_file_atomically
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=ZoneInfo("UTC"))
 
@@ -45,6 +48,45 @@ class TestAtomicArtifact:
             with AtomicArtifact(tmp_path, "a.sql.gz"):
                 pass
         assert (tmp_path / "a.sql.gz").read_bytes() == b"old backup"
+
+
+def short_writes(at_most: int, fail_on_call: int | None = None):
+    """An os.write that writes at most ``at_most`` bytes a call, and raises ENOSPC on call ``fail_on_call``."""
+    real_write = os.write
+    calls = []
+
+    def write(fd, data):
+        calls.append(len(data))
+        if len(calls) == fail_on_call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, bytes(data[:at_most]))
+
+    return write, calls
+
+
+class TestReplaceFileAtomically:
+    def test_short_writes_still_write_everything(self, tmp_path, monkeypatch):
+        """When the OS writes fewer bytes than asked, the rest is written too: the file is complete."""
+        path = tmp_path / "a.sql.gz.manifest.json"
+        path.write_bytes(b"old")
+        write, calls = short_writes(at_most=7)
+        monkeypatch.setattr(local.os, "write", write)
+        replace_file_atomically(path, b"0123456789" * 5)
+        monkeypatch.undo()
+        assert path.read_bytes() == b"0123456789" * 5
+        assert len(calls) > 1 and leftover_partials(tmp_path) == []
+
+    def test_failed_write_keeps_the_old_file(self, tmp_path, monkeypatch):
+        """A write error half-way leaves the old file as it was and no temporary file behind."""
+        path = tmp_path / "a.sql.gz.manifest.json"
+        path.write_bytes(b"the good old manifest")
+        write, _ = short_writes(at_most=7, fail_on_call=3)
+        monkeypatch.setattr(local.os, "write", write)
+        with pytest.raises(OSError, match="No space left"):
+            replace_file_atomically(path, b"0123456789" * 5)
+        monkeypatch.undo()
+        assert path.read_bytes() == b"the good old manifest"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 class TestManifests:
