@@ -9,7 +9,7 @@ names, which it reads unambiguously.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -96,16 +96,28 @@ def _weekday_number(token: str) -> int:
 
 def longest_interval(trigger: BaseTrigger, now: datetime, count: int = INTERVALS_CHECKED) -> timedelta | None:
     """The longest gap between consecutive runs among the next ``count`` runs (None: fewer than two)."""
-    fires: list[datetime] = []
-    previous = None
-    while len(fires) <= count:
-        following = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1) if previous else now)
-        if following is None:
-            break
-        fires.append(following)
-        previous = following
+    fires = next_fire_times(trigger, now, count + 1)
     gaps = [later - earlier for earlier, later in zip(fires, fires[1:])]
     return max(gaps) if gaps else None
+
+
+def next_fire_times(trigger: BaseTrigger, now: datetime, count: int) -> list[datetime]:
+    """Up to ``count`` fire times after ``now``, in UTC so that differences are real durations."""
+    fires: list[datetime] = []
+    previous = None
+    while len(fires) < count:
+        following = trigger.get_next_fire_time(previous, now if previous is None else one_second_after(previous))
+        if following is None:
+            break
+        fires.append(following.astimezone(timezone.utc))
+        previous = following
+    return fires
+
+
+def one_second_after(moment: datetime) -> datetime:
+    """Stepped in UTC: local arithmetic drops ``fold`` in the hour a DST fall-back repeats,
+    which lands back on the same fire time."""
+    return (moment.astimezone(timezone.utc) + timedelta(seconds=1)).astimezone(moment.tzinfo)
 
 
 def allowed_age(trigger: BaseTrigger, now: datetime, max_age: timedelta) -> timedelta:

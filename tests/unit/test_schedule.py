@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.schedule import ScheduleError, is_disabled, parse_crontab
+from daemon.schedule import ScheduleError, is_disabled, longest_interval, next_fire_times, parse_crontab
 
 UTC = ZoneInfo("UTC")
 THURSDAY = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -58,3 +58,26 @@ class TestCrontabErrors:
     def test_off_disables(self):
         """'off' (any case) disables a schedule."""
         assert is_disabled("off") and is_disabled(" OFF ") and not is_disabled("0 3 * * *")
+
+
+class TestLongestInterval:
+    BERLIN = ZoneInfo("Europe/Berlin")
+
+    def test_weekly_schedule_across_the_autumn_dst_change(self):
+        """A Sunday 02:00 schedule started the week before the fall-back Sunday still has a 7-day interval."""
+        weekly = parse_crontab("0 2 * * 0", self.BERLIN)
+        tuesday_before_fall_back = datetime(2026, 10, 20, 12, 0, tzinfo=self.BERLIN)
+        assert longest_interval(weekly, tuesday_before_fall_back) >= timedelta(days=7)
+
+    def test_repeated_hour_is_measured_in_real_time(self):
+        """Across the fall-back night an hourly schedule's gaps are real hours, none of them zero."""
+        fires = next_fire_times(parse_crontab("0 * * * *", self.BERLIN),
+                                datetime(2026, 10, 25, 0, 30, tzinfo=self.BERLIN), 6)
+        gaps = {later - earlier for earlier, later in zip(fires, fires[1:])}
+        assert gaps == {timedelta(hours=1)}
+
+    def test_gap_over_the_spring_change_is_a_real_duration(self):
+        """Daily 03:00 around the spring-forward night: the gap is 23 hours of real time, not 24."""
+        daily = parse_crontab("0 3 * * *", self.BERLIN)
+        fires = next_fire_times(daily, datetime(2026, 3, 27, 12, 0, tzinfo=self.BERLIN), 2)
+        assert fires[1] - fires[0] == timedelta(hours=23)
