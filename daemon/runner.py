@@ -101,17 +101,34 @@ class BackupRunner:
         """Run one kind of backup now (request: full, databases, database, tables, pre_migration)."""
         kind = METRIC_KIND[request]
         outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=kind, started_at=self.clock())
-        with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind):
-            ensure_backup_dir(self.settings.backup_dir)
-            holder = {"run_id": outcome.run_id, "kind": kind, "since": outcome.started_at.isoformat()}
-            with backup_lock(
-                self.settings.backup_dir, holder, wait=wait, cancel=self.cancel,
-                on_wait=lambda other: log.info("waiting_for_lock", held_by=other),
-            ), ExitStack() as wrappers:
-                self._enter_wrappers(wrappers, outcome)
+        with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind), ExitStack() as held:
+            try:
+                held.enter_context(self.lock(outcome, wait))
+            except PgBackupError:
+                raise  # LockBusy (--no-wait) and Cancelled: the caller reports them
+            except Exception as error:  # BACKUP_DIR read-only, full, not a directory: a failed run
+                self._fail_unstarted(request, database, outcome, error)
+            else:
+                self._enter_wrappers(held, outcome)
                 self._run_locked(request, database, outcome)
-                self._after_run(outcome)
+            self.after_run(outcome)
         return outcome
+
+    def lock(self, outcome: RunOutcome, wait: bool) -> AbstractContextManager:
+        """The backup lock on BACKUP_DIR (created if missing), naming this run as its holder."""
+        ensure_backup_dir(self.settings.backup_dir)
+        holder = {"run_id": outcome.run_id, "kind": outcome.kind, "since": outcome.started_at.isoformat()}
+        return backup_lock(
+            self.settings.backup_dir, holder, wait=wait, cancel=self.cancel,
+            on_wait=lambda other: log.info("waiting_for_lock", held_by=other),
+        )
+
+    def _fail_unstarted(self, request: str, database: str | None, outcome: RunOutcome, error: Exception) -> None:
+        """A run that could not take the lock: each target it would have backed up failed."""
+        log.error("run_not_started", error=str(error), exc_info=not isinstance(error, OSError))
+        for target in self._expected_targets(request, database):
+            self._fail(outcome, target, error)
+        outcome.finished_at = self.clock()
 
     def _enter_wrappers(self, stack: ExitStack, outcome: RunOutcome) -> None:
         for wrapper in self.run_wrappers:
@@ -222,7 +239,7 @@ class BackupRunner:
             path.unlink(missing_ok=True)
             log.warning("removed_incomplete_file", file=path.name)
 
-    def _after_run(self, outcome: RunOutcome) -> None:
+    def after_run(self, outcome: RunOutcome) -> None:
         """Notifications, offsite backlog, retention: each may fail without hiding the backup's result."""
         for hook in self.after_run_hooks:
             try:

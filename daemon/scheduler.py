@@ -31,7 +31,7 @@ def build_scheduler(settings: Settings, jobs: list[ScheduledJob]) -> tuple[Block
             log.info("job_disabled", job=job.job_id)
             continue
         scheduler.add_job(
-            job.func,
+            logging_failures(job),
             trigger,
             id=job.job_id,
             name=job.job_id,
@@ -40,6 +40,20 @@ def build_scheduler(settings: Settings, jobs: list[ScheduledJob]) -> tuple[Block
             max_instances=1,
         )
     return scheduler, executor
+
+
+def logging_failures(job: ScheduledJob) -> Callable[[], None]:
+    """The job's function with any exception logged as ``scheduled_job_failed``: one failed
+    run is logged our way, and the job runs again at its next time."""
+
+    def run_job() -> None:
+        try:
+            job.func()
+        except Exception:
+            log.exception("scheduled_job_failed", job=job.job_id)
+
+    run_job.__name__ = getattr(job.func, "__name__", job.job_id)
+    return run_job
 
 
 def log_next_runs(scheduler: BlockingScheduler) -> None:

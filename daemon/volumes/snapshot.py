@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from datetime import datetime
 
 import docker
@@ -22,7 +23,6 @@ import structlog
 from daemon import __version__
 from daemon.compression import Gzip
 from daemon.errors import Cancelled, PgBackupError, SettingsError
-from daemon.lock import backup_lock
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
 from daemon.naming import stamp
@@ -31,7 +31,7 @@ from daemon.progress import Progress
 from daemon.runner import BackupRunner, RunOutcome, TargetFailure
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
-from daemon.storage.local import AtomicArtifact, ensure_backup_dir, leftover_partials
+from daemon.storage.local import AtomicArtifact, leftover_partials
 from daemon.volumes.containers import (
     ContainerStopper,
     StopReport,
@@ -80,19 +80,19 @@ def run_volume_snapshot(runner: BackupRunner, *, wait: bool = True) -> RunOutcom
     check_volume_settings(settings)
     volume = settings.volume_name
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=KIND, started_at=runner.clock())
-    with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=KIND, target=volume):
-        ensure_backup_dir(settings.backup_dir)
-        holder = {"run_id": outcome.run_id, "kind": KIND, "since": outcome.started_at.isoformat()}
-        with backup_lock(
-            settings.backup_dir, holder, wait=wait, cancel=runner.cancel,
-            on_wait=lambda other: log.info("waiting_for_lock", held_by=other),
-        ):
+    context = structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=KIND, target=volume)
+    with context, ExitStack() as held:
+        try:
+            held.enter_context(runner.lock(outcome, wait))
+        except PgBackupError:
+            raise  # LockBusy (--no-wait) and Cancelled: the caller reports them
+        except Exception as error:  # BACKUP_DIR read-only, full, not a directory: a failed snapshot
+            log.error("run_not_started", error=str(error), exc_info=not isinstance(error, OSError))
+            _fail(runner, outcome, error)
+            outcome.finished_at = runner.clock()
+        else:
             _run_locked(runner, outcome)
-            for hook in runner.after_run_hooks:
-                try:
-                    hook(outcome)
-                except Exception:
-                    log.exception("after_run_hook_failed", hook=getattr(hook, "__name__", repr(hook)))
+        runner.after_run(outcome)
     return outcome
 
 
