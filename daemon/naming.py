@@ -68,3 +68,13 @@ def partial_name(final_name: str) -> str:
 
 def is_partial(file_name: str) -> bool:
     return file_name.startswith(".") and file_name.endswith(PARTIAL_SUFFIX)
+
+
+# Scratch directories in BACKUP_DIR (the TMPDIR of the tools pgbackup runs): a directory-format
+# dump before it is sent as a tar, and a directory dump unpacked for pg_restore.
+DUMP_SCRATCH_PREFIX = ".pgbackup-dir."
+RESTORE_SCRATCH_PREFIX = ".pgbackup-restore-"
+
+
+def is_scratch_dir(name: str) -> bool:
+    return name.startswith((DUMP_SCRATCH_PREFIX, RESTORE_SCRATCH_PREFIX))

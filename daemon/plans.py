@@ -14,7 +14,7 @@ from daemon.sources.postgres import PostgresServer, conninfo_dbname
 # streams it as a tar; the directory is removed however the script ends.
 DIRECTORY_AS_TAR_SCRIPT = (
     'set -e; db="$1"; shift; '
-    'dir=$(mktemp -d "${TMPDIR:-/tmp}/.pgbackup-dir.XXXXXX"); '
+    f'dir=$(mktemp -d "${{TMPDIR:-/tmp}}/{naming.DUMP_SCRATCH_PREFIX}XXXXXX"); '
     'trap \'rm -rf "$dir"\' EXIT; trap \'exit 143\' TERM INT; '
     '"$@" --file="$dir/dump" "$db"; '
     'tar -C "$dir" -cf - dump'

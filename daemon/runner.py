@@ -29,7 +29,7 @@ from daemon.progress import Progress
 from daemon.rowcount import row_count_observers
 from daemon.settings import Settings
 from daemon.sources.connect import Connection, connect
-from daemon.storage.local import ensure_backup_dir, leftover_partials
+from daemon.storage.local import ensure_backup_dir, remove_leftovers
 
 log = get_logger(__name__)
 
@@ -233,11 +233,8 @@ class BackupRunner:
         log.error("backup_failed", target=target, error=str(error))
 
     def _remove_leftover_partials(self) -> None:
-        for path in leftover_partials(self.settings.backup_dir):
-            if path.is_dir():
-                continue
-            path.unlink(missing_ok=True)
-            log.warning("removed_incomplete_file", file=path.name)
+        for name in remove_leftovers(self.settings.backup_dir):
+            log.warning("removed_incomplete_file", file=name)
 
     def after_run(self, outcome: RunOutcome) -> None:
         """Notifications, offsite backlog, retention: each may fail without hiding the backup's result."""

@@ -22,6 +22,7 @@ from typing import TextIO
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
+from daemon.naming import RESTORE_SCRATCH_PREFIX
 from daemon.progress import Progress
 from daemon.restore.confirm import confirm
 from daemon.restore.feed import feed_command, make_temp_dir, put_stream, remove_temp_dir, single_file_tar
@@ -452,7 +453,7 @@ class Restorer:
             finally:
                 remove_temp_dir(self.server, directory)
         elif manifest.format == "directory":
-            with tempfile.TemporaryDirectory(prefix=".pgbackup-restore-", dir=writable_or_none(self.temp_root)) as directory:
+            with tempfile.TemporaryDirectory(prefix=RESTORE_SCRATCH_PREFIX, dir=writable_or_none(self.temp_root)) as directory:
                 extract_plain_files(path, Path(directory))
                 yield str(Path(directory) / "dump")
         else:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from types import TracebackType
 
-from daemon.naming import is_partial, partial_name
+from daemon.naming import is_partial, is_scratch_dir, partial_name
 
 FILE_MODE = 0o600
 
@@ -110,3 +111,19 @@ def leftover_partials(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(path for path in directory.iterdir() if is_partial(path.name))
+
+
+def remove_leftovers(directory: Path) -> list[str]:
+    """Remove what a killed run or restore left in ``directory``: partial files and scratch
+    directories (ours by their hidden names). Call it holding the backup lock, which every run
+    and restore holds while it writes them. Returns the names removed."""
+    removed = []
+    for path in leftover_partials(directory):
+        if not path.is_dir():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    for path in sorted(directory.iterdir()) if directory.is_dir() else ():
+        if is_scratch_dir(path.name) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed

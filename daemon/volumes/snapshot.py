@@ -31,7 +31,7 @@ from daemon.progress import Progress
 from daemon.runner import BackupRunner, RunOutcome, TargetFailure
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
-from daemon.storage.local import AtomicArtifact, leftover_partials
+from daemon.storage.local import AtomicArtifact, remove_leftovers
 from daemon.volumes.containers import (
     ContainerStopper,
     StopReport,
@@ -135,10 +135,8 @@ def _fail(runner: BackupRunner, outcome: RunOutcome, error: BaseException) -> No
 
 
 def _remove_leftover_partials(settings: Settings) -> None:
-    for path in leftover_partials(settings.backup_dir):
-        if not path.is_dir():
-            path.unlink(missing_ok=True)
-            log.warning("removed_incomplete_file", file=path.name)
+    for name in remove_leftovers(settings.backup_dir):
+        log.warning("removed_incomplete_file", file=name)
 
 
 def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner: BackupRunner) -> Manifest:

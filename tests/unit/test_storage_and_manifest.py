@@ -9,7 +9,7 @@ import pytest
 
 from daemon.manifest import Manifest, newest_by_kind_and_target, scan_manifests, write_manifest
 from daemon.storage import local
-from daemon.storage.local import AtomicArtifact, leftover_partials, replace_file_atomically
+from daemon.storage.local import AtomicArtifact, leftover_partials, remove_leftovers, replace_file_atomically
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=ZoneInfo("UTC"))
 
@@ -115,3 +115,25 @@ class TestManifests:
                  manifest("b1", T0, "database", "b")]
         newest = newest_by_kind_and_target(items)
         assert {key: m.file for key, m in newest.items()} == {("database", "a"): "a2", ("database", "b"): "b1"}
+
+
+class TestRemoveLeftovers:
+    def test_partial_files_and_scratch_directories_go_everything_else_stays(self, tmp_path):
+        """A killed run leaves a partial file and a directory dump's scratch directory, a killed restore
+        its unpacked dump; those go, backups, other directories and a symlink with a scratch name stay."""
+        (tmp_path / ".backup_all_20261126_030000.sql.gz.partial").write_bytes(b"half")
+        (tmp_path / ".pgbackup-dir.Ab12Cd" / "dump").mkdir(parents=True)
+        (tmp_path / ".pgbackup-dir.Ab12Cd" / "dump" / "toc.dat").write_bytes(b"toc")
+        (tmp_path / ".pgbackup-restore-x1y2").mkdir()
+        (tmp_path / "backup_all_20261125_030000.sql.gz").write_bytes(b"good")
+        (tmp_path / "keep").mkdir()
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / ".pgbackup-dir.link").symlink_to(tmp_path / "elsewhere")
+        removed = remove_leftovers(tmp_path)
+        assert sorted(removed) == [".backup_all_20261126_030000.sql.gz.partial", ".pgbackup-dir.Ab12Cd",
+                                   ".pgbackup-restore-x1y2"]
+        assert sorted(path.name for path in tmp_path.iterdir()) == [
+            ".pgbackup-dir.link", "backup_all_20261125_030000.sql.gz", "elsewhere", "keep"]
+
+    def test_a_missing_directory_has_nothing_to_remove(self, tmp_path):
+        assert remove_leftovers(tmp_path / "absent") == []
