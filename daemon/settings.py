@@ -6,6 +6,7 @@ This is the only module that reads the environment. Every variable is a field be
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -179,10 +180,18 @@ class Settings(BaseSettings):
     def _valid_schedule(cls, expression: str) -> str:
         if not is_disabled(expression):
             try:
-                parse_crontab(expression, ZoneInfo("UTC"))
+                trigger = parse_crontab(expression, ZoneInfo("UTC"))
             except ScheduleError as error:
                 raise ValueError(f"{error}; use five crontab fields, e.g. '0 3 * * *', or 'off'") from None
+            if trigger.get_next_fire_time(None, datetime.now(ZoneInfo("UTC"))) is None:
+                raise ValueError(f"{expression.strip()!r} never comes (a day the month does not have?); "
+                                 "use a date that exists, e.g. '0 3 28 2 *', or 'off'")
         return expression.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, level: object) -> object:
+        return level.strip().upper() if isinstance(level, str) else level
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:
@@ -193,6 +202,16 @@ class Settings(BaseSettings):
             if getattr(self, name) is not None:
                 raise ValueError(f"{name.upper()} and {name.upper()}_FILE are both set; set only one of them")
             setattr(self, name, SecretStr(_read_secret_file(name, file_path)))
+        return self
+
+    @model_validator(mode="after")
+    def _http_webhooks(self) -> Settings:
+        """Webhook URLs (also read from *_FILE) must be http(s) URLs; the message never shows the value."""
+        for name in ("slack_webhook_url", "webhook_url"):
+            value = getattr(self, name)
+            if value is not None and not is_http_url(value.get_secret_value()):
+                raise ValueError(f"{name.upper()} (or the content of {name.upper()}_FILE) must be an http:// or "
+                                 "https:// URL, e.g. https://hooks.slack.com/services/...; leave it unset for none")
         return self
 
     @model_validator(mode="after")

@@ -106,6 +106,26 @@ class TestValidation:
         assert load_settings().s3_endpoint_url == url
 
 
+    def test_a_schedule_that_never_comes_is_refused(self, monkeypatch):
+        """February 31st is a valid crontab line that never fires: refused, naming the variable."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", SCHEDULE_FULL="0 3 31 2 *")
+        assert line.startswith("SCHEDULE_FULL: ") and "never comes" in line
+
+    def test_log_level_in_any_case(self, monkeypatch):
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        monkeypatch.setenv("LOG_LEVEL", "warning")
+        assert load_settings().log_level == "WARNING"
+
+    @pytest.mark.parametrize("variable", ["SLACK_WEBHOOK_URL", "WEBHOOK_URL"])
+    @pytest.mark.parametrize("value", ["not a url", "hooks.slack.com/services/T0/B0/secretpart", ""])
+    def test_webhook_urls_must_be_http_and_are_never_shown(self, monkeypatch, tmp_path, variable, value):
+        """A webhook URL that cannot work (also an empty *_FILE) is refused; the message does not repeat it."""
+        secret_file = tmp_path / "hook"
+        secret_file.write_text(value)
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", **{f"{variable}_FILE": str(secret_file)})
+        assert variable in line and "http://" in line
+        assert "secretpart" not in line and "not a url" not in line
+
 class TestSecrets:
     def test_secret_from_file(self, monkeypatch, tmp_path):
         """NAME_FILE reads the secret from a file, without its trailing newline."""
