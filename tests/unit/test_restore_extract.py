@@ -1,5 +1,10 @@
+"""Unpacking a directory-format dump's tar: plain files and folders only, never outside the target."""
+
+from __future__ import annotations
+
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -7,7 +12,7 @@ from daemon.errors import PgBackupError
 from daemon.restore.engine import extract_plain_files
 
 
-def tar_of(tmp_path, members) -> "Path":  # noqa: F821
+def tar_of(tmp_path, members) -> Path:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name, kind in members:
