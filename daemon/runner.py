@@ -7,8 +7,8 @@ from __future__ import annotations
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
@@ -102,17 +102,29 @@ class BackupRunner:
         kind = METRIC_KIND[request]
         outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=kind, started_at=self.clock())
         with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind), ExitStack() as held:
-            try:
-                held.enter_context(self.lock(outcome, wait))
-            except PgBackupError:
-                raise  # LockBusy (--no-wait) and Cancelled: the caller reports them
-            except Exception as error:  # BACKUP_DIR read-only, full, not a directory: a failed run
-                self._fail_unstarted(request, database, outcome, error)
-            else:
-                self._enter_wrappers(held, outcome)
-                self._run_locked(request, database, outcome)
+            with self.marked_running(outcome):
+                try:
+                    held.enter_context(self.lock(outcome, wait))
+                except PgBackupError:
+                    raise  # LockBusy (--no-wait) and Cancelled: the caller reports them
+                except Exception as error:  # BACKUP_DIR read-only, full, not a directory: a failed run
+                    self._fail_unstarted(request, database, outcome, error)
+                else:
+                    self._enter_wrappers(held, outcome)
+                    self._run_locked(request, database, outcome)
             self.after_run(outcome)
         return outcome
+
+    @contextmanager
+    def marked_running(self, outcome: RunOutcome) -> Iterator[None]:
+        """/healthz counts the run's kind as running from before the lock wait until the run
+        ends, however it ends: a daily kind's allowance is exactly one day, which a run
+        waiting behind another one would overrun."""
+        self.health.run_started(outcome.kind)
+        try:
+            yield
+        finally:
+            self.health.run_finished(outcome.kind, outcome.started_at if outcome.ok else None)
 
     def lock(self, outcome: RunOutcome, wait: bool) -> AbstractContextManager:
         """The backup lock on BACKUP_DIR (created if missing), naming this run as its holder."""
@@ -140,7 +152,6 @@ class BackupRunner:
     def _run_locked(self, request: str, database: str | None, outcome: RunOutcome) -> None:
         kind = outcome.kind
         self.metrics.in_progress.labels(kind).set(1)
-        self.health.run_started(kind)
         log.info("run_started", database=database)
         try:
             self._remove_leftover_partials()
@@ -148,7 +159,6 @@ class BackupRunner:
         finally:
             outcome.finished_at = self.clock()
             self.metrics.in_progress.labels(kind).set(0)
-            self.health.run_finished(kind, outcome.started_at if outcome.ok else None)
         log.info(
             "run_finished", ok=outcome.ok, artifacts=[m.file for m in outcome.artifacts],
             failures=len(outcome.failures),

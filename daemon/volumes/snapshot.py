@@ -82,16 +82,17 @@ def run_volume_snapshot(runner: BackupRunner, *, wait: bool = True) -> RunOutcom
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=KIND, started_at=runner.clock())
     context = structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=KIND, target=volume)
     with context, ExitStack() as held:
-        try:
-            held.enter_context(runner.lock(outcome, wait))
-        except PgBackupError:
-            raise  # LockBusy (--no-wait) and Cancelled: the caller reports them
-        except Exception as error:  # BACKUP_DIR read-only, full, not a directory: a failed snapshot
-            log.error("run_not_started", error=str(error), exc_info=not isinstance(error, OSError))
-            _fail(runner, outcome, error)
-            outcome.finished_at = runner.clock()
-        else:
-            _run_locked(runner, outcome)
+        with runner.marked_running(outcome):  # waiting for the lock counts as running for /healthz
+            try:
+                held.enter_context(runner.lock(outcome, wait))
+            except PgBackupError:
+                raise  # LockBusy (--no-wait) and Cancelled: the caller reports them
+            except Exception as error:  # BACKUP_DIR read-only, full, not a directory: a failed snapshot
+                log.error("run_not_started", error=str(error), exc_info=not isinstance(error, OSError))
+                _fail(runner, outcome, error)
+                outcome.finished_at = runner.clock()
+            else:
+                _run_locked(runner, outcome)
         runner.after_run(outcome)
     return outcome
 
@@ -100,7 +101,6 @@ def _run_locked(runner: BackupRunner, outcome: RunOutcome) -> None:
     settings, metrics = runner.settings, runner.metrics
     volume = settings.volume_name
     metrics.in_progress.labels(KIND).set(1)
-    runner.health.run_started(KIND)
     log.info("run_started", volume=volume, mode=settings.volume_snapshot_mode)
     try:
         _remove_leftover_partials(settings)
@@ -119,7 +119,6 @@ def _run_locked(runner: BackupRunner, outcome: RunOutcome) -> None:
     finally:
         outcome.finished_at = runner.clock()
         metrics.in_progress.labels(KIND).set(0)
-        runner.health.run_finished(KIND, outcome.started_at if outcome.ok else None)
     log.info(
         "run_finished", ok=outcome.ok, artifacts=[m.file for m in outcome.artifacts],
         failures=len(outcome.failures),

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import io
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
 
-from daemon.errors import LockBusy
+from daemon.errors import Cancelled, LockBusy
 from daemon.health import HealthState
 from daemon.lock import LOCK_FILE, backup_lock
 from daemon.metrics import Metrics
 from daemon.runner import BackupRunner
+from daemon.schedule import parse_crontab
 from daemon.scheduler import ScheduledJob, build_scheduler
 from daemon.settings import Settings
 from daemon.volumes.snapshot import run_volume_snapshot
 
 UTC = ZoneInfo("UTC")
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+DAY = timedelta(hours=24)
 
 
 def below_a_regular_file(tmp_path):
@@ -41,6 +46,36 @@ def runner_for(backup_dir, **settings) -> tuple[BackupRunner, list]:
     outcomes = []
     runner.after_run_hooks.append(outcomes.append)
     return runner, outcomes
+
+
+@contextmanager
+def lock_held_elsewhere(directory) -> Iterator[None]:
+    """The backup lock on ``directory``, held by another thread for the duration of the block."""
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_lock():
+        with backup_lock(directory, {"run_id": "other"}):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert held.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def runs_counted(runner: BackupRunner, kind: str, target: str, status: str) -> float | None:
@@ -65,6 +100,7 @@ class TestRunWithoutUsableBackupDir:
             assert runs_counted(runner, "database", target, "failure") == 1
             assert last_run_success(runner, "database", target) == 0
         assert any(event["event"] == "run_not_started" for event in logs)
+        assert runner.health.verdict(NOW)[1]["running"] == []
 
     def test_volume_snapshot_is_a_recorded_failure(self, tmp_path, broken_backup_dir):
         """A volume snapshot that cannot lock BACKUP_DIR fails the same way, before any container is touched."""
@@ -74,30 +110,57 @@ class TestRunWithoutUsableBackupDir:
         assert outcomes == [outcome]
         assert runs_counted(runner, "volume", "pgdata", "failure") == 1
         assert last_run_success(runner, "volume", "pgdata") == 0
+        assert runner.health.verdict(NOW)[1]["running"] == []
 
 
 class TestLockBusy:
     def test_busy_lock_without_waiting_still_raises(self, tmp_path):
         """--no-wait with the lock held elsewhere is LockBusy for the CLI, not a recorded failure."""
         runner, outcomes = runner_for(tmp_path)
-        held = threading.Event()
-        release = threading.Event()
-
-        def hold_lock():
-            with backup_lock(tmp_path, {"run_id": "other"}):
-                held.set()
-                release.wait(10)
-
-        holder = threading.Thread(target=hold_lock)
-        holder.start()
-        try:
-            held.wait(10)
-            with pytest.raises(LockBusy):
-                runner.run("full", wait=False)
-        finally:
-            release.set()
-            holder.join()
+        runner.health.schedule("full", parse_crontab("0 3 * * *", UTC), None)
+        with lock_held_elsewhere(tmp_path), pytest.raises(LockBusy):
+            runner.run("full", wait=False)
         assert outcomes == [] and runs_counted(runner, "full", "all", "failure") is None
+        assert runner.health.verdict(NOW)[1]["running"] == []
+
+
+def run_databases(runner: BackupRunner) -> None:
+    runner.run("databases")
+
+
+def run_volume(runner: BackupRunner) -> None:
+    run_volume_snapshot(runner)
+
+
+class TestHealthWhileWaitingForTheLock:
+    @pytest.mark.parametrize(("start_run", "kind"), [(run_databases, "database"), (run_volume, "volume")])
+    def test_a_run_waiting_for_the_lock_counts_as_running(self, tmp_path, start_run, kind):
+        """While a run waits for the lock its kind is running, not overdue; a run cancelled in the wait ends it."""
+        runner, outcomes = runner_for(tmp_path, backup_databases=["authdb"], volume_name="pgdata")
+        health = runner.health
+        health.scheduler_running = True
+        health.schedule(kind, parse_crontab("0 3 * * *", UTC), NOW - DAY)  # overdue unless running
+        later = NOW + timedelta(minutes=10)
+        raised = []
+
+        def waiting_run():
+            try:
+                start_run(runner)
+            except Cancelled as error:
+                raised.append(error)
+
+        with lock_held_elsewhere(tmp_path):
+            waiter = threading.Thread(target=waiting_run)
+            waiter.start()
+            try:
+                assert eventually(lambda: health.verdict(later)[1]["running"] == [kind])
+                assert health.verdict(later)[0] is True
+            finally:
+                runner.cancel.set()
+                waiter.join(10)
+        assert len(raised) == 1 and outcomes == []
+        healthy, body = health.verdict(later)
+        assert not healthy and body["running"] == [] and [o["kind"] for o in body["overdue"]] == [kind]
 
 
 class TestScheduledJobs:
