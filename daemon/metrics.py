@@ -9,6 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from daemon.manifest import Manifest, newest_by_kind_and_target
 
 STATUSES = ("success", "failure")
+# The target of full and pre-migration backups, and of a failure recorded before a run knew
+# its targets (PostgreSQL down, no database to back up).
+WHOLE_KIND = "all"
 
 
 class Metrics:
@@ -90,6 +93,10 @@ class Metrics:
         self.declare(kind, target)
         self.runs.labels(kind, target, "success").inc()
         self.last_run_success.labels(kind, target).set(1)
+        if target != WHOLE_KIND:
+            # A failure of the whole kind is no longer the latest run of it; left at 0, its
+            # series would keep PgBackupLastRunFailed firing until the daemon restarts.
+            self.last_run_success.remove(kind, WHOLE_KIND)
         self._set_newest(manifest)
 
     def record_failure(self, kind: str, target: str) -> None:
