@@ -55,6 +55,8 @@ class Notifier:
         self.metrics = metrics
         self.timeout = timeout
         self.on_success = on_success
+        for channel in channels:  # at 0 from the start, so that increase() sees the first failure
+            metrics.notification_failures.labels(channel.name)
 
     def wants(self, notice: Notice) -> bool:
         return bool(self.channels) and (notice.failed or self.on_success)
