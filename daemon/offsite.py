@@ -16,6 +16,7 @@ from pathlib import Path
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
+from daemon.metrics import WHOLE_KIND
 from daemon.notify import Notifier, channels_from_settings, notice_for_run
 from daemon.prune import local_manifests, locked_sweep, sweep
 from daemon.runlog import run_log_wrapper
@@ -57,10 +58,32 @@ class Offsite:
     def wants(self, kind: str) -> bool:
         return kind in self.settings.s3_upload_kinds
 
+    # --- upload failure counters at 0 -----------------------------------------------------
+    # A counter that a failure creates appears already at 1, and increase() in
+    # PgBackupOffsiteUploadFailing never sees that failure. The targets known at start-up get
+    # theirs then. Without BACKUP_DATABASES the databases are not known before PostgreSQL is
+    # asked: their counters are created from the manifests on disk (load_metrics), and a
+    # database new since gets its counter when its first dump starts (sinks), which a scrape
+    # sees only if that dump takes longer than the scrape interval.
+    def declare_known_targets(self) -> None:
+        settings = self.settings
+        known = [("full", WHOLE_KIND), ("pre_migration", WHOLE_KIND)]
+        known += [("database", database) for database in settings.backup_databases]
+        known += [("table", database) for database in settings.backup_tables]
+        if settings.volume_name:
+            known.append(("volume", settings.volume_name))
+        for kind, target in known:
+            self._declare(kind, target)
+
+    def _declare(self, kind: str, target: str) -> None:
+        if self.wants(kind):
+            self.metrics.s3_upload_failures.labels(kind, target)
+
     # --- while a backup is written --------------------------------------------------------
     def sinks(self, plan, file_name: str) -> list:
         if not self.wants(plan.kind):
             return []
+        self._declare(plan.kind, plan.target)
         return [OffsiteSink(self, file_name)]
 
     # --- outcomes ----------------------------------------------------------------------
@@ -83,6 +106,7 @@ class Offsite:
 
     def load_metrics(self, manifests: list[Manifest]) -> None:
         for manifest in manifests:
+            self._declare(manifest.kind, manifest.target)
             if manifest.offsite.get("status") == COMPLETE:
                 self._set_newest(manifest)
 
@@ -191,6 +215,7 @@ def install(settings, runner, metrics) -> list[ScheduledJob]:
                         settings.notify_on_success)
     runner.run_wrappers.append(run_log_wrapper(settings.backup_dir, runner.clock))
     if offsite is not None:
+        offsite.declare_known_targets()
         runner.manifest_listeners.append(offsite.load_metrics)  # fed by the daemon's manifest scans
         runner.sink_factories.append(offsite.sinks)
 

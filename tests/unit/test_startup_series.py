@@ -58,3 +58,25 @@ class TestNotificationFailures:
         """Without a channel there is nothing to fail, and no series."""
         metrics = start_up(tmp_path, webhook_url="https://hooks.invalid/pgbackup")
         assert series(metrics, "pgbackup_notification_failures_total", "channel") == {("webhook",): 0.0}
+
+
+class TestS3UploadFailures:
+    def test_targets_known_at_start_up_start_at_zero(self, tmp_path):
+        """Each uploaded kind's targets from the settings and the manifests on disk have their counter at 0."""
+        database_backup(tmp_path, "admindb")  # BACKUP_DATABASES empty: a target seen in the manifests
+        metrics = start_up(tmp_path, s3_bucket="backups", backup_tables="apidb:users", volume_name="pgdata")
+        assert series(metrics, "pgbackup_s3_upload_failures_total", "kind", "target") == {
+            ("full", "all"): 0.0, ("pre_migration", "all"): 0.0, ("database", "admindb"): 0.0,
+            ("table", "apidb"): 0.0, ("volume", "pgdata"): 0.0}
+
+    def test_listed_databases_start_at_zero(self, tmp_path):
+        """With BACKUP_DATABASES the per-database targets are known before their first backup."""
+        metrics = start_up(tmp_path, s3_bucket="backups", backup_databases="authdb,apidb", s3_upload_kinds="database")
+        assert series(metrics, "pgbackup_s3_upload_failures_total", "kind", "target") == {
+            ("database", "authdb"): 0.0, ("database", "apidb"): 0.0}
+
+    def test_no_series_without_offsite_copies(self, tmp_path):
+        """Without S3_BUCKET nothing is uploaded, and no upload can fail."""
+        database_backup(tmp_path, "admindb")
+        metrics = start_up(tmp_path, backup_databases="authdb")
+        assert series(metrics, "pgbackup_s3_upload_failures_total", "kind", "target") == {}
