@@ -208,6 +208,11 @@ class BackupRunner:
             server, databases, settings.backup_format, settings.compression_level, settings.dump_jobs
         )
 
+    def declare_expected_targets(self, request: str) -> None:
+        """Create the run counters of the targets a run of ``request`` is expected to have, at 0."""
+        for target in self._expected_targets(request, None):
+            self.metrics.declare(METRIC_KIND[request], target)
+
     def _expected_targets(self, request: str, database: str | None) -> list[str]:
         if request == "database" and database:
             return [database]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from daemon.errors import Cancelled
@@ -42,13 +43,14 @@ def install_features(settings: Settings, runner: BackupRunner, metrics: Metrics)
 
 
 def backup_jobs(settings: Settings, runner: BackupRunner) -> list[ScheduledJob]:
-    jobs = [
-        ScheduledJob("full", settings.schedule_full, _job(runner, "full"), "full"),
-        ScheduledJob("databases", settings.schedule_databases, _job(runner, "databases"), "database"),
-    ]
+    """One job per scheduled request; its job id is the request (full, databases, tables)."""
+    schedules = {"full": settings.schedule_full, "databases": settings.schedule_databases}
     if settings.backup_tables:
-        jobs.append(ScheduledJob("tables", settings.schedule_tables, _job(runner, "tables"), "table"))
-    return jobs
+        schedules["tables"] = settings.schedule_tables
+    return [
+        ScheduledJob(request, expression, _job(runner, request), METRIC_KIND[request])
+        for request, expression in schedules.items()
+    ]
 
 
 def _job(runner: BackupRunner, request: str):
@@ -110,24 +112,45 @@ class ManifestWatcher:
             return scan.manifests
 
 
-def run_daemon(settings: Settings) -> int:
-    started = datetime.now(settings.timezone)
+@dataclass
+class AssembledDaemon:
+    metrics: Metrics
+    health: HealthState
+    runner: BackupRunner
+    jobs: list[ScheduledJob]
+    watcher: ManifestWatcher
+    found: list[Manifest]  # the manifests on disk at start-up
+
+
+def assemble(settings: Settings, started: datetime) -> AssembledDaemon:
+    """The daemon before it schedules or serves anything: features installed, the run
+    counters of every scheduled target known now at 0 (increase() in the alert rules sees
+    their first failure), and metrics and health restored from the manifests."""
     ensure_backup_dir(settings.backup_dir)
     metrics = Metrics()
     metrics.configure(settings.backup_max_age_hours, settings.backup_min_size_bytes)
     health = HealthState(started, timedelta(hours=settings.backup_max_age_hours))
-    cancel = threading.Event()
-    runner = BackupRunner(settings, metrics, health, cancel=cancel)
+    runner = BackupRunner(settings, metrics, health, cancel=threading.Event())
 
-    jobs = backup_jobs(settings, runner) + install_features(settings, runner, metrics)
+    backups = backup_jobs(settings, runner)
+    for job in backups:
+        if settings.trigger(job.expression) is not None:
+            runner.declare_expected_targets(job.job_id)
+    jobs = backups + install_features(settings, runner, metrics)
     for job in jobs:
         if job.health_kind:
             health.schedule(job.health_kind, settings.trigger(job.expression), None)
     metrics.publish_allowances(health.allowances())
-    scheduler, executor = build_scheduler(settings, jobs)
     # One scan of BACKUP_DIR restores metrics, health and the features' gauges from the manifests.
     watcher = ManifestWatcher(settings, metrics, health, runner)
     found = watcher.refresh()
+    return AssembledDaemon(metrics, health, runner, jobs, watcher, found)
+
+
+def run_daemon(settings: Settings) -> int:
+    daemon = assemble(settings, datetime.now(settings.timezone))
+    metrics, health, watcher, cancel = daemon.metrics, daemon.health, daemon.watcher, daemon.runner.cancel
+    scheduler, executor = build_scheduler(settings, daemon.jobs)
     http = start_http_server(
         settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone),
         before_response=watcher.refresh,
@@ -135,7 +158,7 @@ def run_daemon(settings: Settings) -> int:
     _stop_on_signals(scheduler, cancel)
 
     log.info("daemon_started", backup_dir=str(settings.backup_dir), metrics_port=settings.metrics_port,
-             method="docker_exec" if settings.uses_docker_exec else "tcp", artifacts_found=len(found))
+             method="docker_exec" if settings.uses_docker_exec else "tcp", artifacts_found=len(daemon.found))
     health.scheduler_running = True
     metrics.scheduler_running.set(1)
     try:

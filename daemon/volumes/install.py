@@ -42,6 +42,7 @@ def install(settings: Settings, runner: BackupRunner, metrics: Metrics) -> list[
         # Scheduled here rather than through ScheduledJob.health_kind: the volume kind
         # gets its own allowance (see allowed_age) instead of BACKUP_MAX_AGE_HOURS.
         runner.health.schedule(KIND, trigger, newest.started_at if newest else None, max_age=age)
+        metrics.declare(KIND, settings.volume_name)  # at 0, so that increase() sees a first failure
     return [ScheduledJob("volume", settings.schedule_volume, _job(runner), None)]
 
 

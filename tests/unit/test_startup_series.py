@@ -3,15 +3,12 @@ their first failure (a series that appears already at 1 has not increased)."""
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from daemon.health import HealthState
 from daemon.manifest import Manifest, write_manifest
 from daemon.metrics import Metrics
-from daemon.runner import BackupRunner
-from daemon.service import ManifestWatcher, install_features
+from daemon.service import assemble
 from daemon.settings import Settings
 
 UTC = ZoneInfo("UTC")
@@ -19,14 +16,9 @@ NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
 
 def start_up(backup_dir, **values) -> Metrics:
-    """What run_daemon does before it serves /metrics: install the features, scan the manifests."""
+    """The daemon as run_daemon assembles it before it serves /metrics."""
     settings = Settings(postgres_container="pg", backup_dir=backup_dir, **values)
-    metrics = Metrics()
-    health = HealthState(NOW, timedelta(hours=24))
-    runner = BackupRunner(settings, metrics, health, clock=lambda: NOW, progress_stream=io.StringIO())
-    install_features(settings, runner, metrics)
-    ManifestWatcher(settings, metrics, health, runner).refresh()
-    return metrics
+    return assemble(settings, NOW).metrics
 
 
 def series(metrics: Metrics, name: str, *label_names: str) -> dict[tuple[str, ...], float]:
@@ -80,3 +72,21 @@ class TestS3UploadFailures:
         database_backup(tmp_path, "admindb")
         metrics = start_up(tmp_path, backup_databases="authdb")
         assert series(metrics, "pgbackup_s3_upload_failures_total", "kind", "target") == {}
+
+
+class TestRunCounts:
+    def test_scheduled_targets_start_at_zero(self, tmp_path):
+        """Each scheduled kind's expected targets have their run counters at 0; a kind that is off has none."""
+        metrics = start_up(tmp_path, backup_databases="authdb,apidb", backup_tables="apidb:users",
+                           volume_name="pgdata", schedule_full="off")
+        assert series(metrics, "pgbackup_runs_total", "kind", "target", "status") == {
+            (kind, target, status): 0.0
+            for kind, target in [("database", "authdb"), ("database", "apidb"), ("table", "apidb"),
+                                 ("volume", "pgdata")]
+            for status in ("success", "failure")}
+
+    def test_a_failure_before_the_databases_are_listed_is_counted_from_zero(self, tmp_path):
+        """Without BACKUP_DATABASES a run that cannot list them fails for "all": that counter starts at 0."""
+        metrics = start_up(tmp_path)
+        failures = series(metrics, "pgbackup_runs_total", "kind", "target", "status")
+        assert failures[("database", "all", "failure")] == 0.0 and failures[("full", "all", "failure")] == 0.0
