@@ -21,19 +21,24 @@ class KindStatus:
 def overdue_kinds(
     statuses: list[KindStatus], now: datetime, daemon_started: datetime, max_age: timedelta
 ) -> list[dict[str, str | None]]:
-    """Scheduled kinds with no success within ``max_age``, once a run of them was due.
+    """Scheduled kinds with no success within their allowance (``max_age`` unless their own).
 
-    A kind whose run is in progress is judged when that run ends, and a kind that has not
-    been due since the daemon started is not judged yet (a fresh install is healthy).
+    A kind whose run is in progress is judged when that run ends. A known success (this
+    process's, or one found in the manifests at start-up) is judged at once: runs due while
+    the daemon was down are not made up, so waiting for the next due time would hide a gap.
+    A kind that never succeeded is judged once a run of it was due since the daemon started
+    (a fresh install is healthy until then).
     """
     overdue = []
     for status in statuses:
         if status.trigger is None or status.running:
             continue
-        first_due = status.trigger.get_next_fire_time(None, daemon_started)
-        if first_due is None or first_due > now:
-            continue
-        if status.last_success is None or now - status.last_success > (status.max_age or max_age):
+        if status.last_success is not None:
+            stale = now - status.last_success > (status.max_age or max_age)
+        else:
+            first_due = status.trigger.get_next_fire_time(None, daemon_started)
+            stale = first_due is not None and first_due <= now
+        if stale:
             overdue.append({
                 "kind": status.kind,
                 "last_success": status.last_success.isoformat() if status.last_success else None,

@@ -41,6 +41,24 @@ class TestOverdueKinds:
         (report,) = overdue_kinds([status], at(27, 3, 30), STARTED, DAY)
         assert report["kind"] == "full" and report["last_success"].startswith("2026-11-26T03:00")
 
+    def test_a_known_stale_success_is_overdue_at_once_after_a_restart(self):
+        """A restart at 03:05 skipped the 03:00 run: the success found in the manifests is judged at once."""
+        status = KindStatus("full", DAILY_3AM, last_success=at(26, 3))
+        (report,) = overdue_kinds([status], at(27, 3, 10), at(27, 3, 5), DAY)
+        assert report == {"kind": "full", "last_success": "2026-11-26T03:00:00+00:00"}
+
+    def test_a_known_recent_success_is_healthy_after_a_restart(self):
+        """A success within the limit keeps a restarted daemon healthy before its first due run."""
+        status = KindStatus("full", DAILY_3AM, last_success=at(26, 3))
+        assert overdue_kinds([status], at(27, 2, 50), at(27, 2, 45), DAY) == []
+
+    def test_a_known_success_is_judged_against_the_kind_allowance(self):
+        """A weekly kind's own allowance applies to a success found at start-up too."""
+        weekly = parse_crontab("0 2 * * 0", UTC)
+        status = KindStatus("volume", weekly, last_success=at(20, 2), max_age=timedelta(days=8))
+        assert overdue_kinds([status], at(27, 3), at(27, 2, 55), DAY) == []
+        assert overdue_kinds([status], at(28, 3), at(27, 2, 55), DAY)[0]["kind"] == "volume"
+
     def test_disabled_schedule_is_never_overdue(self):
         """A kind whose schedule is off is not watched."""
         assert overdue_kinds([KindStatus("table", None)], at(30, 0), STARTED, DAY) == []
