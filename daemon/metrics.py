@@ -73,6 +73,12 @@ class Metrics:
         self.restore_test_last_run_success = Gauge(
             "pgbackup_restore_test_last_run_success", "1 if the latest restore test passed, 0 if it failed",
             registry=r)
+        # The per-target series the staleness alerts read, and which targets each kind's
+        # scheduled run covers now (unknown until its first run: every target counts).
+        self._freshness_gauges = (self.last_success_timestamp, self.last_size, self.last_duration,
+                                  self.last_run_success, self.last_offsite_success)
+        self._covered: dict[str, set[str]] = {}
+        self._published: dict[str, set[str]] = {}
 
     def configure(self, max_age_hours: float, min_size_bytes: int) -> None:
         self.max_age.set(max_age_hours * 3600)
@@ -88,11 +94,41 @@ class Metrics:
         for status in STATUSES:
             self.runs.labels(kind, target, status)
 
+    def cover_targets(self, kind: str, targets: Iterable[str]) -> None:
+        """The targets a complete scheduled run of ``kind`` covers now (its plans).
+
+        Any other target of that kind (a dropped database, one backed up only by hand) no
+        longer has its freshness published: retention keeps its newest backup for ever, so
+        PgBackupStale would fire for it for ever. Its counters stay (they only ever grow).
+        """
+        covered = set(targets)
+        self._covered[kind] = covered
+        for target in self._published.get(kind, set()) - covered:
+            for gauge in self._freshness_gauges:
+                gauge.remove(kind, target)
+        self._published[kind] = self._published.get(kind, set()) & covered
+
+    def covers(self, kind: str, target: str) -> bool:
+        covered = self._covered.get(kind)
+        return covered is None or target in covered
+
+    def set_last_offsite_success(self, manifest: Manifest) -> None:
+        if self._publishing(manifest.kind, manifest.target):
+            self.last_offsite_success.labels(manifest.kind, manifest.target).set(manifest.started_at.timestamp())
+
+    def _publishing(self, kind: str, target: str) -> bool:
+        """Whether ``target``'s freshness is published; remembers that it is."""
+        if not self.covers(kind, target):
+            return False
+        self._published.setdefault(kind, set()).add(target)
+        return True
+
     def record_success(self, manifest: Manifest) -> None:
         kind, target = manifest.kind, manifest.target
         self.declare(kind, target)
         self.runs.labels(kind, target, "success").inc()
-        self.last_run_success.labels(kind, target).set(1)
+        if self._publishing(kind, target):
+            self.last_run_success.labels(kind, target).set(1)
         if target != WHOLE_KIND:
             # A failure of the whole kind is no longer the latest run of it; left at 0, its
             # series would keep PgBackupLastRunFailed firing until the daemon restarts.
@@ -102,7 +138,8 @@ class Metrics:
     def record_failure(self, kind: str, target: str) -> None:
         self.declare(kind, target)
         self.runs.labels(kind, target, "failure").inc()
-        self.last_run_success.labels(kind, target).set(0)
+        self.last_run_success.labels(kind, target).set(0)  # a failure is always shown
+        self._published.setdefault(kind, set()).add(target)
 
     def load_manifests(self, manifests: Iterable[Manifest]) -> None:
         """Restore the 'newest backup' gauges after a restart from what is on disk."""
@@ -112,6 +149,8 @@ class Metrics:
 
     def _set_newest(self, manifest: Manifest) -> None:
         labels = (manifest.kind, manifest.target)
+        if not self._publishing(*labels):
+            return
         self.last_success_timestamp.labels(*labels).set(manifest.started_at.timestamp())
         self.last_size.labels(*labels).set(manifest.size_bytes)
         self.last_duration.labels(*labels).set(manifest.duration_seconds)

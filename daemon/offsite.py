@@ -102,7 +102,7 @@ class Offsite:
         key = (manifest.kind, manifest.target)
         if key not in self._newest_offsite or manifest.started_at > self._newest_offsite[key]:
             self._newest_offsite[key] = manifest.started_at
-            self.metrics.last_offsite_success.labels(*key).set(manifest.started_at.timestamp())
+            self.metrics.set_last_offsite_success(manifest)
 
     def load_metrics(self, manifests: list[Manifest]) -> None:
         for manifest in manifests:

@@ -34,6 +34,9 @@ from daemon.storage.local import ensure_backup_dir, remove_leftovers
 log = get_logger(__name__)
 
 # What the CLI and scheduler ask for -> the kind recorded in manifests and metrics.
+# The requests that back up everything their kind's schedule covers (so their plans say which
+# targets are current); "database" and "pre_migration" are single runs by hand.
+SCHEDULED_REQUESTS = ("full", "databases", "tables")
 METRIC_KIND = {
     "full": "full",
     "databases": "database",
@@ -173,6 +176,8 @@ class BackupRunner:
             for target in self._expected_targets(request, database):
                 self._fail(outcome, target, error)
             return
+        if request in SCHEDULED_REQUESTS:
+            self.metrics.cover_targets(outcome.kind, [plan.target for plan in plans])
         context = self._context(connection, outcome.run_id)
         self.own_run_ids.add(outcome.run_id)
         for plan in plans:

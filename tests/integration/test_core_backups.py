@@ -348,3 +348,35 @@ def _peak_rss_of_backup(env: dict, directory) -> dict:
     (artifact,) = directory.glob("backup_all_*.sql.gz")
     raw = len(gzip.decompress(artifact.read_bytes()))
     return {"peak_rss": usage.ru_maxrss * 1024, "raw_bytes": raw}
+
+
+class TestDroppedDatabase:
+    def test_a_dropped_database_stops_being_published_after_the_next_run(self, postgres_factory, tmp_path):
+        """The daemon's databases run covers what the server has now: a dropped database's newest dump stays
+        on disk (retention keeps it), but its freshness is no longer published, so PgBackupStale cannot
+        fire for it for ever; the remaining database's is."""
+        from datetime import datetime, timedelta
+
+        from daemon.health import HealthState
+        from daemon.manifest import scan_manifests
+        from daemon.metrics import Metrics
+        from daemon.runner import BackupRunner
+        from daemon.settings import Settings
+
+        server = postgres_factory(databases=("authdb", "legacydb"))
+        settings = Settings(postgres_container=server.name, postgres_password=server.password,
+                            backup_dir=tmp_path, _env_file=None)
+        metrics = Metrics()
+        runner = BackupRunner(settings, metrics, HealthState(datetime.now(settings.timezone), timedelta(hours=24)))
+
+        def freshness(target: str) -> float | None:
+            return metrics.registry.get_sample_value(
+                "pgbackup_last_success_timestamp_seconds", {"kind": "database", "target": target})
+
+        assert runner.run("databases").ok
+        assert freshness("authdb") and freshness("legacydb")
+        server.psql("DROP DATABASE legacydb")
+        assert runner.run("databases").ok
+        metrics.load_manifests(scan_manifests(tmp_path).manifests)  # as the daemon's rescan of BACKUP_DIR does
+        assert freshness("authdb") and freshness("legacydb") is None
+        assert any(path.name.startswith("legacydb_") for path in tmp_path.iterdir())

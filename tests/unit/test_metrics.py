@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from daemon.manifest import Manifest
@@ -52,3 +52,42 @@ class TestWholeKindFailure:
         metrics.record_failure("full", "all")
         metrics.record_success(manifest("full", "all"))
         assert sample(metrics, "pgbackup_last_run_success", kind="full", target="all") == 1
+
+
+class TestCoveredTargets:
+    """A target no scheduled run covers any more (a dropped database) stops being published as stale."""
+
+    @staticmethod
+    def manifest_of(target: str, started: datetime, offsite: bool = False) -> Manifest:
+        return Manifest(kind="database", target=target, file=f"{target}.dump", size_bytes=10, sha256="ab",
+                        started_at=started, finished_at=started + timedelta(seconds=5), server_version="15",
+                        format="custom", compression="pg_dump",
+                        offsite={"status": "complete"} if offsite else {})
+
+    def freshness(self, metrics: Metrics, target: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "pgbackup_last_success_timestamp_seconds", {"kind": "database", "target": target})
+
+    def test_targets_a_run_no_longer_covers_are_removed_and_stay_removed(self):
+        metrics = Metrics()
+        started = datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)
+        manifests = [self.manifest_of("authdb", started), self.manifest_of("legacydb", started)]
+        metrics.load_manifests(manifests)
+        assert self.freshness(metrics, "legacydb") == started.timestamp()  # unknown yet: every target counts
+
+        metrics.cover_targets("database", ["authdb"])
+        assert self.freshness(metrics, "legacydb") is None
+        assert self.freshness(metrics, "authdb") == started.timestamp()
+        metrics.load_manifests(manifests)  # the next rescan of BACKUP_DIR does not bring it back
+        metrics.set_last_offsite_success(self.manifest_of("legacydb", started, offsite=True))
+        assert self.freshness(metrics, "legacydb") is None
+        assert metrics.registry.get_sample_value(
+            "pgbackup_last_offsite_success_timestamp_seconds", {"kind": "database", "target": "legacydb"}) is None
+
+    def test_a_failure_is_always_published(self):
+        """Even for a target outside the covered set (PostgreSQL down before the databases were listed)."""
+        metrics = Metrics()
+        metrics.cover_targets("database", ["authdb"])
+        metrics.record_failure("database", "all")
+        assert metrics.registry.get_sample_value(
+            "pgbackup_last_run_success", {"kind": "database", "target": "all"}) == 0
