@@ -211,11 +211,7 @@ def database_statements(chunks: Iterable[bytes], database: str, rename: Database
     """
     statements = []
     state = _SectionState(database)
-    for line in lines_of(chunks):
-        if state.in_copy:
-            if line == TERMINATOR:
-                state.in_copy = False
-            continue
+    for line in _outside_copy(chunks, state):
         state.statement_line(line)
         if state.in_database_entry and not line.startswith((b"CREATE DATABASE ", *_SESSION_META_COMMANDS)):
             statements.append(rename.rewrite(line))
@@ -272,11 +268,7 @@ def create_database_options(chunks: Iterable[bytes], database: str) -> bytes | N
     pattern = re.compile(rb"CREATE DATABASE (?:" + b"|".join(
         re.escape(form.encode("utf-8")) for form in identifier_forms(database)) + rb") (.*;)\n?$")
     state = _SectionState(database)
-    for line in lines_of(chunks):
-        if state.in_copy:
-            if line == TERMINATOR:
-                state.in_copy = False
-            continue
+    for line in _outside_copy(chunks, state):
         match = pattern.match(line)
         if match:
             return match.group(1)
@@ -284,6 +276,17 @@ def create_database_options(chunks: Iterable[bytes], database: str) -> bytes | N
         if state.entered:
             return None
     return None
+
+
+def _outside_copy(chunks: Iterable[bytes], state: _SectionState) -> Iterator[bytes]:
+    """The lines of pg_dump output that are not COPY data (``state.statement_line`` sees each
+    COPY statement and sets ``in_copy``; its data is skipped up to the terminator)."""
+    for line in lines_of(chunks):
+        if state.in_copy:
+            if line == TERMINATOR:
+                state.in_copy = False
+            continue
+        yield line
 
 
 class _SectionState:
