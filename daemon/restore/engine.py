@@ -38,6 +38,7 @@ from daemon.restore.streams import (
     keep_password_of,
     read_chunks,
     skip_existing_roles,
+    skip_existing_tablespaces,
 )
 from daemon.sources.docker_exec import DockerExecTransport
 from daemon.sources.postgres import PostgresServer, conninfo_dbname
@@ -49,6 +50,7 @@ SYSTEM_DATABASES = ("postgres", "template0", "template1")
 COUNT_BATCH = 100
 
 _ROLES_SQL = "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'"
+_TABLESPACES_SQL = "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')"
 _USER_DATABASES_SQL = (
     "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1"
 )
@@ -255,15 +257,19 @@ class Restorer:
 
     # --- the steps ---------------------------------------------------------------------
     def _roles_made_safe(self, chunks: Iterable[bytes], notes: list[str]) -> Iterator[bytes]:
-        """pg_dumpall output that neither re-creates existing roles nor changes the connecting role's password
-        (a note says so when it had one)."""
+        """pg_dumpall output that neither re-creates existing roles or tablespaces nor changes the
+        connecting role's password (notes say so)."""
         role = self.server.options.user
 
         def kept() -> None:
             notes.append(f"role {role!r} (the one pgbackup connects as) keeps its current password; "
                                 "the password in the backup was not applied")
 
+        def tablespace_kept(name: str) -> None:
+            notes.append(f"tablespace {name!r} exists already and was kept with its current location")
+
         chunks = skip_existing_roles(chunks, self.server.query(_ROLES_SQL))
+        chunks = skip_existing_tablespaces(chunks, self.server.query(_TABLESPACES_SQL), on_skipped=tablespace_kept)
         return keep_password_of(chunks, role, on_kept=kept)
 
     def _swap_in(self, staging: str, target: str, target_exists: bool) -> None:

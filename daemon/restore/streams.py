@@ -130,6 +130,28 @@ def skip_existing_roles(chunks: Iterable[bytes], existing_roles: Iterable[str]) 
     return edit_roles_section(chunks, lambda line: b"" if line in skip else line)
 
 
+def skip_existing_tablespaces(
+    chunks: Iterable[bytes], existing: Iterable[str], on_skipped: Callable[[str], None] = lambda name: None,
+) -> Iterator[bytes]:
+    """pg_dumpall output without the ``CREATE TABLESPACE x ...`` of tablespaces the server already has.
+
+    On a rollback they are the backup's own; psql would stop at "already exists" after the
+    databases were dropped. Their owner, options, comment and privileges still follow from
+    the backup's other statements; ``on_skipped`` is told each name (its location stays as it is).
+    """
+    prefixes = {f"CREATE TABLESPACE {form} ".encode("utf-8"): name
+                for name in existing for form in identifier_forms(name)}
+
+    def edit(line: bytes) -> bytes:
+        for prefix, name in prefixes.items():
+            if line.startswith(prefix):
+                on_skipped(name)
+                return b""
+        return line
+
+    return edit_roles_section(chunks, edit) if prefixes else iter(chunks)
+
+
 def keep_password_of(chunks: Iterable[bytes], role: str, on_kept: Callable[[], None] = lambda: None) -> Iterator[bytes]:
     """pg_dumpall output whose ``ALTER ROLE role WITH ...`` leaves that role's password alone.
 

@@ -304,6 +304,25 @@ class TestFailedMigration:
         assert source.psql("SELECT string_agg(a::text, ',' ORDER BY a) FROM notes") == "1,2"
 
 
+    def test_rollback_over_a_server_with_the_backups_tablespace(self, source, tmp_path):
+        """A tablespace the server already has (the backup's own, on a rollback): its CREATE TABLESPACE is
+        skipped like an existing role's CREATE ROLE, with a note, and the rollback completes."""
+        source.container.exec_run(["sh", "-c", "mkdir -p /var/lib/postgresql/ts && chown postgres /var/lib/postgresql/ts"])
+        source.psql("CREATE TABLESPACE fastspace LOCATION '/var/lib/postgresql/ts'")
+        source.psql("CREATE TABLE spaced (a int) TABLESPACE fastspace; INSERT INTO spaced VALUES (1), (2)", db="authdb")
+        env = exec_env(source, tmp_path)
+        (artifact,) = backup(env, "pre-migration")
+        original = server_fingerprints(source, DATABASES)
+        source.psql("DELETE FROM spaced; DROP TABLE users CASCADE", db="authdb")
+
+        result = restore(env, "full", "--from", str(artifact), "--force", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "tablespace 'fastspace' exists already" in result.stdout + result.stderr
+        assert server_fingerprints(source, DATABASES) == original
+        assert source.psql("SELECT spcname FROM pg_tables t JOIN pg_tablespace s ON s.spcname = t.tablespace "
+                           "WHERE tablename = 'spaced'", db="authdb") == "fastspace"
+
+
 class TestBrokenArtifacts:
     """A broken artifact makes restore and verify fail loudly and leaves the target as it was."""
 

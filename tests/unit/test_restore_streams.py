@@ -17,6 +17,7 @@ from daemon.restore.streams import (
     is_database_entry,
     keep_password_of,
     skip_existing_roles,
+    skip_existing_tablespaces,
 )
 
 DUMPALL = b"""\\restrict a
@@ -61,6 +62,33 @@ class TestSkipExistingRoles:
         """A matching line after the roles section (e.g. in data) is kept."""
         data = b"\\connect db\nCREATE ROLE postgres;\n"
         assert b"".join(skip_existing_roles([data], ["postgres"])) == data
+
+
+class TestSkipExistingTablespaces:
+    GLOBALS = (b"CREATE ROLE app;\n"
+               b"CREATE TABLESPACE fastspace OWNER postgres LOCATION '/ssd';\n"
+               b'CREATE TABLESPACE "Odd Space" OWNER app LOCATION \'/odd\';\n'
+               b"COMMENT ON TABLESPACE fastspace IS 'ssd';\n"
+               b"CREATE TABLESPACE other OWNER postgres LOCATION '/other';\n"
+               b"\\connect template1\n"
+               b"CREATE TABLESPACE fastspace OWNER postgres LOCATION '/in-data';\n")
+
+    @pytest.mark.parametrize("size", [1, 4096])
+    def test_only_the_create_of_existing_ones_before_the_first_connect(self, size):
+        """CREATE TABLESPACE of tablespaces the server has goes (plain and quoted names), each named once;
+        the rest of their statements, other tablespaces and everything after the first \\connect stay."""
+        skipped = []
+        out = b"".join(skip_existing_tablespaces(in_chunks(self.GLOBALS, size), ["fastspace", "Odd Space"],
+                                                 on_skipped=skipped.append))
+        assert out == (b"CREATE ROLE app;\n"
+                       b"COMMENT ON TABLESPACE fastspace IS 'ssd';\n"
+                       b"CREATE TABLESPACE other OWNER postgres LOCATION '/other';\n"
+                       b"\\connect template1\n"
+                       b"CREATE TABLESPACE fastspace OWNER postgres LOCATION '/in-data';\n")
+        assert skipped == ["fastspace", "Odd Space"]
+
+    def test_a_server_without_tablespaces_changes_nothing(self):
+        assert b"".join(skip_existing_tablespaces([self.GLOBALS], [])) == self.GLOBALS
 
 
 ROLES = b'''CREATE ROLE postgres;
