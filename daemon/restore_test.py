@@ -168,7 +168,9 @@ def restore_into_throwaway(
         restorer = Restorer(server, jobs=settings.restore_jobs, yes=True, progress_stream=StringIO(),
                             progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,
                             confirm=_throwaway_needs_no_confirmation)
-        if not any(selected.is_full for selected in selections):
+        fulls = [selected for selected in selections if selected.is_full]
+        _make_tablespace_directories(restorer, fulls[0] if fulls else _newest_full(settings))
+        if not fulls:
             _roles_first(settings, restorer)
         for selected in selections:
             results.append(_restore_one(restorer, selected))
@@ -179,14 +181,34 @@ def _throwaway_needs_no_confirmation(steps: list[str], yes: bool) -> None:
     """Everything dropped here lives in the throwaway container."""
 
 
+def _newest_full(settings: Settings) -> Selected | None:
+    return next((selected for selected in latest_backups(settings) if selected.is_full), None)
+
+
 def _roles_first(settings: Settings, restorer: Restorer) -> None:
     """Database dumps name their owners and grantees: take the roles from the newest full backup."""
-    fulls = [selected for selected in latest_backups(settings) if selected.is_full]
-    if fulls:
+    full = _newest_full(settings)
+    if full is not None:
         try:
-            restorer.globals_only(fulls[0])
+            restorer.globals_only(full)
         except PgBackupError as error:
-            log.warning("restore_test_roles_missing", file=fulls[0].manifest.file, error=str(error))
+            log.warning("restore_test_roles_missing", file=full.manifest.file, error=str(error))
+
+
+def _make_tablespace_directories(restorer: Restorer, full: Selected | None) -> None:
+    """The throwaway server has none of the directories the backup's tablespaces were in, and
+    CREATE TABLESPACE needs them: create them there, owned by postgres."""
+    if full is None:
+        return
+    try:
+        locations = restorer.tablespace_locations(full)
+        if locations:
+            restorer.server.transport.run(["sh", "-c", _MAKE_DIRECTORIES, "pgbackup-tablespaces", *locations])
+    except PgBackupError as error:
+        log.warning("restore_test_tablespaces_not_prepared", file=full.manifest.file, error=str(error))
+
+
+_MAKE_DIRECTORIES = 'for dir in "$@"; do mkdir -p -- "$dir" && chown postgres:postgres -- "$dir"; done'
 
 
 def _restore_one(restorer: Restorer, selected: Selected) -> TargetResult:

@@ -39,6 +39,7 @@ from daemon.restore.streams import (
     read_chunks,
     skip_existing_roles,
     skip_existing_tablespaces,
+    tablespace_locations,
 )
 from daemon.sources.docker_exec import DockerExecTransport
 from daemon.sources.postgres import PostgresServer, conninfo_dbname
@@ -183,6 +184,11 @@ class Restorer:
         self._check(selected)
         chunks = globals_section(self._plain_stream(selected, f"roles from {selected.manifest.file}"))
         feed_command(self.server, self._psql(MAINTENANCE_DB), self._roles_made_safe(chunks, notes=[]))
+
+    def tablespace_locations(self, selected: Selected) -> list[str]:
+        """The directories a full backup's tablespaces were in (read from its start only)."""
+        _require(selected.is_full, f"{selected.manifest.file} is not a full backup")
+        return tablespace_locations(self._plain_stream(selected, f"tablespaces of {selected.manifest.file}"))
 
     def database(self, selected: Selected, database: str, into: str | None = None) -> RestoreReport:
         """One database (from its own dump or from a full backup) into ``into`` or itself."""

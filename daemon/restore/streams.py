@@ -172,6 +172,19 @@ def keep_password_of(chunks: Iterable[bytes], role: str, on_kept: Callable[[], N
     return edit_roles_section(chunks, edit)
 
 
+_TABLESPACE_LOCATION = re.compile(rb"CREATE TABLESPACE .* LOCATION '((?:[^']|'')*)';\n?$")
+
+
+def tablespace_locations(chunks: Iterable[bytes]) -> list[str]:
+    """The directories the CREATE TABLESPACE statements of pg_dumpall's globals name."""
+    locations = []
+    for line in globals_section(chunks):
+        match = _TABLESPACE_LOCATION.match(line)
+        if match:
+            locations.append(match.group(1).replace(b"''", b"'").decode("utf-8"))
+    return locations
+
+
 def globals_section(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """pg_dumpall output up to its first ``\\connect``: roles, memberships, tablespaces."""
     for line in lines_of(chunks):

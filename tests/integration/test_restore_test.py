@@ -60,6 +60,20 @@ class TestRestoreTest:
             assert sample(metrics, "pgbackup_restore_test_last_success_timestamp_seconds", {"target": target}) > 0
         assert throwaway_containers(docker_client) == []
 
+    def test_a_tablespace_gets_its_directory_in_the_throwaway(self, source, tmp_path, postgres_image, docker_client):
+        """A full backup with a tablespace restores in the throwaway container, which has no such
+        directory until the restore test creates it."""
+        source.container.exec_run(["sh", "-c", "mkdir -p '/srv/fast ts' && chown postgres '/srv/fast ts'"])
+        source.psql("CREATE TABLESPACE fastspace LOCATION '/srv/fast ts'")
+        source.psql("CREATE TABLE spaced (a int) TABLESPACE fastspace; INSERT INTO spaced VALUES (1)", db="authdb")
+        env = exec_env(source, tmp_path, BACKUP_FORMAT="plain")
+        assert pgbackup("backup", "full", env=env).returncode == 0
+
+        run = run_restore_test(settings_for(source, tmp_path, postgres_image), Metrics(), docker_client,
+                               labels=docker_env.docker_labels())
+        assert run.ok, run
+        assert throwaway_containers(docker_client) == []
+
     def test_failure_sets_metrics_and_removes_the_container(self, source, tmp_path, postgres_image, docker_client):
         """A dump that fails halfway through fails the test (logged, counted) and its container is still removed."""
         env = exec_env(source, tmp_path, BACKUP_FORMAT="plain")

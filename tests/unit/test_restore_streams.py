@@ -18,6 +18,7 @@ from daemon.restore.streams import (
     keep_password_of,
     skip_existing_roles,
     skip_existing_tablespaces,
+    tablespace_locations,
 )
 
 DUMPALL = b"""\\restrict a
@@ -86,6 +87,11 @@ class TestSkipExistingTablespaces:
                        b"\\connect template1\n"
                        b"CREATE TABLESPACE fastspace OWNER postgres LOCATION '/in-data';\n")
         assert skipped == ["fastspace", "Odd Space"]
+
+    def test_locations_of_the_globals(self):
+        """The directories of the backup's tablespaces, quotes undone; a look-alike after the first connect is not one."""
+        data = self.GLOBALS.replace(b"'/odd'", b"'/srv/o''dd ts'")
+        assert tablespace_locations(in_chunks(data, 5)) == ["/ssd", "/srv/o'dd ts", "/other"]
 
     def test_a_server_without_tablespaces_changes_nothing(self):
         assert b"".join(skip_existing_tablespaces([self.GLOBALS], [])) == self.GLOBALS
