@@ -62,7 +62,8 @@ _TABLES_SQL = (
 )
 # Objects a user made in postgres or template1 (not an extension's): a full backup restores its own
 # copy of those two databases' objects into the existing databases, and stops at the first one
-# that exists already.
+# that exists already. Extensions do not count: pg_dump writes CREATE EXTENSION IF NOT EXISTS
+# (images such as PostGIS's install theirs into template1).
 _USER_OBJECTS_SQL = """
 SELECT kind || ' ' || name FROM (
   SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
@@ -76,8 +77,6 @@ SELECT kind || ' ' || name FROM (
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype IN ('e', 'd', 'r')
   UNION ALL
   SELECT 'schema', quote_ident(n.nspname), n.oid, n.nspname FROM pg_namespace n WHERE n.nspname <> 'public'
-  UNION ALL
-  SELECT 'extension', quote_ident(x.extname), x.oid, '' FROM pg_extension x WHERE x.extname <> 'plpgsql'
 ) AS o(kind, name, id, schema)
 WHERE schema NOT IN ('pg_catalog', 'information_schema') AND schema !~ '^pg_(toast|temp_|toast_temp_)'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = o.id AND d.deptype = 'e')

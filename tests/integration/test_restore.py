@@ -283,9 +283,11 @@ class TestFailedMigration:
 
     def test_objects_in_postgres_are_refused_before_anything_is_dropped(self, source, tmp_path):
         """A table of its own in the postgres database (the backup has it too): `restore full --force` names
-        it and drops nothing; once it is gone, the restore brings back every database and the backup's copy."""
+        it and drops nothing; once it is gone, the restore brings back every database and the backup's copy.
+        An extension in template1 (as images like PostGIS's install) is no obstacle."""
         env = exec_env(source, tmp_path)
         source.psql("CREATE TABLE notes (a int); INSERT INTO notes VALUES (1), (2)")
+        source.psql("CREATE EXTENSION pg_trgm", db="template1")
         (artifact,) = backup(env, "pre-migration")
         original = server_fingerprints(source, DATABASES)
         source.psql("INSERT INTO notes VALUES (3)")
