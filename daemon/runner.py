@@ -104,19 +104,40 @@ class BackupRunner:
         """Run one kind of backup now (request: full, databases, database, tables, pre_migration)."""
         kind = METRIC_KIND[request]
         outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=kind, started_at=self.clock())
-        with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind), ExitStack() as held:
+
+        def locked(held: ExitStack) -> None:
+            self._enter_wrappers(held, outcome)
+            self._run_locked(request, database, outcome)
+
+        def unstarted(error: Exception) -> None:
+            for target in self._expected_targets(request, database):
+                self._fail(outcome, target, error)
+
+        with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind):
+            self.run_framed(outcome, wait, locked, unstarted)
+        return outcome
+
+    def run_framed(self, outcome: RunOutcome, wait: bool, locked: Callable[[ExitStack], None],
+                   unstarted: Callable[[Exception], None]) -> None:
+        """What every run (backups and volume snapshots) goes through: its kind counts as running
+        for /healthz from the lock wait on; ``locked(held)`` runs under the lock (``held`` takes
+        what should last until after the hooks); a lock that cannot be had at all (BACKUP_DIR
+        read-only, full, not a directory) is a failed run, ``unstarted(error)`` records it; the
+        after-run hooks (notification, offsite backlog, retention) follow in every case.
+        LockBusy (--no-wait) and Cancelled propagate: the caller reports them."""
+        with ExitStack() as held:
             with self.marked_running(outcome):
                 try:
                     held.enter_context(self.lock(outcome, wait))
                 except PgBackupError:
-                    raise  # LockBusy (--no-wait) and Cancelled: the caller reports them
-                except Exception as error:  # BACKUP_DIR read-only, full, not a directory: a failed run
-                    self._fail_unstarted(request, database, outcome, error)
+                    raise
+                except Exception as error:
+                    log.error("run_not_started", error=str(error), exc_info=not isinstance(error, OSError))
+                    unstarted(error)
+                    outcome.finished_at = self.clock()
                 else:
-                    self._enter_wrappers(held, outcome)
-                    self._run_locked(request, database, outcome)
+                    locked(held)
             self.after_run(outcome)
-        return outcome
 
     @contextmanager
     def marked_running(self, outcome: RunOutcome) -> Iterator[None]:
@@ -137,13 +158,6 @@ class BackupRunner:
             self.settings.backup_dir, holder, wait=wait, cancel=self.cancel,
             on_wait=lambda other: log.info("waiting_for_lock", held_by=other),
         )
-
-    def _fail_unstarted(self, request: str, database: str | None, outcome: RunOutcome, error: Exception) -> None:
-        """A run that could not take the lock: each target it would have backed up failed."""
-        log.error("run_not_started", error=str(error), exc_info=not isinstance(error, OSError))
-        for target in self._expected_targets(request, database):
-            self._fail(outcome, target, error)
-        outcome.finished_at = self.clock()
 
     def _enter_wrappers(self, stack: ExitStack, outcome: RunOutcome) -> None:
         for wrapper in self.run_wrappers:

@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
 from datetime import datetime
 
 import docker
@@ -80,20 +79,9 @@ def run_volume_snapshot(runner: BackupRunner, *, wait: bool = True) -> RunOutcom
     check_volume_settings(settings)
     volume = settings.volume_name
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=KIND, started_at=runner.clock())
-    context = structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=KIND, target=volume)
-    with context, ExitStack() as held:
-        with runner.marked_running(outcome):  # waiting for the lock counts as running for /healthz
-            try:
-                held.enter_context(runner.lock(outcome, wait))
-            except PgBackupError:
-                raise  # LockBusy (--no-wait) and Cancelled: the caller reports them
-            except Exception as error:  # BACKUP_DIR read-only, full, not a directory: a failed snapshot
-                log.error("run_not_started", error=str(error), exc_info=not isinstance(error, OSError))
-                _fail(runner, outcome, error)
-                outcome.finished_at = runner.clock()
-            else:
-                _run_locked(runner, outcome)
-        runner.after_run(outcome)
+    with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=KIND, target=volume):
+        runner.run_framed(outcome, wait, locked=lambda held: _run_locked(runner, outcome),
+                          unstarted=lambda error: _fail(runner, outcome, error))
     return outcome
 
 
