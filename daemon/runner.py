@@ -105,26 +105,22 @@ class BackupRunner:
         kind = METRIC_KIND[request]
         outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=kind, started_at=self.clock())
 
-        def locked(held: ExitStack) -> None:
-            self._enter_wrappers(held, outcome)
-            self._run_locked(request, database, outcome)
-
         def unstarted(error: Exception) -> None:
             for target in self._expected_targets(request, database):
                 self._fail(outcome, target, error)
 
         with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind):
-            self.run_framed(outcome, wait, locked, unstarted)
+            self.run_framed(outcome, wait, lambda: self._run_locked(request, database, outcome), unstarted)
         return outcome
 
-    def run_framed(self, outcome: RunOutcome, wait: bool, locked: Callable[[ExitStack], None],
+    def run_framed(self, outcome: RunOutcome, wait: bool, locked: Callable[[], None],
                    unstarted: Callable[[Exception], None]) -> None:
         """What every run (backups and volume snapshots) goes through: its kind counts as running
-        for /healthz from the lock wait on; ``locked(held)`` runs under the lock (``held`` takes
-        what should last until after the hooks); a lock that cannot be had at all (BACKUP_DIR
-        read-only, full, not a directory) is a failed run, ``unstarted(error)`` records it; the
-        after-run hooks (notification, offsite backlog, retention) follow in every case.
-        LockBusy (--no-wait) and Cancelled propagate: the caller reports them."""
+        for /healthz from the lock wait on; under the lock the run wrappers (the run log) are
+        entered and ``locked()`` runs; a lock that cannot be had at all (BACKUP_DIR read-only,
+        full, not a directory) is a failed run, which ``unstarted(error)`` records; the after-run
+        hooks (notification, offsite backlog, retention) follow in every case, inside the
+        wrappers. LockBusy (--no-wait) and Cancelled propagate: the caller reports them."""
         with ExitStack() as held:
             with self.marked_running(outcome):
                 try:
@@ -136,7 +132,8 @@ class BackupRunner:
                     unstarted(error)
                     outcome.finished_at = self.clock()
                 else:
-                    locked(held)
+                    self._enter_wrappers(held, outcome)
+                    locked()
             self.after_run(outcome)
 
     @contextmanager

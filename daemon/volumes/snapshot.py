@@ -80,7 +80,7 @@ def run_volume_snapshot(runner: BackupRunner, *, wait: bool = True) -> RunOutcom
     volume = settings.volume_name
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=KIND, started_at=runner.clock())
     with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=KIND, target=volume):
-        runner.run_framed(outcome, wait, locked=lambda held: _run_locked(runner, outcome),
+        runner.run_framed(outcome, wait, locked=lambda: _run_locked(runner, outcome),
                           unstarted=lambda error: _fail(runner, outcome, error))
     return outcome
 

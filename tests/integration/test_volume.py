@@ -313,6 +313,12 @@ class TestRestoreVolume:
         assert not docker_client.volumes.list(filters={"name": name})
 
 
+    def test_the_snapshot_run_writes_a_run_log(self, snapshot, tmp_path):
+        """Like every backup run, a volume snapshot writes its log lines to a run log in BACKUP_DIR."""
+        events = [json.loads(line) for path in tmp_path.glob("backup_*.log") for line in path.read_text().splitlines()]
+        names = {event.get("event") for event in events if event.get("kind") == "volume"}
+        assert {"run_started", "run_finished"} <= names
+
     def test_verify_reads_the_whole_snapshot(self, snapshot, tmp_path):
         """`pgbackup verify` on a snapshot checks its sha256 and reads the tar to its end (finding the
         PG_VERSION); one whose tar was cut short, with a manifest that matches the cut file, fails."""
