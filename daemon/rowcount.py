@@ -29,6 +29,8 @@ COPY_END = b"\n" + TERMINATOR
 # find_copy_end looks at this many backslashes in one call before it hands over to a plain
 # search: data full of escapes (\N for NULL, say) must not make it slower than that search.
 MAX_BACKSLASH_PROBES = 256
+# A COPY line names one table and its columns (at most 1,600 names of at most 63 bytes, quoted).
+MAX_COPY_LINE = 1 << 20
 
 
 def count_newlines(data: bytes, start: int, end: int) -> int:
@@ -64,6 +66,7 @@ class RowCounter:
         self._table: str | None = None  # the table whose COPY data is streaming
         self._rows = 0
         self._mid_line = False  # inside COPY, in the middle of a data line
+        self._open_copy = b""  # a COPY line whose quoted table name goes on on the next line
 
     def feed(self, chunk: bytes) -> None:
         data = self._carry + chunk if self._carry else chunk
@@ -84,11 +87,30 @@ class RowCounter:
                 return len(data)
             line = data[position:newline]
             position = newline + 1
+            line = self._continued_copy(line)
+            if line is None:
+                continue
             if line.startswith(COPY_PREFIX) and line.endswith(COPY_SUFFIX):
                 self._start_copy(line)
                 return position
             if line.startswith(CONNECT_PREFIX):
                 self.database = parse_connect_line(line)
+
+    def _continued_copy(self, line: bytes) -> bytes | None:
+        """A COPY line with an odd number of double quotes has a newline inside a quoted name
+        (``COPY public."a<newline>b" (id) FROM stdin;``): it is joined with the lines that follow
+        until its quotes close (None meanwhile). A line that starts another statement, or a
+        statement longer than any COPY line can be, ends the wait: it was not a COPY after all."""
+        if self._open_copy:
+            if line.startswith((COPY_PREFIX, CONNECT_PREFIX)) or len(self._open_copy) > MAX_COPY_LINE:
+                self._open_copy = b""
+            else:
+                line = self._open_copy + b"\n" + line
+                self._open_copy = b""
+        if line.startswith(COPY_PREFIX) and line.count(b'"') % 2:
+            self._open_copy = line
+            return None
+        return line
 
     def _scan_copy_data(self, data: bytes, position: int) -> int:
         end = len(data)

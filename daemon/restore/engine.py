@@ -24,6 +24,7 @@ from daemon.logs import get_logger
 from daemon.manifest import Manifest
 from daemon.naming import RESTORE_SCRATCH_PREFIX
 from daemon.progress import Progress
+from daemon.restore import toc
 from daemon.restore.confirm import confirm
 from daemon.restore.feed import feed_command, make_temp_dir, put_stream, remove_temp_dir, single_file_tar
 from daemon.restore.selection import Selected
@@ -82,11 +83,6 @@ WHERE schema NOT IN ('pg_catalog', 'information_schema') AND schema !~ '^pg_(toa
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = o.id AND d.deptype = 'e')
 ORDER BY 1 LIMIT 6
 """
-# How pg_restore --list names a table: "schema name owner".
-_LISTED_TABLES_SQL = (
-    "SELECT n.nspname || ' ' || c.relname || ' ' || pg_get_userbyid(c.relowner) FROM pg_class c "
-    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')"
-)
 
 
 class RestoreFailed(PgBackupError):
@@ -399,8 +395,7 @@ class Restorer:
     ) -> None:
         """Tables present (and their row counts where the manifest has them)."""
         if listed is not None:
-            present = set(self.server.query(_LISTED_TABLES_SQL, restored_as))
-            missing = sorted(set(listed) - present)
+            missing = toc.missing_tables(listed, self.server.query(toc.LISTED_TABLES_SQL, restored_as))
             if missing:
                 raise VerificationFailed(f"tables missing after restoring {database!r}: {', '.join(missing[:10])}")
             report.tables_checked += len(listed)
@@ -471,29 +466,20 @@ class Restorer:
             yield str(path)
 
     def _listed_tables(self, archive: str) -> list[str]:
-        """'schema name owner' of each TABLE entry in the archive's table of contents."""
-        return [entry[len("TABLE "):] for entry in self._toc_entries(archive)
-                if entry.startswith("TABLE ") and not entry.startswith("TABLE DATA ")]
+        """'schema name owner' of each table definition in the archive's table of contents."""
+        return toc.listed_tables(self._toc_entries(archive))
 
     def _has_table_data(self, archive: str, schema: str, name: str) -> bool:
         """Whether the archive has rows for exactly the table ``schema.name`` (pg_restore matches
         --schema and --table by the whole name; a table whose name merely starts the same does not count)."""
-        entries = self._toc_entries(archive, f"--schema={schema}", f"--table={name}")
-        return any(entry.startswith("TABLE DATA ") for entry in entries)
+        return toc.has_table_data(self._toc_entries(archive, f"--schema={schema}", f"--table={name}"))
 
-    def _toc_entries(self, archive: str, *selection: str) -> list[str]:
-        """'TYPE schema name owner' of each entry of the archive's table of contents that ``selection``
-        (pg_restore's --schema/--table options) keeps."""
+    def _toc_entries(self, archive: str, *selection: str) -> list[toc.TocEntry]:
+        """The entries of the archive's table of contents that ``selection`` (pg_restore's
+        --schema/--table options) keeps."""
         output = self.server.transport.run(self.server.tool("pg_restore", "--list", *selection, archive),
                                            self.server.environment())
-        entries = []
-        for line in output.decode("utf-8", "replace").splitlines():
-            if line.startswith(";") or "; " not in line:
-                continue
-            fields = line.split("; ", 1)[1].split(" ", 2)
-            if len(fields) == 3:
-                entries.append(fields[2])
-        return entries
+        return toc.parse_listing(output)
 
     # --- SQL helpers -------------------------------------------------------------------
     def _psql(self, database: str, *, single_transaction: bool = False) -> list[str]:

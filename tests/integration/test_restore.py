@@ -437,6 +437,40 @@ class TestNamesAndTables:
             assert result.returncode == 0, result.stderr
         assert server_fingerprints(server, self.NAMES) == original
 
+    def test_partitions_and_names_with_newlines(self, postgres_factory, tmp_path):
+        """A database with a partitioned table (a range partition and a default one) and tables whose names
+        pg_restore --list prints alike (a newline and a space) comes back with `restore database --into` from
+        its custom dump, its plain dump and a full backup, and `verify` passes its custom dump."""
+        server = postgres_factory(databases=("shop",))
+        server.psql(
+            "CREATE TABLE m (id int, d date) PARTITION BY RANGE (d);"
+            "CREATE TABLE m1 PARTITION OF m FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+            "CREATE TABLE m_rest PARTITION OF m DEFAULT;"
+            "INSERT INTO m SELECT g, date '2026-06-01' + g FROM generate_series(1, 400) g;"
+            'CREATE TABLE "line\nbreak" (id int); INSERT INTO "line\nbreak" SELECT generate_series(1, 7);'
+            'CREATE TABLE "line break" (id int); INSERT INTO "line break" VALUES (1);', db="shop")
+        shape = ("SELECT (SELECT count(*) || '/' || sum(id) FROM m) || ' ' || (SELECT count(*) FROM m1) || ' ' || "
+                 "(SELECT count(*) FROM m_rest) || ' ' || (SELECT count(*) FROM \"line\nbreak\") || ' ' || "
+                 "(SELECT count(*) FROM \"line break\") || ' ' || "
+                 "(SELECT string_agg(inhrelid::regclass::text, ',' ORDER BY 1) FROM pg_inherits)")
+        original = server.psql(shape, db="shop")
+        assert original == "400/80200 213 187 7 1 m1,m_rest"
+
+        custom = backup(exec_env(server, tmp_path), "database", "shop")[0]
+        plain = backup(exec_env(server, tmp_path, BACKUP_FORMAT="plain"), "database", "shop")[0]
+        full = backup(exec_env(server, tmp_path), "full")[0]
+        assert manifest_of(plain)["row_counts"]["shop"]['public."line\nbreak"'] == 7
+        assert manifest_of(full)["row_counts"]["shop"]['public."line\nbreak"'] == 7
+        for number, artifact in enumerate((custom, plain, full)):
+            into = f"shop_copy_{number}"
+            result = restore(exec_env(server, tmp_path), "database", "shop", "--from", str(artifact), "--into", into,
+                             "--yes")
+            assert result.returncode == 0, f"{artifact.name}: {result.stderr}"
+            assert server.psql(shape, db=into) == original, artifact.name
+        verify = pgbackup("verify", str(custom), env=exec_env(server, tmp_path))
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert "restored into a throwaway container" in verify.stdout
+
     def test_table_restore(self, source, tmp_path):
         """`restore table` replaces one table's rows in one transaction or copies it into another database; a table
         that others reference is refused inside the transaction, its rows unchanged."""

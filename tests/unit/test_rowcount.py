@@ -38,6 +38,12 @@ COPY public.empty (id) FROM stdin;
 COPY public."Odd Table ""quoted""" (k) FROM stdin;
 x
 \\.
+COPY public."line
+break" ("col
+umn") FROM stdin;
+y
+z
+\\.
 \\unrestrict ghi
 \\connect -reuse-previous=on "dbname='we\\'ird ""db"" \xc3\xbc'"
 COPY public.t (a) FROM stdin;
@@ -48,7 +54,8 @@ COPY public.t (a) FROM stdin;
 '''
 
 EXPECTED = {
-    "authdb": {"public.users": 4, "public.empty": 0, 'public."Odd Table ""quoted"""': 1},
+    "authdb": {"public.users": 4, "public.empty": 0, 'public."Odd Table ""quoted"""': 1,
+               'public."line\nbreak"': 2},
     "we'ird \"db\" ü": {"public.t": 2},
 }
 
