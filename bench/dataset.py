@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import docker
+
 from tests.support import docker_env
 from tests.support.postgres import PgServer, start_postgres
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import docker
 import psutil
 
-import docker
 from bench import dataset as bench_dataset
 from bench.contenders import (
     BenchContext,

@@ -40,7 +40,8 @@ class SecretRedactor:
 redactor = SecretRedactor()
 
 
-def _shared_processors() -> list:
+def shared_processors() -> list:
+    """What every log line passes through, on stdout and in the run log files."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -62,14 +63,14 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None, secrets
         else structlog.processors.JSONRenderer(sort_keys=False)
     )
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *_shared_processors(),
+        processors=[structlog.stdlib.filter_by_level, *shared_processors(),
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_shared_processors(),
+        foreign_pre_chain=shared_processors(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(stream)

@@ -83,15 +83,26 @@ class ManifestScan:
 
 
 def scan_manifests(directory: Path) -> ManifestScan:
-    """Every readable manifest in ``directory``, newest first, plus the ones that were not."""
+    """Every readable manifest in ``directory``, newest first, plus the ones that were not.
+
+    The one scan every reader uses (retention, offsite, listing, metrics, restore, verify). A
+    manifest counts only when it names its own artifact: ``<file>.manifest.json`` whose ``file``
+    is ``<file>``; a copied or edited one that names another file (or a path) is reported as
+    unreadable, so nothing deletes, uploads or restores a file it does not describe.
+    """
     manifests: list[Manifest] = []
     unreadable: list[tuple[Path, str]] = []
     if directory.is_dir():
-        for path in directory.glob(f"*{MANIFEST_SUFFIX}"):
+        for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
             try:
-                manifests.append(read_manifest(path))
+                manifest = read_manifest(path)
             except (OSError, ValueError, KeyError, TypeError) as error:
                 unreadable.append((path, str(error)))
+                continue
+            if "/" in manifest.file or manifest_name(manifest.file) != path.name:
+                unreadable.append((path, f"it describes another file ({manifest.file!r})"))
+                continue
+            manifests.append(manifest)
     manifests.sort(key=lambda manifest: manifest.started_at, reverse=True)
     return ManifestScan(manifests, unreadable)
 

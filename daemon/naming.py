@@ -57,6 +57,10 @@ def table_backup_name(database: str, dump_format: str, moment: datetime) -> str:
     return f"{safe_name(database)}_tables_{stamp(moment)}{FORMAT_EXTENSIONS[dump_format]}"
 
 
+def volume_snapshot_name(moment: datetime) -> str:
+    return f"postgres_volume_{stamp(moment)}.tar.gz"
+
+
 def manifest_name(artifact_name: str) -> str:
     return artifact_name + MANIFEST_SUFFIX
 

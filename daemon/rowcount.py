@@ -16,11 +16,6 @@ built from the fastest primitives of ``bytes`` (see count_newlines and find_copy
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from daemon.manifest import Manifest
-from daemon.plans import DumpPlan
-
 COPY_PREFIX = b"COPY "
 COPY_SUFFIX = b" FROM stdin;"
 CONNECT_PREFIX = b"\\connect "
@@ -205,21 +200,3 @@ def _conninfo_value(value: str) -> str:
         else:
             result.append(character)
     raise ValueError("unterminated quoted value in a \\connect line")
-
-
-class RowCountObserver:
-    """A StreamObserver that records a plain dump's row counts in its manifest."""
-
-    def __init__(self, plan: DumpPlan):
-        self.counter = RowCounter(None if plan.target == "all" else plan.target)
-
-    def feed(self, chunk: bytes) -> None:
-        self.counter.feed(chunk)
-
-    def record(self, manifest: Manifest) -> None:
-        manifest.row_counts = {db: dict(tables) for db, tables in self.counter.counts.items()}
-
-
-def row_count_observers(plan: DumpPlan) -> Sequence[RowCountObserver]:
-    """Observer factory for the runner: plain dumps only (see the module's docstring)."""
-    return [RowCountObserver(plan)] if plan.dump_format == "plain" else []

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from daemon.logs import get_logger
 from daemon.settings import Settings
@@ -15,24 +17,32 @@ log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
+class HealthWatch:
+    """The backup kind a job produces, which /healthz watches: overdue when its newest success is
+    older than ``max_age`` (BACKUP_MAX_AGE_HOURS when None)."""
+
+    kind: str
+    max_age: timedelta | None = None
+
+
+@dataclass(frozen=True)
 class ScheduledJob:
     job_id: str  # e.g. "full", "databases", "retention"
-    expression: str  # a crontab schedule or "off"
+    trigger: BaseTrigger | None  # the schedule setting, parsed once; None when it is "off"
     func: Callable[[], None]
-    health_kind: str | None = None  # the backup kind /healthz watches, None for housekeeping jobs
+    health: HealthWatch | None = None  # None for housekeeping jobs
 
 
 def build_scheduler(settings: Settings, jobs: list[ScheduledJob]) -> tuple[BlockingScheduler, ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(max_workers=4)
     scheduler = BlockingScheduler(timezone=settings.timezone, executors={"default": executor})
     for job in jobs:
-        trigger = settings.trigger(job.expression)
-        if trigger is None:
+        if job.trigger is None:
             log.info("job_disabled", job=job.job_id)
             continue
         scheduler.add_job(
             logging_failures(job),
-            trigger,
+            job.trigger,
             id=job.job_id,
             name=job.job_id,
             misfire_grace_time=settings.misfire_grace_seconds,

@@ -9,37 +9,43 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import docker
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from daemon.backup.extensions import RunExtensions
+from daemon.backup.runner import METRIC_KIND, BackupRunner
 from daemon.errors import Cancelled
-from daemon.health import HealthState
-from daemon.httpserver import start_http_server
+from daemon.housekeeping import install as housekeeping
 from daemon.logs import get_logger
-from daemon.manifest import Manifest, scan_manifests
-from daemon.metrics import Metrics
-from daemon.offsite import install as install_housekeeping
-from daemon.runner import METRIC_KIND, BackupRunner
-from daemon.volumes.install import install as install_volume_snapshots
-from daemon.restore_test import install as install_restore_test
-from daemon.scheduler import ScheduledJob, build_scheduler, log_next_runs
+from daemon.manifest import Manifest
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.httpserver import start_http_server
+from daemon.monitoring.metrics import Metrics
+from daemon.monitoring.watcher import ManifestWatcher
+from daemon.notify import Notifier, channels_from_settings
+from daemon.scheduler import HealthWatch, ScheduledJob, build_scheduler, log_next_runs
 from daemon.settings import Settings
 from daemon.storage.local import ensure_backup_dir
+from daemon.verify import restore_test
+from daemon.volumes import install as volume_snapshots
 
 log = get_logger(__name__)
 
-# Features hook into the daemon here: each installer may add after-run hooks, sinks or
-# observers to the runner and returns the scheduled jobs it needs.
-FeatureInstaller = Callable[[Settings, BackupRunner, Metrics], list[ScheduledJob]]
-FEATURE_INSTALLERS: list[FeatureInstaller] = []
-FEATURE_INSTALLERS.append(install_housekeeping)  # run logs, offsite copies, retention, notifications
-FEATURE_INSTALLERS.append(install_volume_snapshots)  # the weekly volume snapshot (VOLUME_NAME)
-FEATURE_INSTALLERS.append(install_restore_test)  # the monthly restore test (SCHEDULE_RESTORE_TEST)
 
-
-def install_features(settings: Settings, runner: BackupRunner, metrics: Metrics) -> list[ScheduledJob]:
-    """Equip a runner with every feature's hooks (for the daemon and for backups taken by hand)."""
-    jobs: list[ScheduledJob] = []
-    for install in FEATURE_INSTALLERS:
-        jobs += install(settings, runner, metrics)
-    return jobs
+def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *,
+                    docker_client: docker.DockerClient | None = None) -> tuple[BackupRunner, list[ScheduledJob]]:
+    """A runner with every feature installed on its extensions, and the jobs the features
+    schedule besides the backups: the daemon's, and that of a backup taken by hand (which gets
+    what a scheduled one gets: run log, offsite copy, notification, retention after success)."""
+    extensions = RunExtensions()
+    cancel = threading.Event()
+    runner = BackupRunner(settings, metrics, health, extensions, cancel=cancel, docker_client=docker_client)
+    notifier = Notifier(channels_from_settings(settings), metrics, settings.notify_timeout_seconds,
+                        settings.notify_on_success)
+    jobs = housekeeping.install(settings, extensions, metrics, notifier, runner.clock, cancel)
+    jobs += volume_snapshots.install(settings, runner, extensions, metrics, docker_client)
+    jobs += restore_test.install(settings, metrics, notifier, cancel, docker_client)
+    return runner, jobs
 
 
 def backup_jobs(settings: Settings, runner: BackupRunner) -> list[ScheduledJob]:
@@ -48,12 +54,12 @@ def backup_jobs(settings: Settings, runner: BackupRunner) -> list[ScheduledJob]:
     if settings.backup_tables:
         schedules["tables"] = settings.schedule_tables
     return [
-        ScheduledJob(request, expression, _job(runner, request), METRIC_KIND[request])
+        ScheduledJob(request, settings.trigger(expression), _job(runner, request), HealthWatch(METRIC_KIND[request]))
         for request, expression in schedules.items()
     ]
 
 
-def _job(runner: BackupRunner, request: str):
+def _job(runner: BackupRunner, request: str) -> Callable[[], None]:
     def run_scheduled() -> None:
         if runner.cancel.is_set():
             return
@@ -64,52 +70,6 @@ def _job(runner: BackupRunner, request: str):
 
     run_scheduled.__name__ = f"backup_{request}"
     return run_scheduled
-
-
-def newest_success_by_kind(manifests: list[Manifest]) -> dict[str, datetime]:
-    newest: dict[str, datetime] = {}
-    for manifest in manifests:
-        if manifest.kind not in newest or manifest.started_at > newest[manifest.kind]:
-            newest[manifest.kind] = manifest.started_at
-    return newest
-
-
-class ManifestWatcher:
-    """Brings metrics and health up to date with backups taken outside the scheduler
-    (``pgbackup backup ...`` run by hand next to the daemon): rescans the manifests
-    whenever the backup directory has changed."""
-
-    def __init__(self, settings: Settings, metrics: Metrics, health: HealthState, runner: BackupRunner):
-        self.own_run_ids = runner.own_run_ids
-        self.listeners = runner.manifest_listeners
-        self.settings = settings
-        self.metrics = metrics
-        self.health = health
-        self._seen_mtime: float | None = None
-        self._lock = threading.Lock()
-
-    def refresh(self) -> list[Manifest]:
-        with self._lock:
-            try:
-                mtime = self.settings.backup_dir.stat().st_mtime
-            except OSError:
-                return []
-            if mtime == self._seen_mtime:
-                return []
-            self._seen_mtime = mtime
-            scan = scan_manifests(self.settings.backup_dir)
-            for path, problem in scan.unreadable:
-                log.warning("manifest_unreadable", file=path.name, error=problem)
-            self.metrics.load_manifests(scan.manifests)
-            taken_elsewhere = [m for m in scan.manifests if m.run_id not in self.own_run_ids]
-            for kind, started in newest_success_by_kind(taken_elsewhere).items():
-                self.health.run_finished_elsewhere(kind, started)
-            for listener in self.listeners:
-                try:
-                    listener(scan.manifests)
-                except Exception:  # a feature's gauges must never break /metrics
-                    log.exception("manifest_listener_failed")
-            return scan.manifests
 
 
 @dataclass
@@ -125,24 +85,25 @@ class AssembledDaemon:
 def assemble(settings: Settings, started: datetime) -> AssembledDaemon:
     """The daemon before it schedules or serves anything: features installed, the run
     counters of every scheduled target known now at 0 (increase() in the alert rules sees
-    their first failure), and metrics and health restored from the manifests."""
+    their first failure), /healthz told of every scheduled kind, and metrics and health
+    restored from the manifests."""
     ensure_backup_dir(settings.backup_dir)
     metrics = Metrics()
     metrics.configure(settings.backup_max_age_hours, settings.backup_min_size_bytes)
     health = HealthState(started, timedelta(hours=settings.backup_max_age_hours))
-    runner = BackupRunner(settings, metrics, health, cancel=threading.Event())
-
+    runner, feature_jobs = equipped_runner(settings, metrics, health)
     backups = backup_jobs(settings, runner)
     for job in backups:
-        if settings.trigger(job.expression) is not None:
+        if job.trigger is not None:
             runner.declare_expected_targets(job.job_id)
-    jobs = backups + install_features(settings, runner, metrics)
+    jobs = backups + feature_jobs
     for job in jobs:
-        if job.health_kind:
-            health.schedule(job.health_kind, settings.trigger(job.expression), None)
+        if job.health is not None:
+            health.schedule(job.health.kind, job.trigger, None, max_age=job.health.max_age)
     metrics.publish_allowances(health.allowances())
     # One scan of BACKUP_DIR restores metrics, health and the features' gauges from the manifests.
-    watcher = ManifestWatcher(settings, metrics, health, runner)
+    watcher = ManifestWatcher(settings.backup_dir, metrics, health, runner.own_run_ids,
+                              runner.extensions.manifests_found)
     found = watcher.refresh()
     return AssembledDaemon(metrics, health, runner, jobs, watcher, found)
 
@@ -174,7 +135,7 @@ def run_daemon(settings: Settings) -> int:
     return 0
 
 
-def _stop_on_signals(scheduler, cancel: threading.Event) -> None:
+def _stop_on_signals(scheduler: BlockingScheduler, cancel: threading.Event) -> None:
     def stop(signum: int, frame: object) -> None:
         log.info("shutdown_requested", signal=signal.Signals(signum).name)
         cancel.set()

@@ -1,11 +1,15 @@
-"""Sub-commands that features add to `pgbackup`, one module per feature.
+"""The `pgbackup` verbs, one module per verb (named after it); cli.py builds the parser from them.
 
-Each module listed in FEATURE_COMMAND_MODULES defines
-``add_commands(subparsers) -> dict[str, Callable[[Settings, argparse.Namespace], int]]``
-which adds its parsers and returns the handler of each command name it added.
+Each module defines ``add_commands(subparsers) -> {verb: handler}``: it adds its parsers and
+returns the handler of each verb it added. ``locking`` holds the backup lock for the verbs
+that must not run beside a backup.
 """
 
-FEATURE_COMMAND_MODULES: list[str] = []
-FEATURE_COMMAND_MODULES.append("daemon.commands.retention")
-FEATURE_COMMAND_MODULES.append("daemon.commands.volume")
-FEATURE_COMMAND_MODULES.append("daemon.commands.restore")
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from daemon.settings import Settings
+
+Handler = Callable[[Settings, argparse.Namespace], int]

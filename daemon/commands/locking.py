@@ -13,12 +13,13 @@ from datetime import datetime
 
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
+from daemon.settings import Settings
 from daemon.storage.local import ensure_backup_dir
 
 log = get_logger(__name__)
 
 
-def command_lock(settings, command: str, *, read_only_ok: bool = False) -> AbstractContextManager[None]:
+def command_lock(settings: Settings, command: str, *, read_only_ok: bool = False) -> AbstractContextManager[None]:
     """Hold BACKUP_DIR's backup lock for ``command``, saying on stderr when it has to wait.
 
     ``read_only_ok``: the command only reads backups, so a read-only BACKUP_DIR is fine.

@@ -1,4 +1,4 @@
-"""`pgbackup restore ...`, `pgbackup recover-rows ...` and `pgbackup verify ...`."""
+"""`pgbackup restore full|database|table`: select a backup, take the backup lock, restore, report."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from daemon.commands import Handler
 from daemon.commands.locking import command_lock
-from daemon.errors import PgBackupError
-from daemon.restore.confirm import confirm
-from daemon.restore.engine import Restorer, quote_ident
+from daemon.restore.engine import Restorer
 from daemon.restore.fetch import candidates, ensure_local
-from daemon.restore.rows import recover_rows
 from daemon.restore.selection import (
     Choice,
     Selected,
@@ -36,7 +34,7 @@ a terminal, --yes otherwise). Times for --before are in TZ.
 """
 
 
-def add_commands(subparsers) -> dict:
+def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
     restore = subparsers.add_parser(
         "restore", help="restore a backup: the whole server, one database or one table",
         description="Restore from a backup with a manifest, stop at the first SQL error, verify the result.",
@@ -58,30 +56,7 @@ def add_commands(subparsers) -> dict:
         _selection_arguments(parser)
         parser.add_argument("--yes", action="store_true", help="confirm destructive steps without asking")
 
-    rows = subparsers.add_parser(
-        "recover-rows", help="copy rows missing in a table back from a restored copy of its database",
-        description="Insert the rows of SOURCE's table whose primary key is missing in DATABASE's table, in one "
-        "transaction; existing rows are never changed.",
-    )
-    rows.add_argument("database", help="the database that lost rows, e.g. authdb")
-    rows.add_argument("table", help="TABLE or SCHEMA.TABLE")
-    rows.add_argument("--from", dest="source", required=True, metavar="SOURCE",
-                      help="the restored copy, e.g. authdb_temp")
-    rows.add_argument("--where", help="only rows matching this SQL condition, e.g. \"id BETWEEN 100 AND 200\"")
-    rows.add_argument("--drop-source", action="store_true", help="drop SOURCE afterwards (needs confirmation)")
-    rows.add_argument("--yes", action="store_true", help="confirm dropping SOURCE without asking")
-
-    verify = subparsers.add_parser(
-        "verify", help="prove backups restorable: checksum, decompression, restore into a throwaway container",
-        description="Check an artifact (or, by default, the newest full backup and each database's newest dump): "
-        "sha256, complete decompression, then a restore into a throwaway PostgreSQL container compared with the "
-        "manifest.",
-    )
-    verify.add_argument("artifact", nargs="?", type=Path, help="the artifact to verify (default: --latest)")
-    verify.add_argument("--latest", action="store_true",
-                        help="the newest full backup and each database's newest dump (the default)")
-    verify.add_argument("--no-restore", action="store_true", help="only the checks that need no container")
-    return {"restore": command_restore, "recover-rows": command_recover_rows, "verify": command_verify}
+    return {"restore": command_restore}
 
 
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,34 +102,6 @@ def _restore_locked(settings: Settings, args: argparse.Namespace, choice: Choice
         report = restorer.table(selected, args.database, args.table, args.into)
     print(report.summary())
     return 0
-
-
-def command_recover_rows(settings: Settings, args: argparse.Namespace) -> int:
-    if args.source == args.database:
-        raise PgBackupError("--from must name the restored copy, not the database itself")
-    server = connect(settings).server
-    result = recover_rows(server, args.database, args.table, args.source, args.where)
-    print(f"recovered {result.inserted} rows into {result.table} of {args.database!r} from {args.source!r} "
-          f"({result.before} rows before, {result.after} after)")
-    if args.drop_source:
-        confirm([f"drop database {args.source!r}"], args.yes)
-        server.query(f"DROP DATABASE {quote_ident(args.source)} WITH (FORCE)")
-        print(f"dropped database {args.source!r}")
-    return 0
-
-
-def command_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from daemon.verify import verify_artifact, verify_latest
-
-    if args.artifact and args.latest:
-        raise PgBackupError("give either an ARTIFACT or --latest, not both")
-    if args.artifact:
-        results = [verify_artifact(settings, args.artifact, restore=not args.no_restore)]
-    else:
-        results = verify_latest(settings, restore=not args.no_restore)
-    for result in results:
-        print(result.summary())
-    return 0 if all(result.ok for result in results) else 1
 
 
 def _restorer(settings: Settings, yes: bool) -> Restorer:

@@ -1,15 +1,15 @@
 """`pgbackup restore-volume` and `pgbackup clone-volume`.
 
-(`pgbackup backup volume` is a choice of the core `backup` command; it calls
+(`pgbackup backup volume` is a choice of the `backup` verb; it calls
 daemon.volumes.snapshot.run_volume_snapshot.)
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
+from daemon.commands import Handler
 from daemon.commands.locking import command_lock
 from daemon.logs import get_logger
 from daemon.settings import Settings
@@ -18,10 +18,7 @@ from daemon.volumes.transfer import TransferResult, clone_volume, restore_volume
 
 log = get_logger(__name__)
 
-Handler = Callable[[Settings, argparse.Namespace], int]
-
-
-def add_commands(subparsers) -> dict[str, Handler]:
+def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
     restore = subparsers.add_parser(
         "restore-volume", help="unpack a volume snapshot into a Docker volume",
         description="Check a postgres_volume_*.tar.gz against its manifest (size, sha256), then unpack it "

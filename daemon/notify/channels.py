@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemon.notify.message import Notice
+from daemon.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ def slack_body(notice: Notice) -> dict:
     return {"text": f"{marker} *{notice.title()}*\n" + "\n".join(notice.lines())}
 
 
-def channels_from_settings(settings) -> list[Channel]:
+def channels_from_settings(settings: Settings) -> list[Channel]:
     channels = []
     if settings.slack_webhook_url is not None:
         channels.append(Channel("slack", settings.slack_webhook_url.get_secret_value(), slack_body))

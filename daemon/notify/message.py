@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from daemon.backup.outcome import RunOutcome
+from daemon.manifest import Manifest
 from daemon.progress import human_bytes
 
 SUCCESS = "success"
@@ -61,7 +63,7 @@ class Notice:
         }
 
 
-def location_of(manifest) -> str:
+def location_of(manifest: Manifest) -> str:
     status = (manifest.offsite or {}).get("status")
     if status == "complete":
         return "local+s3"
@@ -70,8 +72,8 @@ def location_of(manifest) -> str:
     return "local"
 
 
-def notice_for_run(outcome, offsite_failures: list[dict] | None = None) -> Notice:
-    """The notice for a finished run (a daemon.runner.RunOutcome)."""
+def notice_for_run(outcome: RunOutcome, offsite_failures: list[dict] | None = None) -> Notice:
+    """The notice for a finished run (a daemon.backup.outcome.RunOutcome)."""
     offsite_failures = list(offsite_failures or [])
     failed = bool(outcome.failures) or not outcome.artifacts or bool(offsite_failures)
     failures = [{"target": f.target, "reason": f.error} for f in outcome.failures]

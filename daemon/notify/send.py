@@ -9,6 +9,7 @@ import urllib.request
 
 from daemon import __version__
 from daemon.logs import get_logger
+from daemon.monitoring.metrics import Metrics
 from daemon.notify.channels import Channel
 from daemon.notify.message import Notice
 
@@ -50,7 +51,7 @@ def _reason(error: object) -> str:
 
 
 class Notifier:
-    def __init__(self, channels: list[Channel], metrics, timeout: float, on_success: bool):
+    def __init__(self, channels: list[Channel], metrics: Metrics, timeout: float, on_success: bool):
         self.channels = channels
         self.metrics = metrics
         self.timeout = timeout

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import BinaryIO
 
 from daemon.errors import CommandFailed
 from daemon.sources.transport import CHUNK_SIZE, StderrTail, collect
@@ -91,7 +92,7 @@ def _enlarge_pipe(fd: int) -> None:
         pass
 
 
-def _drain_into(pipe, tail: StderrTail) -> None:
+def _drain_into(pipe: BinaryIO, tail: StderrTail) -> None:
     for block in iter(lambda: pipe.read1(65536), b""):
         tail.feed(block)
     pipe.close()

@@ -11,9 +11,13 @@ from pathlib import Path
 from daemon.errors import ClientTooOld, CommandFailed, ConnectionFailed
 from daemon.sources.transport import Transport
 
+# A database that an interrupted DROP DATABASE left invalid (datconnlimit -2, PostgreSQL 15.4 and
+# later) accepts no connection and pg_dumpall skips it: it is not backed up, but named.
 LIST_DATABASES_SQL = (
-    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datconnlimit <> -2 "
+    "ORDER BY datname"
 )
+INVALID_DATABASES_SQL = "SELECT datname FROM pg_database WHERE datconnlimit = -2 ORDER BY datname"
 _VERSION = re.compile(rb"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 CLIENT_ROOT = Path("/usr/lib/postgresql")
 
@@ -84,7 +88,12 @@ class PostgresServer:
         return ServerVersion(int(rows[0].strip()))
 
     def list_databases(self) -> list[str]:
+        """The databases a backup of everything covers: those that accept connections."""
         return self.query(LIST_DATABASES_SQL)
+
+    def invalid_databases(self) -> list[str]:
+        """Databases left invalid by an interrupted DROP DATABASE (they cannot be dumped)."""
+        return self.query(INVALID_DATABASES_SQL)
 
     def run_stream(self, argv: Sequence[str]):
         return self.transport.stream(argv, self.environment())

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -23,6 +24,7 @@ from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
 from daemon.naming import MANIFEST_SUFFIX, manifest_name
+from daemon.settings import Settings
 
 log = get_logger(__name__)
 
@@ -39,7 +41,7 @@ class OffsiteError(PgBackupError):
     """An offsite upload or listing failed; the local backup is not affected."""
 
 
-def make_client(settings):
+def make_client(settings: Settings) -> BaseClient:
     """A boto3 S3 client from the settings; credentials fall back to boto3's own chain."""
     options = {
         "region_name": settings.s3_region,
@@ -95,7 +97,7 @@ class Bucket:
     sse_kms_key_id: str | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> Bucket:
+    def from_settings(cls, settings: Settings) -> Bucket:
         return cls(
             client=make_client(settings),
             name=settings.s3_bucket,

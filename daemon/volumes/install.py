@@ -1,18 +1,24 @@
-"""The volume job in the daemon: its schedule, its /healthz allowance, and the start-up
-check that starts containers a snapshot left stopped when the daemon died mid-way."""
+"""The volume job in the daemon: its schedule and /healthz allowance, its downtime gauge from
+the manifests, and the start-up check that starts containers a snapshot left stopped when the
+daemon died mid-way."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import docker
+
+from daemon.backup.extensions import RunExtensions
+from daemon.backup.runner import BackupRunner
 from daemon.errors import Cancelled, LockBusy, PgBackupError
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
-from daemon.manifest import scan_manifests
-from daemon.metrics import Metrics
-from daemon.runner import BackupRunner
+from daemon.manifest import Manifest
+from daemon.monitoring.metrics import Metrics
 from daemon.schedule import allowed_age
-from daemon.scheduler import ScheduledJob
+from daemon.scheduler import HealthWatch, ScheduledJob
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
 from daemon.storage.local import ensure_backup_dir
@@ -22,31 +28,35 @@ from daemon.volumes.snapshot import KIND, check_volume_settings, run_volume_snap
 log = get_logger(__name__)
 
 
-def install(settings: Settings, runner: BackupRunner, metrics: Metrics) -> list[ScheduledJob]:
+def install(settings: Settings, runner: BackupRunner, extensions: RunExtensions, metrics: Metrics,
+            client: docker.DockerClient | None = None) -> list[ScheduledJob]:
     if not settings.volume_name:
         return []
     check_volume_settings(settings)  # VOLUME_SNAPSHOT_MODE=running stops start-up with a clear line
     ensure_backup_dir(settings.backup_dir)
-    restart_left_stopped(settings, runner)
-    newest = None
-    for manifest in scan_manifests(settings.backup_dir).manifests:
-        if manifest.kind == KIND and manifest.target == settings.volume_name:
-            newest = manifest
-            break
-    if newest is not None and isinstance(newest.details.get("downtime_seconds"), (int, float)):
-        metrics.volume_downtime.labels(settings.volume_name).set(newest.details["downtime_seconds"])
+    restart_left_stopped(settings, client)
+    extensions.listen_to_manifests(_downtime_gauge(settings.volume_name, metrics))
     trigger = settings.trigger(settings.schedule_volume)
+    health = None
     if trigger is not None:
-        now = datetime.now(settings.timezone)
-        age = allowed_age(trigger, now, timedelta(hours=settings.backup_max_age_hours))
-        # Scheduled here rather than through ScheduledJob.health_kind: the volume kind
-        # gets its own allowance (see allowed_age) instead of BACKUP_MAX_AGE_HOURS.
-        runner.health.schedule(KIND, trigger, newest.started_at if newest else None, max_age=age)
+        # The volume kind gets its own allowance (see allowed_age), not BACKUP_MAX_AGE_HOURS.
+        age = allowed_age(trigger, datetime.now(settings.timezone), timedelta(hours=settings.backup_max_age_hours))
+        health = HealthWatch(KIND, max_age=age)
         metrics.declare(KIND, settings.volume_name)  # at 0, so that increase() sees a first failure
-    return [ScheduledJob("volume", settings.schedule_volume, _job(runner), None)]
+    return [ScheduledJob("volume", trigger, _job(runner, settings, client, runner.cancel), health)]
 
 
-def restart_left_stopped(settings: Settings, runner: BackupRunner) -> None:
+def _downtime_gauge(volume: str, metrics: Metrics) -> Callable[[list[Manifest]], None]:
+    """pgbackup_volume_downtime_seconds of the newest snapshot on disk (a manifest listener)."""
+    def volume_downtime(manifests: list[Manifest]) -> None:
+        newest = next((m for m in manifests if m.kind == KIND and m.target == volume), None)  # newest first
+        if newest is not None and isinstance(newest.details.get("downtime_seconds"), (int, float)):
+            metrics.volume_downtime.labels(volume).set(newest.details["downtime_seconds"])
+
+    return volume_downtime
+
+
+def restart_left_stopped(settings: Settings, client: docker.DockerClient | None = None) -> None:
     """On start-up: start the containers an interrupted snapshot stopped. A snapshot that
     still runs (another process holds the lock) starts its own containers itself."""
     try:
@@ -54,8 +64,8 @@ def restart_left_stopped(settings: Settings, runner: BackupRunner) -> None:
             return
         holder = {"kind": KIND, "purpose": "restart containers left stopped"}
         with backup_lock(settings.backup_dir, holder, wait=False):
-            client = runner.docker_client or docker_client(settings)
-            problems = restart_recorded(client, settings.backup_dir, settings.volume_stop_timeout_seconds)
+            problems = restart_recorded(client or docker_client(settings), settings.backup_dir,
+                                        settings.volume_stop_timeout_seconds)
         for problem in problems:
             log.error("container_left_stopped", error=problem)
     except LockBusy:
@@ -64,12 +74,13 @@ def restart_left_stopped(settings: Settings, runner: BackupRunner) -> None:
         log.error("container_left_stopped", error=str(error))
 
 
-def _job(runner: BackupRunner):
+def _job(runner: BackupRunner, settings: Settings, client: docker.DockerClient | None,
+         cancel: threading.Event) -> Callable[[], None]:
     def backup_volume() -> None:
-        if runner.cancel.is_set():
+        if cancel.is_set():
             return
         try:
-            run_volume_snapshot(runner)
+            run_volume_snapshot(runner, settings, client)
         except Cancelled as error:
             log.warning("run_cancelled", kind=KIND, reason=str(error))
 

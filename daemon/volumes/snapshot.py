@@ -12,25 +12,26 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import docker
 import structlog
 
 from daemon import __version__
-from daemon.compression import Gzip
-from daemon.errors import Cancelled, PgBackupError, SettingsError
+from daemon.backup.compression import Gzip
+from daemon.backup.outcome import RunOutcome
+from daemon.backup.pipeline import PipelinedWriter
+from daemon.backup.runner import BackupRunner
+from daemon.errors import Cancelled, SettingsError
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
-from daemon.naming import stamp
-from daemon.pipeline import PipelinedWriter
+from daemon.naming import volume_snapshot_name
 from daemon.progress import Progress
-from daemon.runner import BackupRunner, RunOutcome, TargetFailure
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
-from daemon.storage.local import AtomicArtifact, remove_leftovers
+from daemon.storage.local import AtomicArtifact
 from daemon.volumes.containers import (
     ContainerStopper,
     StopReport,
@@ -58,10 +59,6 @@ RUNNING_MODE_REFUSED = (
 )
 
 
-def volume_snapshot_name(moment: datetime) -> str:
-    return f"postgres_volume_{stamp(moment)}.tar.gz"
-
-
 def check_volume_settings(settings: Settings) -> None:
     """Refuse what the volume job cannot do correctly, before anything is stopped."""
     problems = []
@@ -73,60 +70,35 @@ def check_volume_settings(settings: Settings) -> None:
         raise SettingsError(problems)
 
 
-def run_volume_snapshot(runner: BackupRunner, *, wait: bool = True) -> RunOutcome:
-    """One volume snapshot run, with the runner's lock, metrics, health and after-run hooks."""
-    settings = runner.settings
+@dataclass
+class SnapshotContext:
+    """What one snapshot takes from the run it belongs to."""
+
+    run_id: str
+    clock: Callable[[], datetime]
+    cancel: threading.Event
+    progress: Callable[[str], Progress]
+    record_downtime: Callable[[float], None]  # pgbackup_volume_downtime_seconds, set as soon as it is known
+
+
+def run_volume_snapshot(runner: BackupRunner, settings: Settings, client: docker.DockerClient | None = None,
+                        *, wait: bool = True) -> RunOutcome:
+    """One volume snapshot run, in the runner's frame: lock, metrics, health, run log and after-run hooks."""
     check_volume_settings(settings)
     volume = settings.volume_name
-    outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=KIND, started_at=runner.clock())
-    with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=KIND, target=volume):
-        runner.run_framed(outcome, wait, locked=lambda: _run_locked(runner, outcome),
-                          unstarted=lambda error: _fail(runner, outcome, error))
-    return outcome
+    def record_downtime(seconds: float) -> None:
+        runner.metrics.volume_downtime.labels(volume).set(seconds)
+
+    def take_all(outcome: RunOutcome) -> None:
+        context = SnapshotContext(outcome.run_id, runner.clock, runner.cancel, runner.progress, record_downtime)
+        runner.take_target(outcome, volume, lambda: take_volume_snapshot(
+            settings, client or docker_client(settings), context))
+
+    with structlog.contextvars.bound_contextvars(target=volume):
+        return runner.run_kind(KIND, [volume], wait, take_all, volume=volume, mode=settings.volume_snapshot_mode)
 
 
-def _run_locked(runner: BackupRunner, outcome: RunOutcome) -> None:
-    settings, metrics = runner.settings, runner.metrics
-    volume = settings.volume_name
-    metrics.in_progress.labels(KIND).set(1)
-    log.info("run_started", volume=volume, mode=settings.volume_snapshot_mode)
-    try:
-        _remove_leftover_partials(settings)
-        manifest = take_volume_snapshot(settings, runner.docker_client or docker_client(settings), runner)
-    except Cancelled as error:
-        _fail(runner, outcome, error)
-        raise
-    except PgBackupError as error:
-        _fail(runner, outcome, error)
-    except Exception as error:  # a disk error or a bug: a failed snapshot, never a crash
-        log.exception("unexpected_error")
-        _fail(runner, outcome, error)
-    else:
-        metrics.record_success(manifest)
-        outcome.artifacts.append(manifest)
-    finally:
-        outcome.finished_at = runner.clock()
-        metrics.in_progress.labels(KIND).set(0)
-    log.info(
-        "run_finished", ok=outcome.ok, artifacts=[m.file for m in outcome.artifacts],
-        failures=len(outcome.failures),
-        duration_seconds=round((outcome.finished_at - outcome.started_at).total_seconds(), 3),
-    )
-
-
-def _fail(runner: BackupRunner, outcome: RunOutcome, error: BaseException) -> None:
-    target = runner.settings.volume_name
-    runner.metrics.record_failure(KIND, target)
-    outcome.failures.append(TargetFailure(KIND, target, str(error)))
-    log.error("backup_failed", target=target, error=str(error))
-
-
-def _remove_leftover_partials(settings: Settings) -> None:
-    for name in remove_leftovers(settings.backup_dir):
-        log.warning("removed_incomplete_file", file=name)
-
-
-def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner: BackupRunner) -> Manifest:
+def take_volume_snapshot(settings: Settings, client: docker.DockerClient, context: SnapshotContext) -> Manifest:
     """Stop, copy, start again; returns the manifest of the written artifact. Holds no lock
     itself: the caller holds the backup lock."""
     volume = settings.volume_name
@@ -139,12 +111,12 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner
         volume, running_users(client, volume), named_container(client, settings.postgres_container)
     )
     image = choose_helper_image(client, settings.helper_image, settings.postgres_container)
-    started = _unused_start_time(runner)
+    started = _unused_start_time(settings, context.clock)
     file_name = volume_snapshot_name(started)
     scanner = TarScanner()
-    progress = Progress.for_stream(f"volume {volume}", settings.progress_interval_seconds, runner.progress_stream)
+    progress = context.progress(f"volume {volume}")
     stopper = ContainerStopper(
-        client, settings.backup_dir, volume, settings.volume_stop_timeout_seconds, runner.clock,
+        client, settings.backup_dir, volume, settings.volume_stop_timeout_seconds, context.clock,
         ready_check=postgres_ready_check(settings.postgres_user),
     )
     log.info("artifact_started", file=file_name, stopping=[ref.name for ref in to_stop], helper_image=image)
@@ -159,9 +131,9 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner
 
             try:
                 stopper.stop(to_stop)
-                _check_cancel(runner.cancel)
+                _check_cancel(context.cancel)
                 with PipelinedWriter(write_block, Gzip(settings.gzip_level, settings.gzip_threads)) as writer:
-                    for chunk in _scanned(_counted(helper.read_tar(), progress, runner.cancel), scanner):
+                    for chunk in _scanned(_counted(helper.read_tar(), progress, context.cancel), scanner):
                         writer.put(chunk)
                     writer.finish()
                 if not scanner.ended:
@@ -169,11 +141,12 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, runner
             finally:
                 report = stopper.start_again()
                 if report.stopped:
-                    runner.metrics.volume_downtime.labels(volume).set(report.downtime_seconds)
+                    context.record_downtime(report.downtime_seconds)
             artifact.commit()
     finally:
         progress.close()
-    manifest = _manifest(settings, file_name, artifact, started, runner.clock(), scanner, report, image)
+    manifest = _manifest(settings, file_name, artifact, started, context.clock(), scanner, report, image)
+    manifest.run_id = context.run_id
     write_manifest(settings.backup_dir, manifest)
     log.info(
         "artifact_written", file=file_name, size_bytes=manifest.size_bytes, sha256=manifest.sha256,
@@ -222,11 +195,11 @@ def _manifest(
     )
 
 
-def _unused_start_time(runner: BackupRunner) -> datetime:
+def _unused_start_time(settings: Settings, clock: Callable[[], datetime]) -> datetime:
     """A start time whose file name is free: names have one-second resolution."""
     while True:
-        started = runner.clock()
-        if not (runner.settings.backup_dir / volume_snapshot_name(started)).exists():
+        started = clock()
+        if not (settings.backup_dir / volume_snapshot_name(started)).exists():
             return started
         time.sleep(1.05 - started.microsecond / 1_000_000)
 

@@ -10,17 +10,17 @@ to empty it first (``force``).
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import docker
 import docker.errors
 
 from daemon.logs import get_logger
-from daemon.restore.streams import ArtifactDamaged, gunzip, read_chunks
 from daemon.manifest import Manifest, manifest_path, read_manifest
+from daemon.restore.streams import ArtifactDamaged, gunzip, read_chunks
 from daemon.settings import Settings
 from daemon.volumes.containers import (
     ContainerStopper,

@@ -22,9 +22,9 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import tarfile
 import tempfile
+import time
 import tomllib
 import urllib.error
 import urllib.parse

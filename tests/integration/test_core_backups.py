@@ -14,8 +14,16 @@ import time
 
 import pytest
 
-from tests.support.pgbackup_cli import REPO_ROOT, artifact_paths, exec_env, log_events, pgbackup, start_pgbackup, tcp_env
 from tests.support.docker_env import remove_container
+from tests.support.pgbackup_cli import (
+    REPO_ROOT,
+    artifact_paths,
+    exec_env,
+    log_events,
+    pgbackup,
+    start_pgbackup,
+    tcp_env,
+)
 from tests.support.postgres import start_postgres
 from tests.support.sample_data import seed, server_fingerprints
 
@@ -156,6 +164,25 @@ class TestDatabaseBackups:
         for path in artifact_paths(result):
             assert path.parent == tmp_path and "/" not in path.name and '"' not in path.name
 
+
+    def test_a_database_left_invalid_is_skipped_and_named(self, postgres_factory, tmp_path):
+        """A database that an interrupted DROP DATABASE left invalid (datconnlimit -2) is not dumped, as
+        pg_dumpall does not: `backup databases` succeeds for the others and logs its name, and the full
+        backup's manifest does not list it."""
+        server = postgres_factory(databases=["authdb", "half_dropped"])
+        server.psql("UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'half_dropped'")
+        env = exec_env(server, tmp_path)
+        result = pgbackup("backup", "databases", env=env)
+        assert result.returncode == 0, result.stderr
+        assert {json.loads(p.read_text())["target"] for p in tmp_path.glob("*.manifest.json")} == {"authdb", "postgres"}
+        skipped = [e for e in log_events(result.stderr) if e["event"] == "invalid_database_skipped"]
+        assert [e["database"] for e in skipped] == ["half_dropped"]
+        full = pgbackup("backup", "full", env=env)
+        assert full.returncode == 0, full.stderr
+        (artifact,) = artifact_paths(full)
+        manifest = json.loads(artifact.with_name(artifact.name + ".manifest.json").read_text())
+        assert manifest["databases"] == ["authdb", "postgres"]
+        assert b"CREATE DATABASE half_dropped" not in gzip.decompress(artifact.read_bytes())
 
 class TestTableBackups:
     def test_selected_tables_only(self, source, postgres_factory, tmp_path):
@@ -357,10 +384,10 @@ class TestDroppedDatabase:
         fire for it for ever; the remaining database's is."""
         from datetime import datetime, timedelta
 
-        from daemon.health import HealthState
+        from daemon.backup.runner import BackupRunner
         from daemon.manifest import scan_manifests
-        from daemon.metrics import Metrics
-        from daemon.runner import BackupRunner
+        from daemon.monitoring.health import HealthState
+        from daemon.monitoring.metrics import Metrics
         from daemon.settings import Settings
 
         server = postgres_factory(databases=("authdb", "legacydb"))

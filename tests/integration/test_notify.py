@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
+from daemon.backup.runner import RunOutcome, TargetFailure
 from daemon.manifest import Manifest
-from daemon.metrics import Metrics
+from daemon.monitoring.metrics import Metrics
 from daemon.notify import Notifier, channels_from_settings, notice_for_run
-from daemon.runner import RunOutcome, TargetFailure
 from daemon.settings import Settings
 from tests.support.webhook import RecordingServer
 

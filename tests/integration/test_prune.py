@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from daemon.housekeeping.runlog import HEADER_KEY
 from daemon.manifest import Manifest, write_manifest
 from daemon.naming import database_backup_name, full_backup_name, pre_migration_name
-from daemon.runlog import HEADER_KEY
 from tests.support.mounts import read_only_mount
 from tests.support.pgbackup_cli import base_env, log_events, pgbackup
 
@@ -136,11 +136,11 @@ class TestSweepAfterRuns:
         """A failed run never triggers retention; the next successful run sweeps, and each run writes its own log file."""
         import io
 
-        from daemon.health import HealthState
+        from daemon.backup.runner import BackupRunner
         from daemon.logs import configure_logging
-        from daemon.metrics import Metrics
-        from daemon.offsite import install
-        from daemon.runner import BackupRunner
+        from daemon.monitoring.health import HealthState
+        from daemon.monitoring.metrics import Metrics
+        from daemon.service import equipped_runner
         from daemon.settings import Settings
 
         directory = tmp_path / "backups"
@@ -151,10 +151,9 @@ class TestSweepAfterRuns:
 
         def runner_for(container: str) -> BackupRunner:
             settings = Settings(postgres_container=container, backup_dir=directory)
-            metrics = Metrics()
-            runner = BackupRunner(settings, metrics, HealthState(NOW, timedelta(hours=24)),
-                                  docker_client=docker_client, progress_stream=io.StringIO())
-            install(settings, runner, metrics)
+            runner, _ = equipped_runner(settings, Metrics(), HealthState(NOW, timedelta(hours=24)),
+                                        docker_client=docker_client)
+            runner.progress_stream = io.StringIO()
             return runner
 
         failed = runner_for("pgbackup-test-no-such-container").run("database", "authdb")

@@ -9,9 +9,10 @@ import json
 
 import pytest
 
-from daemon.metrics import Metrics
-from daemon.restore_test import LABEL, run_restore_test
+from daemon.monitoring.metrics import Metrics
 from daemon.settings import Settings
+from daemon.verify.restore_test import run_restore_test
+from daemon.verify.throwaway import LABEL
 from tests.support import docker_env
 from tests.support.pgbackup_cli import artifact_paths, exec_env, pgbackup
 from tests.support.sample_data import seed

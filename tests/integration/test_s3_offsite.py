@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.health import HealthState
+from daemon.backup.runner import BackupRunner
+from daemon.housekeeping.prune import sweep
 from daemon.manifest import Manifest, read_manifest
-from daemon.metrics import Metrics
-from daemon.offsite import install
-from daemon.prune import sweep
-from daemon.runner import BackupRunner
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
+from daemon.service import equipped_runner
 from daemon.settings import Settings
 from daemon.storage.s3 import MIN_PART_SIZE, Bucket, MultipartUpload, OffsiteError
 from tests.support.pgbackup_cli import exec_env, pgbackup
@@ -149,11 +149,11 @@ def source(postgres_factory):
 
 
 def daemon_runner(settings: Settings, docker_client) -> tuple[BackupRunner, Metrics]:
-    """The runner as the daemon wires it: the housekeeping feature installed."""
+    """The runner as the daemon wires it: every feature installed."""
     metrics = Metrics()
     health = HealthState(datetime.now(UTC), timedelta(hours=24))
-    runner = BackupRunner(settings, metrics, health, docker_client=docker_client, progress_stream=io.StringIO())
-    install(settings, runner, metrics)
+    runner, _ = equipped_runner(settings, metrics, health, docker_client=docker_client)
+    runner.progress_stream = io.StringIO()
     return runner, metrics
 
 

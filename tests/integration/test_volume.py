@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.health import HealthState
-from daemon.metrics import Metrics
-from daemon.runner import BackupRunner
+from daemon.backup.runner import BackupRunner
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
 from daemon.settings import Settings
 from daemon.volumes.snapshot import run_volume_snapshot
 from tests.support import docker_env
@@ -197,7 +197,7 @@ class TestDatabaseRunsAgain:
             metrics = Metrics()
             now = datetime.now(settings.timezone)
             runner = BackupRunner(settings, metrics, HealthState(now, timedelta(hours=24)))
-            outcome = run_volume_snapshot(runner)
+            outcome = run_volume_snapshot(runner, settings)
             leftovers = sorted(path.name for path in backup_dir.iterdir())
         finally:
             subprocess.run(["umount", str(backup_dir)], check=True)

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from daemon.compression import BLOCK_SIZE, Gzip, available_cpus, engine_for
-from daemon.pipeline import PipelinedWriter
+from daemon.backup.compression import BLOCK_SIZE, Gzip, available_cpus, engine_for
+from daemon.backup.pipeline import PipelinedWriter
 
 SQL = b"".join(b"INSERT INTO t VALUES (%d, 'row %d', '{\"k\": %d}');\n" % (i, i, i % 7) for i in range(20000))
 

@@ -1,7 +1,7 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from daemon.health import HealthState, KindStatus, overdue_kinds
+from daemon.monitoring.health import HealthState, KindStatus, overdue_kinds
 from daemon.schedule import parse_crontab
 
 UTC = ZoneInfo("UTC")

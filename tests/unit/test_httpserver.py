@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from daemon import httpserver
-from daemon.health import HealthState
-from daemon.metrics import Metrics
+from daemon.monitoring import httpserver
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
 
 NOW = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
 

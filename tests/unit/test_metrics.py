@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from daemon.manifest import Manifest
-from daemon.metrics import Metrics
+from daemon.monitoring.metrics import Metrics
 
 STARTED = datetime(2026, 11, 26, 4, 0, tzinfo=ZoneInfo("UTC"))
 

@@ -1,22 +1,23 @@
-"""The retention jobs offsite.install wires into the daemon, with an S3 client that cannot be built."""
+"""The retention jobs housekeeping.install wires into the daemon, with an S3 client that cannot be built."""
 
 from __future__ import annotations
 
-import io
 import json
+import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
 
-from daemon.health import HealthState
+from daemon.backup.extensions import RunExtensions
+from daemon.backup.outcome import RunOutcome
+from daemon.housekeeping.install import install
+from daemon.housekeeping.runlog import HEADER_KEY, run_log_name
 from daemon.manifest import Manifest, write_manifest
-from daemon.metrics import Metrics
+from daemon.monitoring.metrics import Metrics
 from daemon.naming import full_backup_name, manifest_name
-from daemon.offsite import install
-from daemon.runlog import HEADER_KEY, run_log_name
-from daemon.runner import BackupRunner, RunOutcome
+from daemon.notify import Notifier
 from daemon.settings import Settings
 from daemon.storage.s3 import Bucket
 
@@ -63,10 +64,10 @@ def housekeeping(directory):
     settings = Settings(postgres_container="pg", backup_dir=directory, s3_bucket="b", retention_full_days=1,
                         retention_log_days=30)
     metrics = Metrics()
-    runner = BackupRunner(settings, metrics, HealthState(NOW, timedelta(hours=24)), clock=lambda: NOW,
-                          progress_stream=io.StringIO())
-    (retention_job,) = install(settings, runner, metrics)
-    return runner, retention_job, metrics
+    extensions = RunExtensions()
+    notifier = Notifier([], metrics, timeout=1, on_success=False)
+    (retention_job,) = install(settings, extensions, metrics, notifier, lambda: NOW, threading.Event())
+    return extensions, retention_job, metrics
 
 
 def assert_local_sweep_done(directory, old, newest, run_log) -> None:
@@ -94,9 +95,9 @@ class TestRetentionWithUnusableS3:
     def test_sweep_after_a_good_run_still_prunes_local_backups(self, backup_dir, unusable_endpoint):
         """After a successful run the sweep deletes expired local backups even though S3 cannot be reached."""
         directory, old, newest, run_log = backup_dir
-        runner, _, _ = housekeeping(directory)
+        extensions, _, _ = housekeeping(directory)
         with structlog.testing.capture_logs() as logs:
-            runner.after_run(RunOutcome("run1", "full", NOW, NOW, artifacts=[newest]))
+            extensions.run_ended(RunOutcome("run1", "full", NOW, NOW, artifacts=[newest]))
         assert_local_sweep_done(directory, old, newest, run_log)
         assert any(event["event"] == "offsite_retention_failed" for event in logs)
         assert not any(event["event"] == "after_run_hook_failed" for event in logs)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 
-from daemon.metrics import Metrics
+from daemon.monitoring.metrics import Metrics
+from daemon.notify import Notifier
 from daemon.restore.confirm import NotConfirmed, confirm
-from daemon.restore_test import install
+from daemon.verify.restore_test import install
 from daemon.settings import Settings
 
 
@@ -55,12 +57,8 @@ class TestInstaller:
         settings = Settings(postgres_container="pg", backup_dir=tmp_path, schedule_restore_test="0 6 2 * *",
                             _env_file=None)
 
-        class Runner:
-            cancel = None
-            docker_client = None
-
         metrics = Metrics()
-        (job,) = install(settings, Runner(), metrics=metrics)
-        assert job.job_id == "restore_test" and job.expression == "0 6 2 * *" and job.health_kind is None
+        (job,) = install(settings, metrics, Notifier([], metrics, timeout=1, on_success=False), threading.Event())
+        assert job.job_id == "restore_test" and str(job.trigger) == str(settings.trigger("0 6 2 * *")) and job.health is None
         # Its freshness limit for the alert rules: the longest month plus BACKUP_MAX_AGE_HOURS.
         assert metrics.registry.get_sample_value("pgbackup_restore_test_max_age_seconds") == 32 * 86400

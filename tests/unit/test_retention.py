@@ -5,8 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.manifest import Manifest
-from daemon.retention import (
+from daemon.housekeeping.retention import (
     DELETE,
     KEEP,
     Decision,
@@ -16,6 +15,7 @@ from daemon.retention import (
     plan_sweep,
     refuse_total_loss,
 )
+from daemon.manifest import Manifest
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=ZoneInfo("UTC"))
 DAYS = {"full": 30, "database": 14, "table": 14, "volume": 28}

@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
+from daemon.backup.runner import BackupRunner
 from daemon.errors import Cancelled, LockBusy
-from daemon.health import HealthState
 from daemon.lock import LOCK_FILE, backup_lock
-from daemon.metrics import Metrics
-from daemon.runner import BackupRunner
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
 from daemon.schedule import parse_crontab
 from daemon.scheduler import ScheduledJob, build_scheduler
 from daemon.settings import Settings
@@ -44,7 +44,7 @@ def runner_for(backup_dir, **settings) -> tuple[BackupRunner, list]:
     runner = BackupRunner(settings, Metrics(), HealthState(NOW, timedelta(hours=24)), clock=lambda: NOW,
                           progress_stream=io.StringIO())
     outcomes = []
-    runner.after_run_hooks.append(outcomes.append)
+    runner.extensions.after_runs(outcomes.append)
     return runner, outcomes
 
 
@@ -105,7 +105,7 @@ class TestRunWithoutUsableBackupDir:
     def test_volume_snapshot_is_a_recorded_failure(self, tmp_path, broken_backup_dir):
         """A volume snapshot that cannot lock BACKUP_DIR fails the same way, before any container is touched."""
         runner, outcomes = runner_for(broken_backup_dir(tmp_path), volume_name="pgdata")
-        outcome = run_volume_snapshot(runner)
+        outcome = run_volume_snapshot(runner, runner.settings)
         assert [failure.target for failure in outcome.failures] == ["pgdata"]
         assert outcomes == [outcome]
         assert runs_counted(runner, "volume", "pgdata", "failure") == 1
@@ -129,7 +129,7 @@ def run_databases(runner: BackupRunner) -> None:
 
 
 def run_volume(runner: BackupRunner) -> None:
-    run_volume_snapshot(runner)
+    run_volume_snapshot(runner, runner.settings)
 
 
 class TestHealthWhileWaitingForTheLock:
@@ -170,7 +170,7 @@ class TestScheduledJobs:
             raise OSError(30, "Read-only file system")
 
         settings = Settings(postgres_container="pg", backup_dir=tmp_path)
-        scheduler, _ = build_scheduler(settings, [ScheduledJob("full", "0 3 * * *", broken_job, "full")])
+        scheduler, _ = build_scheduler(settings, [ScheduledJob("full", settings.trigger("0 3 * * *"), broken_job)])
         with structlog.testing.capture_logs() as logs:
             scheduler.get_job("full").func()
         (failure,) = [event for event in logs if event["event"] == "scheduled_job_failed"]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from daemon.manifest import Manifest, write_manifest
-from daemon.metrics import Metrics
+from daemon.monitoring.metrics import Metrics
 from daemon.service import assemble
 from daemon.settings import Settings
 

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.errors import SettingsError
-from daemon.schedule import parse_crontab
+from daemon.naming import volume_snapshot_name
+from daemon.schedule import allowed_age, parse_crontab
 from daemon.settings import Settings
 from daemon.volumes.containers import (
     ContainerRef,
@@ -22,8 +23,7 @@ from daemon.volumes.containers import (
     write_record,
 )
 from daemon.volumes.helper import own_container_id
-from daemon.schedule import allowed_age
-from daemon.volumes.snapshot import check_volume_settings, volume_snapshot_name
+from daemon.volumes.snapshot import check_volume_settings
 
 DB = ContainerRef("a" * 64, "ai-micro-postgres")
 OTHER = ContainerRef("b" * 64, "pgadmin")

@@ -13,20 +13,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from daemon.lock import backup_lock
-from daemon.logs import get_logger
-from daemon.manifest import Manifest, read_manifest, write_manifest
-from daemon.naming import MANIFEST_SUFFIX, manifest_name
-from daemon.retention import (
+from daemon.housekeeping.retention import (
     DELETE,
     Decision,
     RetentionRefused,
     decide_run_logs,
-    local_retention_days,
-    offsite_retention_days,
     plan_sweep,
 )
-from daemon.runlog import is_our_run_log
+from daemon.housekeeping.runlog import is_our_run_log
+from daemon.lock import backup_lock
+from daemon.logs import get_logger
+from daemon.manifest import Manifest, read_manifest, scan_manifests, write_manifest
+from daemon.monitoring.metrics import Metrics
+from daemon.naming import manifest_name
+from daemon.settings import Settings
 
 log = get_logger(__name__)
 
@@ -58,25 +58,30 @@ class SweepReport:
         return [item for item in self.items if item.action == DELETE]
 
 
+def local_retention_days(settings: Settings) -> dict[str, int]:
+    """Days each kind is kept in BACKUP_DIR (pre_migration has no entry: kept forever)."""
+    return {
+        "full": settings.retention_full_days,
+        "database": settings.retention_database_days,
+        "table": settings.retention_table_days,
+        "volume": settings.retention_volume_days,
+    }
+
+
+def offsite_retention_days(settings: Settings) -> dict[str, int]:
+    """Days each kind is kept in S3: S3_RETENTION_DAYS for every kind but pre_migration."""
+    return {kind: settings.s3_retention_days for kind in ("full", "database", "table", "volume")}
+
+
 def local_manifests(directory: Path) -> list[Manifest]:
-    """Manifests that name their own artifact: ``<file>.manifest.json`` whose ``file`` is <file>."""
-    manifests = []
-    if not directory.is_dir():
-        return manifests
-    for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
-        try:
-            manifest = read_manifest(path)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("manifest_unreadable", file=path.name, error=str(error))
-            continue
-        if "/" in manifest.file or manifest_name(manifest.file) != path.name:
-            log.warning("manifest_names_another_file", file=path.name)
-            continue
-        manifests.append(manifest)
-    return manifests
+    """The manifests in BACKUP_DIR (daemon.manifest.scan_manifests), each one it cannot use logged."""
+    scan = scan_manifests(directory)
+    for path, problem in scan.unreadable:
+        log.warning("manifest_unreadable", file=path.name, error=problem)
+    return scan.manifests
 
 
-def sweep(settings, metrics, now: datetime, *, dry_run: bool = False,
+def sweep(settings: Settings, metrics: Metrics, now: datetime, *, dry_run: bool = False,
           open_bucket: OpenBucket | None = None) -> SweepReport:
     """One sweep over every location; a problem in one location never stops the others.
     ``open_bucket`` returns the S3 bucket (default: one built from the settings); it is called
@@ -91,7 +96,7 @@ def sweep(settings, metrics, now: datetime, *, dry_run: bool = False,
     return report
 
 
-def locked_sweep(settings, metrics, now: datetime, *, dry_run: bool = False, wait: bool = True,
+def locked_sweep(settings: Settings, metrics: Metrics, now: datetime, *, dry_run: bool = False, wait: bool = True,
                  open_bucket: OpenBucket | None = None) -> SweepReport:
     holder = {"job": "retention", "since": now.isoformat()}
     with backup_lock(settings.backup_dir, holder, wait=wait,
@@ -99,7 +104,8 @@ def locked_sweep(settings, metrics, now: datetime, *, dry_run: bool = False, wai
         return sweep(settings, metrics, now, dry_run=dry_run, open_bucket=open_bucket)
 
 
-def _plan(manifests, now, days, min_keep, location: str, report: SweepReport) -> list[Decision] | None:
+def _plan(manifests: list[Manifest], now: datetime, days: dict[str, int], min_keep: int, location: str,
+          report: SweepReport) -> list[Decision] | None:
     try:
         return plan_sweep(manifests, now, days, min_keep)
     except RetentionRefused as error:
@@ -113,7 +119,7 @@ def _item(location: str, decision: Decision) -> SweepItem:
     return SweepItem(location, m.kind, m.target, m.file, m.started_at, decision.action, decision.reason)
 
 
-def _sweep_local(settings, metrics, now, dry_run, report) -> None:
+def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
     decisions = _plan(local_manifests(directory), now, local_retention_days(settings),
                       settings.retention_min_keep, LOCAL, report)
@@ -136,7 +142,9 @@ def _sweep_local(settings, metrics, now, dry_run, report) -> None:
                  target=decision.manifest.target, reason=decision.reason)
 
 
-def _sweep_offsite(settings, metrics, now, dry_run, report, open_bucket) -> None:
+def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
+                   open_bucket: OpenBucket | None) -> None:
+    # Imported here: boto3 costs about 0.4 s of import time, which `pgbackup prune` without S3 need not pay.
     from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
 
     try:
@@ -181,7 +189,7 @@ def _mark_offsite_deleted(directory: Path, file_name: str, now: datetime) -> Non
         log.warning("manifest_update_failed", file=path.name, error=str(error))
 
 
-def _sweep_run_logs(settings, now, dry_run, report) -> None:
+def _sweep_run_logs(settings: Settings, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
     if not directory.is_dir():
         return

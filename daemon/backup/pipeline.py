@@ -16,8 +16,9 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
 
-from daemon.compression import BLOCK_SIZE, Gzip
+from daemon.backup.compression import BLOCK_SIZE, Gzip
 
 QUEUE_DEPTH = 8  # uncompressed chunks of at most 1 MiB each
 BLOCKS_PER_THREAD = 2  # compressed: blocks in flight per compression thread
@@ -64,7 +65,8 @@ class PipelinedWriter:
         self._thread.join()
         self._raise_writer_error()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self._thread.is_alive():
             self._stopped.set()
             self._thread.join(timeout=30)
@@ -78,7 +80,7 @@ class PipelinedWriter:
         self._raise_writer_error()
         self._hand_over(self._pool.submit(self._gzip.member, block))
 
-    def _hand_over(self, item) -> None:
+    def _hand_over(self, item: object) -> None:
         while True:
             self._raise_writer_error()
             try:

@@ -1,5 +1,5 @@
-"""The daemon's housekeeping feature: offsite copies to S3 (3-2-1), the retention sweep,
-notifications and run log files, wired into the runner by ``install``.
+"""Offsite copies to S3 (3-2-1): the sinks fed while a backup is written, the backlog, and the
+offsite status of each manifest.
 
 Offsite copies stream to S3 while the dump is written (a runner sink). When S3 is down or
 refuses the credentials the local backup still counts: the failure is recorded in the
@@ -9,18 +9,15 @@ artifact is uploaded by the backlog pass after a later run.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from daemon.errors import PgBackupError
+from daemon.backup.plans import DumpPlan
 from daemon.logs import get_logger
-from daemon.manifest import Manifest, write_manifest
-from daemon.metrics import WHOLE_KIND
-from daemon.notify import Notifier, channels_from_settings, notice_for_run
-from daemon.prune import local_manifests, locked_sweep, sweep
-from daemon.runlog import run_log_wrapper
-from daemon.scheduler import ScheduledJob
+from daemon.manifest import Manifest, scan_manifests, write_manifest
+from daemon.monitoring.metrics import WHOLE_KIND, Metrics
+from daemon.settings import Settings
 from daemon.storage.s3 import (
     S3_ERRORS,
     Bucket,
@@ -40,7 +37,8 @@ DELETED = "deleted"  # the offsite copy expired under S3 retention
 class Offsite:
     """Offsite copies for one daemon: the sinks, the backlog and the offsite metrics."""
 
-    def __init__(self, settings, metrics, clock, bucket: Bucket | None = None, part_size: int | None = None):
+    def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], datetime],
+                 bucket: Bucket | None = None, part_size: int | None = None):
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -80,7 +78,7 @@ class Offsite:
             self.metrics.s3_upload_failures.labels(kind, target)
 
     # --- while a backup is written --------------------------------------------------------
-    def sinks(self, plan, file_name: str) -> list:
+    def sinks(self, plan: DumpPlan, file_name: str) -> list[OffsiteSink]:
         if not self.wants(plan.kind):
             return []
         self._declare(plan.kind, plan.target)
@@ -116,7 +114,7 @@ class Offsite:
         (S3 is then most likely down: the rest waits for the next run). Returns the uploads."""
         directory = self.settings.backup_dir
         pending = [
-            manifest for manifest in local_manifests(directory)
+            manifest for manifest in scan_manifests(directory).manifests
             if self.wants(manifest.kind) and manifest.offsite.get("status") not in (COMPLETE, DELETED)
             and manifest.file not in skip and (directory / manifest.file).is_file()
         ]
@@ -142,7 +140,7 @@ class Offsite:
         write_manifest(self.settings.backup_dir, manifest)
         return True
 
-    def _part_size(self) -> dict:
+    def _part_size(self) -> dict[str, int]:
         return {"part_size": self.part_size} if self.part_size else {}
 
 
@@ -184,7 +182,7 @@ class OffsiteSink:
             log.error("manifest_update_failed", file=manifest.file, error=str(error))
 
 
-def backup_locations(settings, manifests: list[Manifest]) -> tuple[list[Manifest], dict[str, str], str | None]:
+def backup_locations(settings: Settings, manifests: list[Manifest]) -> tuple[list[Manifest], dict[str, str], str | None]:
     """For ``pgbackup list``: local manifests plus offsite-only copies, each file's location
     (local, offsite or both), and a warning when the bucket could not be read."""
     locations = {manifest.file: "local" for manifest in manifests}
@@ -206,54 +204,3 @@ def backup_locations(settings, manifests: list[Manifest]) -> tuple[list[Manifest
             merged.append(copy.manifest)
     merged.sort(key=lambda manifest: manifest.started_at, reverse=True)
     return merged, locations, None
-
-
-def install(settings, runner, metrics) -> list[ScheduledJob]:
-    """Run logs, offsite sinks and backlog, retention after good runs, notifications."""
-    offsite = Offsite(settings, metrics, runner.clock) if settings.offsite_enabled else None
-    notifier = Notifier(channels_from_settings(settings), metrics, settings.notify_timeout_seconds,
-                        settings.notify_on_success)
-    runner.run_wrappers.append(run_log_wrapper(settings.backup_dir, runner.clock))
-    if offsite is not None:
-        offsite.declare_known_targets()
-        runner.manifest_listeners.append(offsite.load_metrics)  # fed by the daemon's manifest scans
-        runner.sink_factories.append(offsite.sinks)
-
-    def offsite_backlog(outcome) -> None:
-        if offsite is None:
-            return
-        failed_now = {m.file for m in outcome.artifacts if m.offsite.get("status") == FAILED}
-        if not failed_now:
-            offsite.upload_backlog()
-
-    # The bucket is built on first use, inside the sweep's offsite part: a client that cannot be
-    # built fails that part only, never the local sweep.
-    sweep_bucket = (lambda: offsite.bucket) if offsite is not None else None
-
-    def retention_after_success(outcome) -> None:
-        if outcome.ok:
-            sweep(settings, metrics, runner.clock(), open_bucket=sweep_bucket)
-
-    def notify(outcome) -> None:
-        failures = offsite.failures if offsite is not None else []
-        notifier.send(notice_for_run(outcome, failures))
-        failures.clear()
-
-    def start_of_run(outcome):
-        if offsite is not None:
-            offsite.failures.clear()
-        return nullcontext()
-
-    runner.run_wrappers.append(start_of_run)
-    runner.after_run_hooks += [offsite_backlog, retention_after_success, notify]
-
-    def scheduled_retention() -> None:
-        if runner.cancel.is_set():
-            return
-        try:
-            locked_sweep(settings, metrics, runner.clock(), open_bucket=sweep_bucket)
-        except PgBackupError as error:
-            log.error("retention_failed", error=str(error))
-
-    scheduled_retention.__name__ = "retention"
-    return [ScheduledJob("retention", settings.schedule_retention, scheduled_retention)]

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from daemon.health import HealthState
-from daemon.metrics import Metrics
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
 
 # Seconds a client may take to send its request: a connection that stays silent would
 # otherwise hold its thread for ever.

@@ -1,47 +1,19 @@
-"""`pgbackup verify`: prove an artifact restorable. Cheap checks first (sha256 against the
-manifest, complete decompression with the row counts recounted, the archive's table of
-contents), then a restore into a throwaway container compared with the manifest."""
+"""The checks of an artifact that need no server: sha256 against the manifest, complete
+decompression with the row counts recounted, the archive's table of contents, a volume
+snapshot's tar read to its end."""
 
 from __future__ import annotations
 
 import tarfile
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from daemon.errors import PgBackupError
-from daemon.restore.selection import Selected, from_path
+from daemon.restore.selection import Selected
 from daemon.restore.streams import ArtifactDamaged, check_sha256, gunzip, read_chunks
-from daemon.restore_test import restore_into_throwaway
 from daemon.rowcount import RowCounter
-from daemon.settings import Settings
 from daemon.sources.local import LocalProcessTransport
 from daemon.sources.postgres import installed_client_dirs
 from daemon.volumes.tarscan import TarFormatError, TarScanner
 
 CUSTOM_MAGIC = b"PGDMP"
-# Kinds whose restore is not a database restore, with what verify checks instead.
-NOT_RESTORED_KINDS = {
-    "volume": "a volume snapshot comes back with restore-volume; verify checks its sha256 and reads the whole tar",
-    "table": "a backup of some tables needs the rest of its database (foreign keys, types); it comes back with "
-             "restore table",
-}
-
-
-@dataclass
-class VerifyResult:
-    file: str
-    checks: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def summary(self) -> str:
-        verdict = "OK" if self.ok else f"FAILED: {self.error}"
-        return f"{self.file}: {verdict}" + "".join(f"\n  - {check}" for check in self.checks)
-
-
 def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
     """Checks that need no server; raise ArtifactDamaged (or CommandFailed) on the first problem."""
     manifest, path = selected.manifest, selected.path
@@ -104,47 +76,3 @@ def _recount(selected: Selected) -> str:
 def _local_pg_restore() -> str | None:
     installed = installed_client_dirs()
     return str(installed[max(installed)] / "pg_restore") if installed else None
-
-
-def verify_selections(settings: Settings, selections: list[Selected], restore: bool = True) -> list[VerifyResult]:
-    results, good = [], []
-    for selected in selections:
-        result = VerifyResult(selected.manifest.file)
-        try:
-            result.checks += static_checks(selected)
-            good.append((selected, result))
-        except (PgBackupError, tarfile.TarError) as error:
-            result.error = str(error)
-        results.append(result)
-    not_restorable = [(selected, result) for selected, result in good if selected.manifest.kind in NOT_RESTORED_KINDS]
-    for selected, result in not_restorable:
-        result.checks.append(f"not restored into a throwaway container ({NOT_RESTORED_KINDS[selected.manifest.kind]})")
-    good = [(selected, result) for selected, result in good if selected.manifest.kind not in NOT_RESTORED_KINDS]
-    if restore and good:
-        try:
-            outcomes = restore_into_throwaway(settings, [selected for selected, _ in good])
-        except PgBackupError as error:
-            for _, result in good:
-                result.error = f"restore test could not run: {error}"
-            return results
-        for (_, result), outcome in zip(good, outcomes):
-            if outcome.ok:
-                result.checks.append(f"restored into a throwaway container in {outcome.seconds:.1f} s: "
-                                     + outcome.detail.splitlines()[0])
-            else:
-                result.error = f"restore into a throwaway container failed: {outcome.detail}"
-    return results
-
-
-def verify_artifact(settings: Settings, path: Path, restore: bool = True) -> VerifyResult:
-    return verify_selections(settings, [from_path(path)], restore)[0]
-
-
-def verify_latest(settings: Settings, restore: bool = True) -> list[VerifyResult]:
-    from daemon.restore_test import latest_backups
-
-    selections = latest_backups(settings)
-    if not selections:
-        raise PgBackupError(f"there is no backup with a manifest in {settings.backup_dir} to verify")
-    return verify_selections(settings, selections, restore)
-

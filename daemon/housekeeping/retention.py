@@ -45,21 +45,6 @@ class Decision:
         return self.action == DELETE
 
 
-def local_retention_days(settings) -> dict[str, int]:
-    """Days each kind is kept in BACKUP_DIR (pre_migration has no entry: kept forever)."""
-    return {
-        "full": settings.retention_full_days,
-        "database": settings.retention_database_days,
-        "table": settings.retention_table_days,
-        "volume": settings.retention_volume_days,
-    }
-
-
-def offsite_retention_days(settings) -> dict[str, int]:
-    """Days each kind is kept in S3: S3_RETENTION_DAYS for every kind but pre_migration."""
-    return {kind: settings.s3_retention_days for kind in ("full", "database", "table", "volume")}
-
-
 def decide(
     manifests: Iterable[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int
 ) -> list[Decision]:

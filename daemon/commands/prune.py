@@ -6,12 +6,14 @@ import argparse
 import sys
 from datetime import datetime
 
-from daemon.metrics import Metrics
-from daemon.prune import SweepReport, locked_sweep, sweep
-from daemon.retention import DELETE
+from daemon.commands import Handler
+from daemon.housekeeping.prune import SweepReport, locked_sweep, sweep
+from daemon.housekeeping.retention import DELETE
+from daemon.monitoring.metrics import Metrics
+from daemon.settings import Settings
 
 
-def add_commands(subparsers) -> dict:
+def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
     prune = subparsers.add_parser(
         "prune", help="apply the retention policy now (--dry-run: only show what would go and why)",
         description="Apply the retention policy to BACKUP_DIR, the S3 prefix and the run logs. Only backups "
@@ -23,7 +25,7 @@ def add_commands(subparsers) -> dict:
     return {"prune": command_prune}
 
 
-def command_prune(settings, args: argparse.Namespace) -> int:
+def command_prune(settings: Settings, args: argparse.Namespace) -> int:
     now = datetime.now(settings.timezone)
     if args.dry_run:
         report = sweep(settings, Metrics(), now, dry_run=True)

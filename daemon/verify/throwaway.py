@@ -1,10 +1,8 @@
-"""The scheduled restore test (SCHEDULE_RESTORE_TEST): the newest full backup and each
-database's newest dump are restored into a throwaway PostgreSQL container and compared
-with their manifests. The container is labelled and removed afterwards, also on failure.
+"""The throwaway PostgreSQL server and restores into it, for the restore test and `pgbackup verify`.
 
-Metrics: pgbackup_restore_test_runs_total{status}, ..._last_run_success,
-..._duration_seconds (the measured time to restore: the RTO) and
-..._last_success_timestamp_seconds{target} (target "all" for the full backup).
+The newest full backup and each database's newest dump (``latest_backups``) are restored into
+one labelled container of the backups' major version, which is removed afterwards however the
+restore ends (``throwaway_server``).
 """
 
 from __future__ import annotations
@@ -14,21 +12,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 from io import StringIO
 
-import docker.errors
-
 import docker
+import docker.errors
+from docker.models.containers import Container
+
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import scan_manifests
-from daemon.metrics import Metrics
 from daemon.restore.engine import SYSTEM_DATABASES, Restorer
 from daemon.restore.selection import FULL_KINDS, Selected
-from daemon.schedule import allowed_age
-from daemon.scheduler import ScheduledJob
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
 from daemon.sources.docker_exec import DockerExecTransport
@@ -53,17 +48,6 @@ class TargetResult:
     ok: bool
     detail: str
     seconds: float = 0.0
-
-
-@dataclass
-class RestoreTestRun:
-    results: list[TargetResult] = field(default_factory=list)
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and bool(self.results) and all(result.ok for result in self.results)
 
 
 def latest_backups(settings: Settings) -> list[Selected]:
@@ -139,7 +123,7 @@ def _ensure_image(client: docker.DockerClient, image: str) -> None:
         ) from None
 
 
-def _wait_ready(container) -> None:
+def _wait_ready(container: Container) -> None:
     """Ready once it answers over TCP: the image's init phase listens on the socket only."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     probe = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", SUPERUSER]
@@ -227,85 +211,3 @@ def _restore_one(restorer: Restorer, selected: Selected) -> TargetResult:
         return TargetResult(target, manifest.file, False, str(error), time.monotonic() - started)
     log.info("restore_test_target_passed", target=target, file=manifest.file, seconds=round(report.seconds, 1))
     return TargetResult(target, manifest.file, True, report.summary(), time.monotonic() - started)
-
-
-def run_restore_test(
-    settings: Settings, metrics: Metrics, client: docker.DockerClient | None = None,
-    labels: dict[str, str] | None = None, notify=None,
-) -> RestoreTestRun:
-    """One scheduled restore test: restore, compare, record metrics, notify on failure."""
-    from daemon.verify import static_checks
-
-    started = time.monotonic()
-    run = RestoreTestRun()
-    try:
-        selections = latest_backups(settings)
-        if not selections:
-            raise RestoreTestError(f"there is no backup with a manifest in {settings.backup_dir} to test")
-        checked = []
-        for selected in selections:
-            try:
-                static_checks(selected, local_tools=False)
-                checked.append(selected)
-            except PgBackupError as error:
-                target = "all" if selected.is_full else selected.manifest.target
-                run.results.append(TargetResult(target, selected.manifest.file, False, str(error)))
-        if checked:
-            run.results += restore_into_throwaway(settings, checked, client, labels)
-    except PgBackupError as error:
-        run.error = str(error)
-    run.seconds = time.monotonic() - started
-    record_metrics(metrics, run)
-    log_level = log.info if run.ok else log.error
-    log_level("restore_test_finished", ok=run.ok, seconds=round(run.seconds, 1), error=run.error,
-              failed=[result.target for result in run.results if not result.ok])
-    if not run.ok:
-        _notify_failure(settings, metrics, run, notify)
-    return run
-
-
-def record_metrics(metrics: Metrics, run: RestoreTestRun) -> None:
-    status = "success" if run.ok else "failure"
-    for name in ("success", "failure"):
-        metrics.restore_test_runs.labels(name)
-    metrics.restore_test_runs.labels(status).inc()
-    metrics.restore_test_last_run_success.set(1 if run.ok else 0)
-    metrics.restore_test_duration.set(run.seconds)
-    now = time.time()
-    for result in run.results:
-        if result.ok:
-            metrics.restore_test_last_success.labels(result.target).set(now)
-
-
-def _notify_failure(settings: Settings, metrics: Metrics, run: RestoreTestRun, notify) -> None:
-    """Failures go to the configured Slack/webhook channels (daemon.notify)."""
-    try:
-        if notify is None:
-            from daemon.notify import Notice, Notifier, channels_from_settings
-
-            notifier = Notifier(channels_from_settings(settings), metrics, settings.notify_timeout_seconds,
-                                settings.notify_on_success)
-            failures = [{"target": r.target, "reason": r.detail} for r in run.results if not r.ok]
-            if run.error:
-                failures.append({"target": "all", "reason": run.error})
-            notice = Notice(status="failure", kind="restore_test", run_id=datetime.now().strftime("%Y%m%d%H%M%S"),
-                            failures=failures)
-            notifier.send(notice)
-        else:
-            notify(run)
-    except Exception:  # a notification problem never hides the test's own result
-        log.exception("restore_test_notification_failed")
-
-
-def install(settings: Settings, runner, metrics: Metrics) -> list[ScheduledJob]:
-    """The daemon's monthly restore test job."""
-    def restore_test() -> None:
-        if runner.cancel.is_set():
-            return
-        run_restore_test(settings, metrics, runner.docker_client)
-
-    trigger = settings.trigger(settings.schedule_restore_test)
-    if trigger is not None:
-        allowance = allowed_age(trigger, datetime.now(settings.timezone), timedelta(hours=settings.backup_max_age_hours))
-        metrics.restore_test_max_age.set(allowance.total_seconds())
-    return [ScheduledJob("restore_test", settings.schedule_restore_test, restore_test)]

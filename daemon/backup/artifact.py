@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Protocol
 
 from daemon import __version__
-from daemon.compression import Gzip
+from daemon.backup.compression import Gzip
+from daemon.backup.pipeline import PipelinedWriter
+from daemon.backup.plans import DumpPlan
 from daemon.errors import Cancelled
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
-from daemon.pipeline import PipelinedWriter
-from daemon.plans import DumpPlan
 from daemon.progress import Progress
 from daemon.sources.postgres import PostgresServer, ServerVersion
 from daemon.storage.local import AtomicArtifact

@@ -7,28 +7,29 @@ from __future__ import annotations
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
 import docker
 import structlog
 
-from daemon.backup import ArtifactSink, BackupContext, StreamObserver, take_artifact
-from daemon.compression import Gzip
+from daemon.backup.artifact import BackupContext, take_artifact
+from daemon.backup.compression import Gzip
+from daemon.backup.extensions import RunExtensions
+from daemon.backup.outcome import RunOutcome, TargetFailure
+from daemon.backup.plans import DumpPlan, plan_databases, plan_full, plan_tables
 from daemon.errors import Cancelled, PgBackupError
-from daemon.health import HealthState
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
-from daemon.metrics import Metrics
-from daemon.plans import DumpPlan, plan_databases, plan_full, plan_tables
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
 from daemon.progress import Progress
-from daemon.rowcount import row_count_observers
 from daemon.settings import Settings
 from daemon.sources.connect import Connection, connect
+from daemon.sources.postgres import PostgresServer
 from daemon.storage.local import ensure_backup_dir, remove_leftovers
 
 log = get_logger(__name__)
@@ -46,37 +47,13 @@ METRIC_KIND = {
 }
 
 
-@dataclass
-class TargetFailure:
-    kind: str
-    target: str
-    error: str
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    kind: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    artifacts: list[Manifest] = field(default_factory=list)
-    failures: list[TargetFailure] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures and bool(self.artifacts)
-
-
-AfterRunHook = Callable[[RunOutcome], None]
-SinkFactory = Callable[[DumpPlan, str], Sequence[ArtifactSink]]
-
-
 class BackupRunner:
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics,
         health: HealthState,
+        extensions: RunExtensions | None = None,
         *,
         cancel: threading.Event | None = None,
         docker_client: docker.DockerClient | None = None,
@@ -86,58 +63,71 @@ class BackupRunner:
         self.settings = settings
         self.metrics = metrics
         self.health = health
+        self.extensions = extensions or RunExtensions()
         self.cancel = cancel or threading.Event()
         self.docker_client = docker_client
         self.progress_stream = progress_stream
         self.clock = clock or (lambda: datetime.now(settings.timezone))
-        self.after_run_hooks: list[AfterRunHook] = []
-        self.sink_factories: list[SinkFactory] = []
-        # Called with every manifest on disk when the daemon rescans BACKUP_DIR.
-        self.manifest_listeners: list[Callable[[list[Manifest]], None]] = []
         self.own_run_ids: set[str] = set()  # runs of this process, whose outcome health already knows
-        # Row counts of plain dumps go into every manifest (daemon and CLI alike).
-        self.observer_factories: list[Callable[[DumpPlan], Sequence[StreamObserver]]] = [row_count_observers]
-        # Context managers entered under the lock around the whole run (e.g. the run log file).
-        self.run_wrappers: list[Callable[[RunOutcome], AbstractContextManager]] = []
 
     def run(self, request: str, database: str | None = None, *, wait: bool = True) -> RunOutcome:
         """Run one kind of backup now (request: full, databases, database, tables, pre_migration)."""
-        kind = METRIC_KIND[request]
-        outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=kind, started_at=self.clock())
+        return self.run_kind(
+            METRIC_KIND[request], self._expected_targets(request, database), wait,
+            lambda outcome: self._take_all(request, database, outcome), database=database,
+        )
 
-        def unstarted(error: Exception) -> None:
-            for target in self._expected_targets(request, database):
-                self._fail(outcome, target, error)
-
-        with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind):
-            self.run_framed(outcome, wait, lambda: self._run_locked(request, database, outcome), unstarted)
-        return outcome
-
-    def run_framed(self, outcome: RunOutcome, wait: bool, locked: Callable[[], None],
-                   unstarted: Callable[[Exception], None]) -> None:
-        """What every run (backups and volume snapshots) goes through: its kind counts as running
+    def run_kind(self, kind: str, expected_targets: list[str], wait: bool,
+                 take_all: Callable[[RunOutcome], None], **started: object) -> RunOutcome:
+        """What every run (dumps and volume snapshots) goes through. Its kind counts as running
         for /healthz from the lock wait on; under the lock the run wrappers (the run log) are
-        entered and ``locked()`` runs; a lock that cannot be had at all (BACKUP_DIR read-only,
-        full, not a directory) is a failed run, which ``unstarted(error)`` records; the after-run
-        hooks (notification, offsite backlog, retention) follow in every case, inside the
-        wrappers. LockBusy (--no-wait) and Cancelled propagate: the caller reports them."""
-        with ExitStack() as held:
-            with self.marked_running(outcome):
+        entered and ``take_all(outcome)`` takes the artifacts (``take_target`` for each); a lock
+        that cannot be had at all (BACKUP_DIR read-only, full, not a directory) is a failed run
+        of each expected target; the after-run hooks (notification, offsite backlog, retention)
+        follow in every case, inside the wrappers. LockBusy (--no-wait) and Cancelled propagate:
+        the caller reports them. ``started`` goes into the run_started log line."""
+        outcome = RunOutcome(run_id=uuid.uuid4().hex[:12], kind=kind, started_at=self.clock())
+        with structlog.contextvars.bound_contextvars(run_id=outcome.run_id, kind=kind), ExitStack() as held:
+            with self._marked_running(outcome):
                 try:
-                    held.enter_context(self.lock(outcome, wait))
+                    held.enter_context(self._lock(outcome, wait))
                 except PgBackupError:
                     raise
                 except Exception as error:
                     log.error("run_not_started", error=str(error), exc_info=not isinstance(error, OSError))
-                    unstarted(error)
+                    for target in expected_targets:
+                        self.record_failure(outcome, target, error)
                     outcome.finished_at = self.clock()
                 else:
-                    self._enter_wrappers(held, outcome)
-                    locked()
-            self.after_run(outcome)
+                    self.extensions.enter_wrappers(held, outcome)
+                    self._run_locked(outcome, take_all, started)
+            self.extensions.run_ended(outcome)
+        return outcome
+
+    def take_target(self, outcome: RunOutcome, target: str, take: Callable[[], Manifest]) -> None:
+        """One artifact of the run: its success or failure recorded; a failure never stops the
+        other targets, except a cancellation, which is recorded and propagates."""
+        try:
+            manifest = take()
+        except Cancelled as error:
+            self.record_failure(outcome, target, error)
+            raise
+        except PgBackupError as error:
+            self.record_failure(outcome, target, error)
+        except Exception as error:  # a disk error or a bug: still a failed backup, never a crash
+            log.exception("unexpected_error")
+            self.record_failure(outcome, target, error)
+        else:
+            self.metrics.record_success(manifest)
+            outcome.artifacts.append(manifest)
+
+    def record_failure(self, outcome: RunOutcome, target: str, error: BaseException) -> None:
+        self.metrics.record_failure(outcome.kind, target)
+        outcome.failures.append(TargetFailure(outcome.kind, target, str(error)))
+        log.error("backup_failed", target=target, error=str(error))
 
     @contextmanager
-    def marked_running(self, outcome: RunOutcome) -> Iterator[None]:
+    def _marked_running(self, outcome: RunOutcome) -> Iterator[None]:
         """/healthz counts the run's kind as running from before the lock wait until the run
         ends, however it ends: a daily kind's allowance is exactly one day, which a run
         waiting behind another one would overrun."""
@@ -147,7 +137,7 @@ class BackupRunner:
         finally:
             self.health.run_finished(outcome.kind, outcome.started_at if outcome.ok else None)
 
-    def lock(self, outcome: RunOutcome, wait: bool) -> AbstractContextManager:
+    def _lock(self, outcome: RunOutcome, wait: bool) -> AbstractContextManager:
         """The backup lock on BACKUP_DIR (created if missing), naming this run as its holder."""
         ensure_backup_dir(self.settings.backup_dir)
         holder = {"run_id": outcome.run_id, "kind": outcome.kind, "since": outcome.started_at.isoformat()}
@@ -156,20 +146,15 @@ class BackupRunner:
             on_wait=lambda other: log.info("waiting_for_lock", held_by=other),
         )
 
-    def _enter_wrappers(self, stack: ExitStack, outcome: RunOutcome) -> None:
-        for wrapper in self.run_wrappers:
-            try:
-                stack.enter_context(wrapper(outcome))
-            except Exception:
-                log.exception("run_wrapper_failed", wrapper=getattr(wrapper, "__name__", repr(wrapper)))
-
-    def _run_locked(self, request: str, database: str | None, outcome: RunOutcome) -> None:
+    def _run_locked(self, outcome: RunOutcome, take_all: Callable[[RunOutcome], None],
+                    started: dict[str, object]) -> None:
         kind = outcome.kind
         self.metrics.in_progress.labels(kind).set(1)
-        log.info("run_started", database=database)
+        log.info("run_started", **started)
         try:
             self._remove_leftover_partials()
-            self._take_all(request, database, outcome)
+            self.own_run_ids.add(outcome.run_id)
+            take_all(outcome)
         finally:
             outcome.finished_at = self.clock()
             self.metrics.in_progress.labels(kind).set(0)
@@ -185,36 +170,23 @@ class BackupRunner:
             plans = self._plans(request, database, connection)
         except PgBackupError as error:
             for target in self._expected_targets(request, database):
-                self._fail(outcome, target, error)
+                self.record_failure(outcome, target, error)
             return
         if request in SCHEDULED_REQUESTS:
             self.metrics.cover_targets(outcome.kind, [plan.target for plan in plans])
         context = self._context(connection, outcome.run_id)
-        self.own_run_ids.add(outcome.run_id)
         for plan in plans:
             with structlog.contextvars.bound_contextvars(target=plan.target):
-                try:
-                    manifest = take_artifact(plan, context)
-                except Cancelled as error:
-                    self._fail(outcome, plan.target, error)
-                    raise
-                except PgBackupError as error:
-                    self._fail(outcome, plan.target, error)
-                except Exception as error:  # a disk error or a bug: still a failed backup, never a crash
-                    log.exception("unexpected_error")
-                    self._fail(outcome, plan.target, error)
-                else:
-                    self.metrics.record_success(manifest)
-                    outcome.artifacts.append(manifest)
+                self.take_target(outcome, plan.target, lambda: take_artifact(plan, context))
 
     def _plans(self, request: str, database: str | None, connection: Connection) -> list[DumpPlan]:
         settings, server = self.settings, connection.server
         if request in ("full", "pre_migration"):
-            return plan_full(server, server.list_databases(), pre_migration=request == "pre_migration")
+            return plan_full(server, self._databases_to_back_up(server), pre_migration=request == "pre_migration")
         if request == "database":
             databases = [database]
         elif request == "databases":
-            databases = settings.backup_databases or server.list_databases()
+            databases = settings.backup_databases or self._databases_to_back_up(server)
         else:
             return plan_tables(
                 server, settings.backup_tables, settings.backup_format, settings.compression_level,
@@ -223,6 +195,15 @@ class BackupRunner:
         return plan_databases(
             server, databases, settings.backup_format, settings.compression_level, settings.dump_jobs
         )
+
+    @staticmethod
+    def _databases_to_back_up(server: PostgresServer) -> list[str]:
+        """Every database that accepts connections; one left invalid by an interrupted DROP DATABASE
+        cannot be dumped (pg_dumpall skips it too) and is named in the log instead."""
+        for name in server.invalid_databases():
+            log.warning("invalid_database_skipped", database=name,
+                        hint="an interrupted DROP DATABASE left it unusable; finish it with DROP DATABASE")
+        return server.list_databases()
 
     def declare_expected_targets(self, request: str) -> None:
         """Create the run counters of the targets a run of ``request`` is expected to have, at 0."""
@@ -246,31 +227,17 @@ class BackupRunner:
             directory=self.settings.backup_dir,
             gzip=Gzip(self.settings.gzip_level, self.settings.gzip_threads),
             clock=self.clock,
-            progress=lambda label: Progress.for_stream(
-                label, self.settings.progress_interval_seconds, self.progress_stream
-            ),
+            progress=self.progress,
             cancel=self.cancel,
             method=connection.method,
-            sinks=self._sinks,
-            observers=lambda plan: [o for factory in self.observer_factories for o in factory(plan)],
+            sinks=self.extensions.sinks,
+            observers=self.extensions.observers,
         )
 
-    def _sinks(self, plan: DumpPlan, file_name: str) -> list[ArtifactSink]:
-        return [sink for factory in self.sink_factories for sink in factory(plan, file_name)]
-
-    def _fail(self, outcome: RunOutcome, target: str, error: BaseException) -> None:
-        self.metrics.record_failure(outcome.kind, target)
-        outcome.failures.append(TargetFailure(outcome.kind, target, str(error)))
-        log.error("backup_failed", target=target, error=str(error))
+    def progress(self, label: str) -> Progress:
+        """Progress lines of one stream, every PROGRESS_INTERVAL_SECONDS."""
+        return Progress.for_stream(label, self.settings.progress_interval_seconds, self.progress_stream)
 
     def _remove_leftover_partials(self) -> None:
         for name in remove_leftovers(self.settings.backup_dir):
             log.warning("removed_incomplete_file", file=name)
-
-    def after_run(self, outcome: RunOutcome) -> None:
-        """Notifications, offsite backlog, retention: each may fail without hiding the backup's result."""
-        for hook in self.after_run_hooks:
-            try:
-                hook(outcome)
-            except Exception:
-                log.exception("after_run_hook_failed", hook=getattr(hook, "__name__", repr(hook)))

@@ -10,14 +10,15 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import structlog
 
-from daemon.logs import _shared_processors, get_logger
+from daemon.backup.outcome import RunOutcome
+from daemon.logs import get_logger, shared_processors
 from daemon.naming import stamp
 
 log = get_logger(__name__)
@@ -53,7 +54,7 @@ def _file_handler(path: Path) -> logging.Handler:
     handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_shared_processors(),
+            foreign_pre_chain=shared_processors(),
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                         structlog.processors.JSONRenderer()],
         )
@@ -85,10 +86,10 @@ def run_log(directory: Path, moment: datetime, run_id: str, kind: str) -> Iterat
             log.warning("run_log_close_failed", file=path.name, error=str(error))
 
 
-def run_log_wrapper(directory: Path, clock):
+def run_log_wrapper(directory: Path, clock: Callable[[], datetime]) -> Callable[[RunOutcome], AbstractContextManager[Path]]:
     """A runner run wrapper (see BackupRunner.run_wrappers) that writes the run log."""
 
-    def write_run_log(outcome):
+    def write_run_log(outcome: RunOutcome) -> AbstractContextManager[Path]:
         return run_log(directory, clock(), outcome.run_id, outcome.kind)
 
     return write_run_log

@@ -1,0 +1,78 @@
+"""`pgbackup verify`: prove an artifact restorable. Cheap checks first (checks.py), then a
+restore into a throwaway container compared with the manifest (throwaway.py)."""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.errors import PgBackupError
+from daemon.restore.selection import Selected, from_path
+from daemon.settings import Settings
+from daemon.verify.checks import static_checks
+from daemon.verify.throwaway import latest_backups, restore_into_throwaway
+
+# Kinds whose restore is not a database restore, with what verify checks instead.
+NOT_RESTORED_KINDS = {
+    "volume": "a volume snapshot comes back with restore-volume; verify checks its sha256 and reads the whole tar",
+    "table": "a backup of some tables needs the rest of its database (foreign keys, types); it comes back with "
+             "restore table",
+}
+
+
+@dataclass
+class VerifyResult:
+    file: str
+    checks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def summary(self) -> str:
+        verdict = "OK" if self.ok else f"FAILED: {self.error}"
+        return f"{self.file}: {verdict}" + "".join(f"\n  - {check}" for check in self.checks)
+
+
+def verify_selections(settings: Settings, selections: list[Selected], restore: bool = True) -> list[VerifyResult]:
+    results, good = [], []
+    for selected in selections:
+        result = VerifyResult(selected.manifest.file)
+        try:
+            result.checks += static_checks(selected)
+            good.append((selected, result))
+        except (PgBackupError, tarfile.TarError) as error:
+            result.error = str(error)
+        results.append(result)
+    not_restorable = [(selected, result) for selected, result in good if selected.manifest.kind in NOT_RESTORED_KINDS]
+    for selected, result in not_restorable:
+        result.checks.append(f"not restored into a throwaway container ({NOT_RESTORED_KINDS[selected.manifest.kind]})")
+    good = [(selected, result) for selected, result in good if selected.manifest.kind not in NOT_RESTORED_KINDS]
+    if restore and good:
+        try:
+            outcomes = restore_into_throwaway(settings, [selected for selected, _ in good])
+        except PgBackupError as error:
+            for _, result in good:
+                result.error = f"restore test could not run: {error}"
+            return results
+        for (_, result), outcome in zip(good, outcomes):
+            if outcome.ok:
+                result.checks.append(f"restored into a throwaway container in {outcome.seconds:.1f} s: "
+                                     + outcome.detail.splitlines()[0])
+            else:
+                result.error = f"restore into a throwaway container failed: {outcome.detail}"
+    return results
+
+
+def verify_artifact(settings: Settings, path: Path, restore: bool = True) -> VerifyResult:
+    return verify_selections(settings, [from_path(path)], restore)[0]
+
+
+def verify_latest(settings: Settings, restore: bool = True) -> list[VerifyResult]:
+    selections = latest_backups(settings)
+    if not selections:
+        raise PgBackupError(f"there is no backup with a manifest in {settings.backup_dir} to verify")
+    return verify_selections(settings, selections, restore)
+
