@@ -75,9 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+# Kept out of `pgbackup config`, but an identifier rather than a secret: blanking it out of the
+# logs would also blank out every word it happens to equal (an access key id "pgbackup").
+NOT_REDACTED_IN_LOGS = frozenset({"aws_access_key_id"})
+
+
 def _secret_values(settings: Settings) -> list[str]:
-    return [
+    secrets = [
         value.get_secret_value()
-        for value in (getattr(settings, name) for name in type(settings).model_fields)
-        if isinstance(value, SecretStr)
+        for name, value in ((name, getattr(settings, name)) for name in type(settings).model_fields)
+        if isinstance(value, SecretStr) and name not in NOT_REDACTED_IN_LOGS
     ]
+    return secrets + settings.url_passwords()

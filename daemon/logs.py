@@ -11,27 +11,39 @@ from typing import Any, TextIO
 import structlog
 
 REDACTED = "***"
+# A secret at least this long is masked wherever it appears in a log value. A shorter one is
+# masked only where a whole value equals it: as a substring it would also mask ordinary words
+# ("postgres" as a password would blank out every database, user and path of that name).
+MIN_SUBSTRING_SECRET = 8
 
 
 class SecretRedactor:
-    """A processor that replaces known secret values wherever they appear in an event."""
+    """A processor that replaces known secret values in an event (see MIN_SUBSTRING_SECRET)."""
 
     def __init__(self, secrets: Iterable[str] = ()):
-        self.secrets: list[str] = []
+        self.secrets: list[str] = []  # masked inside any value, longest first
+        self.short_secrets: set[str] = set()  # masked where a whole value equals them
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         for secret in secrets:
-            if secret and len(secret) >= 4 and secret not in self.secrets:
+            if not secret:
+                continue
+            if len(secret) < MIN_SUBSTRING_SECRET:
+                self.short_secrets.add(secret)
+            elif secret not in self.secrets:
                 self.secrets.append(secret)
+                self.secrets.sort(key=len, reverse=True)
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> dict:
-        if not self.secrets:
+        if not self.secrets and not self.short_secrets:
             return event_dict
         return {key: self._scrub(value) for key, value in event_dict.items()}
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
+            if value in self.short_secrets:
+                return REDACTED
             for secret in self.secrets:
                 value = value.replace(secret, REDACTED)
         return value

@@ -253,13 +253,20 @@ class Settings(BaseSettings):
             return None
         return parse_crontab(expression, self.timezone)
 
+    def url_passwords(self) -> list[str]:
+        """Passwords written into DOCKER_HOST or S3_ENDPOINT_URL (scheme://user:password@host)."""
+        return [password for password in (url_password(self.docker_host), url_password(self.s3_endpoint_url))
+                if password]
+
     def masked(self) -> dict[str, object]:
-        """Every setting by its variable name, secrets replaced by '***' (or unset)."""
+        """Every setting by its variable name, secrets (and passwords inside URLs) replaced by '***'."""
         shown: dict[str, object] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "***"
+            elif isinstance(value, str) and url_password(value):
+                value = value.replace(f":{url_password(value)}@", ":***@", 1)
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, tuple):
@@ -284,6 +291,16 @@ def parse_table_selection(text: str) -> dict[str, tuple[str, ...]]:
             )
         selection[database.strip()] = selection.get(database.strip(), ()) + names
     return selection
+
+
+def url_password(text: str | None) -> str | None:
+    """The password of a URL's user information, if it has one."""
+    if not text or "://" not in text:
+        return None
+    try:
+        return urlsplit(text).password or None
+    except ValueError:
+        return None
 
 
 def is_http_url(text: str) -> bool:

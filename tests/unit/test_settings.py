@@ -1,7 +1,7 @@
 import pytest
 
 from daemon.errors import SettingsError
-from daemon.settings import environment_variable_names, load_settings, parse_table_selection
+from daemon.settings import Settings, environment_variable_names, load_settings, parse_table_selection
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +161,20 @@ class TestSecrets:
         shown = load_settings().masked()
         assert shown["POSTGRES_PASSWORD"] == "***"
         assert "hunter2-secret" not in repr(shown)
+
+
+class TestCredentialsInUrls:
+    def test_config_hides_a_password_inside_a_url(self):
+        """DOCKER_HOST and S3_ENDPOINT_URL may carry user:password@: `config` shows the user, never the password."""
+        settings = Settings(postgres_container="pg", docker_host="tcp://admin:hunter22@docker.internal:2376",
+                            s3_endpoint_url="https://key:s3cr3t-value@s3.internal", _env_file=None)
+        shown = settings.masked()
+        assert shown["DOCKER_HOST"] == "tcp://admin:***@docker.internal:2376"
+        assert shown["S3_ENDPOINT_URL"] == "https://key:***@s3.internal"
+        assert sorted(settings.url_passwords()) == ["hunter22", "s3cr3t-value"]
+
+    def test_urls_without_a_password_are_shown_as_they_are(self):
+        """A plain socket path or endpoint is not a secret."""
+        settings = Settings(postgres_container="pg", s3_endpoint_url="http://127.0.0.1:8333", _env_file=None)
+        assert settings.masked()["S3_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+        assert settings.url_passwords() == []
