@@ -67,13 +67,15 @@ def restore_database(
     rename = DatabaseRename(database, staging)
     report = RestoreReport(f"database {database!r} as {target!r}", manifest.file, databases=[target])
     log.info("restore_started", what="database", database=database, into=target, file=manifest.file)
-    failed = f"The database {target!r} was not touched" if exists else "Nothing was created"
     with artifacts.archive_next_to_server(selected) as archive:
         try:
             definition = database_definition(server, artifacts, selected, database, rename, archive)
             server.create_database(staging, definition.options)
         except PgBackupError as error:
-            raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {error}. {failed}") from None
+            raise RestoreFailed(
+                f"restoring {database!r} from {manifest.file} failed: {error}. "
+                f"{left_after_failure(target, exists, staging, not_dropped=None)}"
+            ) from None
         try:
             listed = fill_database(server, artifacts, selected, database, staging, rename, archive, jobs)
             verify(server, manifest, database, staging, report, listed)
@@ -81,9 +83,10 @@ def restore_database(
                 feed_command(server.postgres, server.psql(MAINTENANCE_DB, single_transaction=True),
                              [b"".join(definition.statements)])
         except BaseException as error:
-            server.drop_quietly(staging)
+            not_dropped = server.drop_staging(staging)
             if isinstance(error, PgBackupError):
-                raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {error}. {failed}") from None
+                left = left_after_failure(target, exists, staging, not_dropped)
+                raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {error}. {left}") from None
             raise
     swap_in(server, messages, staging, target, exists)
     report.seconds = time.monotonic() - started
@@ -95,7 +98,7 @@ def swap_in(server: TargetServer, messages: TextIO, staging: str, target: str, t
     """Drop ``target`` and rename the verified ``staging`` database to it.
 
     A refused drop (a template database, prepared transactions) leaves ``target`` as it
-    was and drops the staging copy; a failed rename, or an interruption, keeps the staging
+    was and drops the staging copy (or names it, if that is refused too); a failed rename, or an interruption, keeps the staging
     copy (after the drop it is the only one left) and says its name.
     """
     rename = f"ALTER DATABASE {quote_ident(staging)} RENAME TO {quote_ident(target)}"
@@ -104,9 +107,10 @@ def swap_in(server: TargetServer, messages: TextIO, staging: str, target: str, t
         try:
             server.drop_database(target)
         except PgBackupError as error:
-            server.drop_quietly(staging)
+            not_dropped = server.drop_staging(staging)
+            staging_left = "" if not_dropped is None else ". " + staging_kept(staging, not_dropped)
             raise RestoreFailed(f"could not drop {target!r} to put the restored copy in its place: {error}. "
-                                f"{target!r} was left as it was") from None
+                                f"{target!r} was left as it was{staging_left}") from None
         except BaseException:
             print(f"pgbackup: interrupted while dropping {target!r}. {kept}", file=messages)
             raise
@@ -118,6 +122,23 @@ def swap_in(server: TargetServer, messages: TextIO, staging: str, target: str, t
     except BaseException:
         print(f"pgbackup: interrupted while renaming. {kept}", file=messages)
         raise
+
+
+def left_after_failure(target: str, target_exists: bool, staging: str, not_dropped: str | None) -> str:
+    """What a failed restore leaves on the server: the target as it was (or nothing), and the
+    staging database when it could not be dropped (``not_dropped`` says why)."""
+    untouched = f"The database {target!r} was not touched" if target_exists else "Nothing was created"
+    if not_dropped is None:
+        return untouched
+    kept = staging_kept(staging, not_dropped)
+    return f"The database {target!r} was not touched. {kept}" if target_exists else kept
+
+
+def staging_kept(staging: str, reason: str) -> str:
+    """The hint keeps a subscription's DROP from dropping the replication slot the original uses."""
+    return (f"The staging database {staging!r} could not be dropped ({reason}) and is still on the server; drop it "
+            "by hand (a subscription in it first: ALTER SUBSCRIPTION ... DISABLE, ALTER SUBSCRIPTION ... SET "
+            "(slot_name = NONE), DROP SUBSCRIPTION ...)")
 
 
 def database_definition(

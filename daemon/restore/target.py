@@ -12,6 +12,11 @@ from daemon.sources.postgres import PostgresServer, conninfo_dbname
 
 log = get_logger(__name__)
 
+_SUBSCRIPTIONS_SQL = (
+    "SELECT quote_ident(subname) FROM pg_subscription "
+    "WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
 
 @dataclass
 class TargetServer:
@@ -52,11 +57,32 @@ class TargetServer:
         log.warning("dropping_database", database=name)
         self.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
-    def drop_quietly(self, name: str) -> None:
+    def drop_staging(self, name: str) -> str | None:
+        """Drop a staging database, its subscriptions first; None once it is gone, else why it is not.
+
+        DROP DATABASE refuses a database that has a subscription, even WITH (FORCE), and a
+        restored subscription names the replication slot of the original one: it is detached
+        from that slot (slot_name = NONE) before it is dropped, so that slot is never touched.
+        A failure here is logged and returned, never raised: it must not hide why the restore
+        stopped.
+        """
+        try:
+            self.drop_subscriptions(name)
+        except PgBackupError as error:
+            log.warning("staging_subscriptions_not_dropped", database=name, error=str(error))
         try:
             self.drop_database(name)
         except PgBackupError as error:
             log.error("staging_database_left", database=name, error=str(error))
+            return str(error)
+        return None
+
+    def drop_subscriptions(self, database: str) -> None:
+        """Drop the subscriptions of ``database`` without touching a replication slot."""
+        for subscription in self.query(_SUBSCRIPTIONS_SQL, database):
+            self.execute(f"ALTER SUBSCRIPTION {subscription} DISABLE", database)
+            self.execute(f"ALTER SUBSCRIPTION {subscription} SET (slot_name = NONE)", database)
+            self.execute(f"DROP SUBSCRIPTION {subscription}", database)
 
     def all_databases(self) -> list[str]:
         return self.query("SELECT datname FROM pg_database")

@@ -19,11 +19,12 @@ from daemon.restore.target import TargetServer
 
 
 class RecordingTarget(TargetServer):
-    def __init__(self, fail_on: str | None = None, interrupt: bool = False):
+    def __init__(self, fail_on: str | None = None, interrupt: bool = False, staging_stays: str | None = None):
         super().__init__(postgres=None)
         self.steps: list[str] = []
         self.fail_on = fail_on
         self.interrupt = interrupt
+        self.staging_stays = staging_stays
 
     def _step(self, step: str) -> None:
         self.steps.append(step)
@@ -35,8 +36,9 @@ class RecordingTarget(TargetServer):
     def drop_database(self, name: str) -> None:
         self._step(f"drop {name}")
 
-    def drop_quietly(self, name: str) -> None:
+    def drop_staging(self, name: str) -> str | None:
         self.steps.append(f"drop quietly {name}")
+        return self.staging_stays
 
     def execute(self, sql: str, database: str = "postgres") -> None:
         self._step(sql)
@@ -55,6 +57,16 @@ def test_a_refused_drop_keeps_the_target_and_drops_the_copy():
     with pytest.raises(RestoreFailed, match="could not drop 'authdb'.*'authdb' was left as it was"):
         swap_in(target, messages, "pgbackup_restore_1", "authdb", target_exists=True)
     assert target.steps == ["drop authdb", "drop quietly pgbackup_restore_1"]
+
+
+def test_a_staging_copy_that_cannot_be_dropped_either_is_named():
+    target = RecordingTarget(fail_on="drop authdb", staging_stays="it is in use")
+    messages = StringIO()
+    with pytest.raises(RestoreFailed) as raised:
+        swap_in(target, messages, "pgbackup_restore_1", "authdb", target_exists=True)
+    assert "'authdb' was left as it was" in str(raised.value)
+    assert ("The staging database 'pgbackup_restore_1' could not be dropped (it is in use) and is still on the "
+            "server") in str(raised.value)
 
 
 def test_a_failed_rename_keeps_the_only_copy_and_names_it():
