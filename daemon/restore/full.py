@@ -88,11 +88,22 @@ def restore_full(
             f"the full restore from {manifest.file} stopped at an error: {error}. The server now holds "
             f"whatever was restored before it: {', '.join(map(repr, user_databases(server))) or 'no databases'}"
         ) from None
-    for database in restored:
+    for database in databases_to_verify(manifest):
         verify(server, manifest, database, database, report, listed=None)
     report.seconds = time.monotonic() - started
     log.info("restore_finished", what="full", file=manifest.file, seconds=round(report.seconds, 1))
     return report
+
+
+def databases_to_verify(manifest: Manifest) -> list[str]:
+    """The backup's user databases, and postgres when the manifest counts rows in it.
+
+    The restore adds the backup's objects of postgres to the server's postgres database, which
+    held none of its own (require_empty_default_databases), so they are checked like any other
+    database's. Without row counts postgres had no tables: there is nothing to check there.
+    """
+    return [db for db in manifest.databases
+            if db not in SYSTEM_DATABASES or (db == MAINTENANCE_DB and db in manifest.row_counts)]
 
 
 def restore_globals(server: TargetServer, artifacts: ArtifactReader, selected: Selected) -> None:

@@ -86,6 +86,29 @@ class TestCorruptedDatabase:
         assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
         assert target.psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_user'") == "app_user"
 
+    def test_full_restore_checks_the_postgres_database(self, postgres_factory, tmp_path):
+        """A server whose data is in the postgres database: `restore full` into an empty server checks its
+        tables and row counts against the manifest like any other database's (a wrong count fails it)."""
+        source = postgres_factory(databases=())
+        source.psql("CREATE TABLE notes (a int); INSERT INTO notes VALUES (1), (2), (3);"
+                    "CREATE SCHEMA app; CREATE TABLE app.events (id int PRIMARY KEY, at timestamptz);"
+                    "INSERT INTO app.events SELECT g, now() FROM generate_series(1, 1000) g;")
+        (artifact,) = backup(exec_env(source, tmp_path), "full")
+        assert manifest_of(artifact)["row_counts"]["postgres"] == {"public.notes": 3, "app.events": 1000}
+
+        target = postgres_factory(databases=())
+        result = restore(exec_env(target, tmp_path), "full", "--from", str(artifact), "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "(2 tables present, row counts of 2 tables match the manifest)" in result.stdout
+        assert table_fingerprints(target, "postgres") == table_fingerprints(source, "postgres")
+
+        miscounted = forge(artifact, "backup_all_miscounted.sql.gz", artifact.read_bytes())
+        set_row_count(miscounted, "postgres", "app.events", 999)
+        result = restore(exec_env(postgres_factory(databases=()), tmp_path), "full", "--from", str(miscounted),
+                         "--yes")
+        assert result.returncode == 1
+        assert "row counts differ after restoring 'postgres': app.events: 1000 rows, manifest 999" in result.stderr
+
     def test_full_restore_keeps_the_connecting_roles_password(self, source, postgres_factory, tmp_path):
         """A full restore over TCP onto a server whose superuser has another password completes, and
         the connecting role keeps the target's password (pgbackup still logs in afterwards) while
