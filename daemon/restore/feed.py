@@ -20,7 +20,7 @@ from docker.utils.socket import frames_iter
 
 from daemon.errors import CommandFailed, ConnectionFailed, PgBackupError
 from daemon.logs import get_logger
-from daemon.sources.docker_exec import _ANNOUNCE_PID, DockerExecTransport, _PidAwareTail
+from daemon.sources.docker_exec import DockerExecTransport, PidAwareTail, announcing_pid
 from daemon.sources.local import LocalProcessTransport
 from daemon.sources.postgres import PostgresServer
 from daemon.sources.transport import StderrTail
@@ -95,7 +95,7 @@ def _feed_docker_exec(
 ) -> None:
     container = transport.running_container()
     api = transport.client.api
-    command = ["sh", "-c", _ANNOUNCE_PID, "pgbackup", *argv]
+    command = announcing_pid(argv)
     try:
         exec_id = api.exec_create(
             container.id, command, stdin=True, stdout=True, stderr=True, environment=dict(env)
@@ -104,7 +104,7 @@ def _feed_docker_exec(
     except docker.errors.DockerException as error:
         raise ConnectionFailed(f"docker exec into {transport.container_name!r} failed: {error}") from None
     raw = getattr(connection, "_sock", connection)
-    tail = _PidAwareTail()
+    tail = PidAwareTail()
     ended = threading.Event()
     reader = threading.Thread(target=_read_frames, args=(connection, tail, ended), daemon=True)
     reader.start()
@@ -122,13 +122,13 @@ def _feed_docker_exec(
             pass
         reader.join()
     except BaseException:
-        transport._stop(container, tail.pid)
+        transport.stop(container, tail.pid)
         _close_quietly(connection)
         reader.join(timeout=15)
         raise
     finally:
         _close_quietly(connection)
-    returncode = transport._exit_code(exec_id)
+    returncode = transport.exit_code(exec_id)
     if returncode != 0:
         raise CommandFailed(argv, returncode, tail.text())
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from daemon.errors import PgBackupError
-from daemon.restore.engine import quote_ident, split_table
+from daemon.restore.base import quote_ident, quote_literal, split_table
 from daemon.restore.feed import feed_command
 from daemon.sources.postgres import PostgresServer, conninfo_dbname
 
@@ -37,7 +37,7 @@ def insertable_columns(server: PostgresServer, database: str, schema: str, name:
     """
     sql = (
         "SELECT quote_ident(attname) FROM pg_attribute "
-        f"WHERE attrelid = to_regclass({_literal(_qualified(schema, name))}) AND attnum > 0 "
+        f"WHERE attrelid = to_regclass({quote_literal(_qualified(schema, name))}) AND attnum > 0 "
         "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"
     )
     return server.query(sql, database)
@@ -47,7 +47,7 @@ def primary_key_columns(server: PostgresServer, database: str, schema: str, name
     sql = (
         "SELECT quote_ident(a.attname) FROM pg_index i "
         "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-        f"WHERE i.indisprimary AND i.indrelid = to_regclass({_literal(_qualified(schema, name))}) "
+        f"WHERE i.indisprimary AND i.indrelid = to_regclass({quote_literal(_qualified(schema, name))}) "
         "ORDER BY array_position(i.indkey, a.attnum)"
     )
     return server.query(sql, database)
@@ -109,6 +109,3 @@ def _count(server: PostgresServer, database: str, qualified: str) -> int:
 def _qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

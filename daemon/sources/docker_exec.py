@@ -53,7 +53,7 @@ class DockerExecTransport:
     def stream(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Iterator[Iterator[bytes]]:
         container = self.running_container()
         api = self.client.api
-        command = ["sh", "-c", _ANNOUNCE_PID, "pgbackup", *argv]
+        command = announcing_pid(argv)
         try:
             exec_id = api.exec_create(
                 container.id, command, stdout=True, stderr=True, environment=dict(env or {})
@@ -61,22 +61,22 @@ class DockerExecTransport:
             frames = api.exec_start(exec_id, stream=True, demux=True)
         except docker.errors.DockerException as error:
             raise ConnectionFailed(f"docker exec into {self.container_name!r} failed: {error}") from None
-        tail = _PidAwareTail()
+        tail = PidAwareTail()
         state = {"exhausted": False}
         try:
             yield _stdout_of(frames, tail, state)
         except BaseException:
-            self._stop(container, tail.pid)
+            self.stop(container, tail.pid)
             _drain(frames, tail)
             raise
         if not state["exhausted"]:
-            self._stop(container, tail.pid)
+            self.stop(container, tail.pid)
             _drain(frames, tail)
             raise CommandFailed(argv, None, tail.text(), reason="output was not read to the end")
-        returncode = self._exit_code(exec_id)
+        returncode = self.exit_code(exec_id)
         if returncode is None:
             # The stream ended (or broke off) while the command still runs.
-            self._stop(container, tail.pid)
+            self.stop(container, tail.pid)
             raise CommandFailed(argv, None, tail.text(), reason="output stream ended before the command did")
         if returncode != 0:
             raise CommandFailed(argv, returncode, tail.text())
@@ -84,7 +84,8 @@ class DockerExecTransport:
     def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> bytes:
         return collect(self, argv, env)
 
-    def _exit_code(self, exec_id: str) -> int | None:
+    def exit_code(self, exec_id: str) -> int | None:
+        """The exec's exit status, waiting up to INSPECT_WAIT_SECONDS for it to end; None if it still runs."""
         deadline = time.monotonic() + INSPECT_WAIT_SECONDS
         while True:
             info = self.client.api.exec_inspect(exec_id)
@@ -92,8 +93,9 @@ class DockerExecTransport:
                 return info.get("ExitCode")
             time.sleep(0.05)
 
-    def _stop(self, container: Container, pid: int | None) -> None:
-        """Stop an abandoned command's whole process group inside the container."""
+    def stop(self, container: Container, pid: int | None) -> None:
+        """Stop an abandoned command's whole process group inside the container (``pid`` as
+        PidAwareTail read it; nothing to do without one)."""
         if pid is None:
             return
         script = f"kill -TERM -- -{pid} 2>/dev/null; sleep 2; kill -KILL -- -{pid} 2>/dev/null; true"
@@ -103,8 +105,14 @@ class DockerExecTransport:
             pass
 
 
-class _PidAwareTail(StderrTail):
-    """A stderr tail that takes the announced process id out of the stream."""
+def announcing_pid(argv: Sequence[str]) -> list[str]:
+    """``argv`` run through a shell that first prints its process id on stderr, then becomes
+    the command: read back by PidAwareTail, it lets ``stop`` end the command's process group."""
+    return ["sh", "-c", _ANNOUNCE_PID, "pgbackup", *argv]
+
+
+class PidAwareTail(StderrTail):
+    """A stderr tail that takes the process id announced by ``announcing_pid`` out of the stream."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -61,6 +61,14 @@ def forge(original: Path, name: str, data: bytes) -> Path:
     return path
 
 
+def set_row_count(artifact: Path, database: str, table: str, rows: int) -> None:
+    """Make the artifact's manifest count ``rows`` rows for ``table`` (the artifact itself is unchanged)."""
+    manifest_file = artifact.with_name(artifact.name + ".manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    manifest["row_counts"][database][table] = rows
+    manifest_file.write_text(json.dumps(manifest))
+
+
 class TestCorruptedDatabase:
     """Runbook scenario 1: the database is lost; restore the latest full backup into a new server."""
 
@@ -77,6 +85,29 @@ class TestCorruptedDatabase:
         assert "row counts of" in result.stdout
         assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
         assert target.psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_user'") == "app_user"
+
+    def test_full_restore_checks_the_postgres_database(self, postgres_factory, tmp_path):
+        """A server whose data is in the postgres database: `restore full` into an empty server checks its
+        tables and row counts against the manifest like any other database's (a wrong count fails it)."""
+        source = postgres_factory(databases=())
+        source.psql("CREATE TABLE notes (a int); INSERT INTO notes VALUES (1), (2), (3);"
+                    "CREATE SCHEMA app; CREATE TABLE app.events (id int PRIMARY KEY, at timestamptz);"
+                    "INSERT INTO app.events SELECT g, now() FROM generate_series(1, 1000) g;")
+        (artifact,) = backup(exec_env(source, tmp_path), "full")
+        assert manifest_of(artifact)["row_counts"]["postgres"] == {"public.notes": 3, "app.events": 1000}
+
+        target = postgres_factory(databases=())
+        result = restore(exec_env(target, tmp_path), "full", "--from", str(artifact), "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "(2 tables present, row counts of 2 tables match the manifest)" in result.stdout
+        assert table_fingerprints(target, "postgres") == table_fingerprints(source, "postgres")
+
+        miscounted = forge(artifact, "backup_all_miscounted.sql.gz", artifact.read_bytes())
+        set_row_count(miscounted, "postgres", "app.events", 999)
+        result = restore(exec_env(postgres_factory(databases=()), tmp_path), "full", "--from", str(miscounted),
+                         "--yes")
+        assert result.returncode == 1
+        assert "row counts differ after restoring 'postgres': app.events: 1000 rows, manifest 999" in result.stderr
 
     def test_full_restore_keeps_the_connecting_roles_password(self, source, postgres_factory, tmp_path):
         """A full restore over TCP onto a server whose superuser has another password completes, and
@@ -354,6 +385,45 @@ class TestBrokenArtifacts:
         assert verify.returncode == 1 and "no_such_table_here" in verify.stdout
         verify = pgbackup("verify", str(artifact), env=env)
         assert verify.returncode == 1 and "FAILED" in verify.stdout
+
+    def test_a_staging_database_with_a_subscription_is_dropped(self, postgres_factory, tmp_path):
+        """A database with a logical replication subscription, restored from a plain dump whose manifest
+        counts a row too many: the check fails and the staging copy, subscription and all, is dropped
+        (DROP DATABASE refuses a database with a subscription); the original subscription stays. When
+        the copy cannot be dropped (an event trigger refuses to change its subscription), the error
+        names it instead of saying that nothing was created."""
+        server = postgres_factory(databases=("shop",))
+        server.psql("CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 30);"
+                    "CREATE SUBSCRIPTION shop_feed CONNECTION 'dbname=nowhere' PUBLICATION feed "
+                    "WITH (connect = false, enabled = false, create_slot = false, slot_name = NONE)", db="shop")
+        env = exec_env(server, tmp_path, BACKUP_FORMAT="plain")
+        (artifact,) = backup(env, "database", "shop")
+        sql = gzip.decompress(artifact.read_bytes())
+        assert b"CREATE SUBSCRIPTION shop_feed" in sql
+        miscounted = forge(artifact, "shop_miscounted.sql.gz", artifact.read_bytes())
+        set_row_count(miscounted, "shop", "public.items", 31)
+
+        result = restore(env, "database", "shop", "--from", str(miscounted), "--into", "shop_copy", "--yes")
+        assert result.returncode == 1
+        assert "row counts differ" in result.stderr and "Nothing was created" in result.stderr
+        assert not [db for db in database_names(server) if db.startswith("pgbackup_restore_")]
+        assert "shop_copy" not in database_names(server)
+        assert server.psql("SELECT s.subname || ' ' || d.datname FROM pg_subscription s "
+                           "JOIN pg_database d ON d.oid = s.subdbid") == "shop_feed shop"
+
+        # An event trigger that refuses changes to subscriptions comes along into the staging copy,
+        # whose subscription then cannot be detached, so the copy cannot be dropped.
+        server.psql("CREATE FUNCTION refuse() RETURNS event_trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'subscriptions are frozen'; END $$;"
+                    "CREATE EVENT TRIGGER frozen ON ddl_command_start "
+                    "WHEN TAG IN ('ALTER SUBSCRIPTION', 'DROP SUBSCRIPTION') EXECUTE FUNCTION refuse()", db="shop")
+        (frozen,) = backup(env, "database", "shop")
+        set_row_count(frozen, "shop", "public.items", 31)
+        result = restore(env, "database", "shop", "--from", str(frozen), "--into", "shop_copy", "--yes")
+        assert result.returncode == 1
+        (left,) = [db for db in database_names(server) if db.startswith("pgbackup_restore_")]
+        assert f"The staging database {left!r} could not be dropped" in result.stderr, result.stderr
+        assert "Nothing was created" not in result.stderr
 
 
 class TestNamesAndTables:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import PgBackupError
-from daemon.restore.engine import extract_plain_files
+from daemon.restore.artifacts import extract_plain_files
 
 
 def tar_of(tmp_path, members) -> Path:

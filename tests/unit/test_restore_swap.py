@@ -13,15 +13,18 @@ from io import StringIO
 import pytest
 
 from daemon.errors import PgBackupError
-from daemon.restore.engine import Restorer, RestoreFailed
+from daemon.restore.base import RestoreFailed
+from daemon.restore.database import swap_in
+from daemon.restore.target import TargetServer
 
 
-class RecordingRestorer(Restorer):
-    def __init__(self, fail_on: str | None = None, interrupt: bool = False):
-        super().__init__(server=None, progress_stream=StringIO())
+class RecordingTarget(TargetServer):
+    def __init__(self, fail_on: str | None = None, interrupt: bool = False, staging_stays: str | None = None):
+        super().__init__(postgres=None)
         self.steps: list[str] = []
         self.fail_on = fail_on
         self.interrupt = interrupt
+        self.staging_stays = staging_stays
 
     def _step(self, step: str) -> None:
         self.steps.append(step)
@@ -30,42 +33,57 @@ class RecordingRestorer(Restorer):
                 raise KeyboardInterrupt
             raise PgBackupError(f"{step} failed")
 
-    def _drop_database(self, name: str) -> None:
+    def drop_database(self, name: str) -> None:
         self._step(f"drop {name}")
 
-    def _drop_quietly(self, name: str) -> None:
+    def drop_staging(self, name: str) -> str | None:
         self.steps.append(f"drop quietly {name}")
+        return self.staging_stays
 
-    def _execute(self, sql: str, database: str = "postgres") -> None:
+    def execute(self, sql: str, database: str = "postgres") -> None:
         self._step(sql)
 
 
 def test_swap_drops_the_target_then_renames():
-    restorer = RecordingRestorer()
-    restorer._swap_in("pgbackup_restore_1", "authdb", target_exists=True)
-    assert restorer.steps == ["drop authdb", 'ALTER DATABASE "pgbackup_restore_1" RENAME TO "authdb"']
+    target = RecordingTarget()
+    messages = StringIO()
+    swap_in(target, messages, "pgbackup_restore_1", "authdb", target_exists=True)
+    assert target.steps == ["drop authdb", 'ALTER DATABASE "pgbackup_restore_1" RENAME TO "authdb"']
 
 
 def test_a_refused_drop_keeps_the_target_and_drops_the_copy():
-    restorer = RecordingRestorer(fail_on="drop authdb")
+    target = RecordingTarget(fail_on="drop authdb")
+    messages = StringIO()
     with pytest.raises(RestoreFailed, match="could not drop 'authdb'.*'authdb' was left as it was"):
-        restorer._swap_in("pgbackup_restore_1", "authdb", target_exists=True)
-    assert restorer.steps == ["drop authdb", "drop quietly pgbackup_restore_1"]
+        swap_in(target, messages, "pgbackup_restore_1", "authdb", target_exists=True)
+    assert target.steps == ["drop authdb", "drop quietly pgbackup_restore_1"]
+
+
+def test_a_staging_copy_that_cannot_be_dropped_either_is_named():
+    target = RecordingTarget(fail_on="drop authdb", staging_stays="it is in use")
+    messages = StringIO()
+    with pytest.raises(RestoreFailed) as raised:
+        swap_in(target, messages, "pgbackup_restore_1", "authdb", target_exists=True)
+    assert "'authdb' was left as it was" in str(raised.value)
+    assert ("The staging database 'pgbackup_restore_1' could not be dropped (it is in use) and is still on the "
+            "server") in str(raised.value)
 
 
 def test_a_failed_rename_keeps_the_only_copy_and_names_it():
-    restorer = RecordingRestorer(fail_on="ALTER DATABASE")
+    target = RecordingTarget(fail_on="ALTER DATABASE")
+    messages = StringIO()
     with pytest.raises(RestoreFailed) as raised:
-        restorer._swap_in("pgbackup_restore_1", "authdb", target_exists=True)
+        swap_in(target, messages, "pgbackup_restore_1", "authdb", target_exists=True)
     assert "The restored data is in database 'pgbackup_restore_1'" in str(raised.value)
     assert 'finish with: ALTER DATABASE "pgbackup_restore_1" RENAME TO "authdb"' in str(raised.value)
-    assert not any(step.startswith("drop quietly") for step in restorer.steps)
+    assert not any(step.startswith("drop quietly") for step in target.steps)
 
 
 @pytest.mark.parametrize("step", ["drop authdb", "ALTER DATABASE"])
 def test_an_interruption_keeps_the_copy_and_says_where_it_is(step):
-    restorer = RecordingRestorer(fail_on=step, interrupt=True)
+    target = RecordingTarget(fail_on=step, interrupt=True)
+    messages = StringIO()
     with pytest.raises(KeyboardInterrupt):
-        restorer._swap_in("pgbackup_restore_1", "authdb", target_exists=True)
-    assert not any(s.startswith("drop quietly") for s in restorer.steps)
-    assert "The restored data is in database 'pgbackup_restore_1'" in restorer.progress_stream.getvalue()
+        swap_in(target, messages, "pgbackup_restore_1", "authdb", target_exists=True)
+    assert not any(s.startswith("drop quietly") for s in target.steps)
+    assert "The restored data is in database 'pgbackup_restore_1'" in messages.getvalue()

@@ -1,0 +1,178 @@
+"""Restoring one database (from its own dump or from a full backup) through a staging database.
+
+The database is restored into a fresh staging database first, checked against its manifest,
+and only then swapped in for the target: a broken or truncated artifact leaves the target as
+it was.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TextIO
+
+from daemon.errors import PgBackupError
+from daemon.logs import get_logger
+from daemon.restore.artifacts import ArtifactReader
+from daemon.restore.base import (
+    MAINTENANCE_DB,
+    SYSTEM_DATABASES,
+    Confirm,
+    RestoreFailed,
+    RestoreReport,
+    quote_ident,
+    require,
+    require_backup_of,
+)
+from daemon.restore.feed import feed_command
+from daemon.restore.selection import Selected
+from daemon.restore.streams import DatabaseRename, create_database_options, database_section, database_statements
+from daemon.restore.target import TargetServer
+from daemon.restore.verification import verify
+from daemon.sources.postgres import conninfo_dbname
+
+log = get_logger(__name__)
+
+
+@dataclass
+class DatabaseDefinition:
+    options: bytes | None  # what follows the name in the backup's CREATE DATABASE
+    statements: list[bytes]  # owner, settings, comment, privileges, renamed to the staging database
+
+
+def restore_database(
+    server: TargetServer, artifacts: ArtifactReader, confirm: Confirm, selected: Selected, database: str,
+    into: str | None = None, *, jobs: int, messages: TextIO,
+) -> RestoreReport:
+    """One database (from its own dump or from a full backup) into ``into`` or itself.
+
+    ``jobs`` is pg_restore's --jobs; ``messages`` is where an interrupted swap says where the
+    restored copy is.
+    """
+    manifest = selected.manifest
+    target = into or database
+    require(target not in SYSTEM_DATABASES, f"refusing to replace the system database {target!r}")
+    if selected.is_full:
+        require(database in manifest.databases, f"{manifest.file} does not contain database {database!r}")
+    else:
+        require(manifest.kind == "database", f"{manifest.file} is a {manifest.kind} backup, not a database one")
+        require_backup_of(manifest, database)
+    started = time.monotonic()
+    artifacts.check(selected)
+    exists = target in server.all_databases()
+    confirm([f"drop database {target!r} on {server.where()} and replace it with {database!r} from {manifest.file}"]
+            if exists else [])
+    staging = f"pgbackup_restore_{uuid.uuid4().hex[:12]}"
+    rename = DatabaseRename(database, staging)
+    report = RestoreReport(f"database {database!r} as {target!r}", manifest.file, databases=[target])
+    log.info("restore_started", what="database", database=database, into=target, file=manifest.file)
+    with artifacts.archive_next_to_server(selected) as archive:
+        try:
+            definition = database_definition(server, artifacts, selected, database, rename, archive)
+            server.create_database(staging, definition.options)
+        except PgBackupError as error:
+            raise RestoreFailed(
+                f"restoring {database!r} from {manifest.file} failed: {error}. "
+                f"{left_after_failure(target, exists, staging, not_dropped=None)}"
+            ) from None
+        try:
+            listed = fill_database(server, artifacts, selected, database, staging, rename, archive, jobs)
+            verify(server, manifest, database, staging, report, listed)
+            if definition.statements:
+                feed_command(server.postgres, server.psql(MAINTENANCE_DB, single_transaction=True),
+                             [b"".join(definition.statements)])
+        except BaseException as error:
+            not_dropped = server.drop_staging(staging)
+            if isinstance(error, PgBackupError):
+                left = left_after_failure(target, exists, staging, not_dropped)
+                raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {error}. {left}") from None
+            raise
+    swap_in(server, messages, staging, target, exists)
+    report.seconds = time.monotonic() - started
+    log.info("restore_finished", what="database", database=target, seconds=round(report.seconds, 1))
+    return report
+
+
+def swap_in(server: TargetServer, messages: TextIO, staging: str, target: str, target_exists: bool) -> None:
+    """Drop ``target`` and rename the verified ``staging`` database to it.
+
+    A refused drop (a template database, prepared transactions) leaves ``target`` as it
+    was and drops the staging copy (or names it, if that is refused too); a failed rename, or an interruption, keeps the staging
+    copy (after the drop it is the only one left) and says its name.
+    """
+    rename = f"ALTER DATABASE {quote_ident(staging)} RENAME TO {quote_ident(target)}"
+    kept = f"The restored data is in database {staging!r}; finish with: {rename}"
+    if target_exists:
+        try:
+            server.drop_database(target)
+        except PgBackupError as error:
+            not_dropped = server.drop_staging(staging)
+            staging_left = "" if not_dropped is None else ". " + staging_kept(staging, not_dropped)
+            raise RestoreFailed(f"could not drop {target!r} to put the restored copy in its place: {error}. "
+                                f"{target!r} was left as it was{staging_left}") from None
+        except BaseException:
+            print(f"pgbackup: interrupted while dropping {target!r}. {kept}", file=messages)
+            raise
+    try:
+        server.execute(rename)
+    except PgBackupError as error:
+        log.error("restore_rename_failed", staging=staging, target=target)
+        raise RestoreFailed(f"could not rename the restored copy to {target!r}: {error}. {kept}") from None
+    except BaseException:
+        print(f"pgbackup: interrupted while renaming. {kept}", file=messages)
+        raise
+
+
+def left_after_failure(target: str, target_exists: bool, staging: str, not_dropped: str | None) -> str:
+    """What a failed restore leaves on the server: the target as it was (or nothing), and the
+    staging database when it could not be dropped (``not_dropped`` says why)."""
+    untouched = f"The database {target!r} was not touched" if target_exists else "Nothing was created"
+    if not_dropped is None:
+        return untouched
+    kept = staging_kept(staging, not_dropped)
+    return f"The database {target!r} was not touched. {kept}" if target_exists else kept
+
+
+def staging_kept(staging: str, reason: str) -> str:
+    """The hint keeps a subscription's DROP from dropping the replication slot the original uses."""
+    return (f"The staging database {staging!r} could not be dropped ({reason}) and is still on the server; drop it "
+            "by hand (a subscription in it first: ALTER SUBSCRIPTION ... DISABLE, ALTER SUBSCRIPTION ... SET "
+            "(slot_name = NONE), DROP SUBSCRIPTION ...)")
+
+
+def database_definition(
+    server: TargetServer, artifacts: ArtifactReader, selected: Selected, database: str, rename: DatabaseRename,
+    archive: str | None,
+) -> DatabaseDefinition:
+    """How the backup creates ``database`` and what it sets on it (owner, settings, comment, privileges).
+
+    For a full backup the stream is read up to the database's ``\\connect`` (its settings
+    are then restored in the same stream as its tables); an archive is asked with
+    ``pg_restore --create --schema-only``; a plain database dump (taken without --create)
+    has neither, and the database gets the server's defaults.
+    """
+    if archive is not None:
+        script = server.run_tool("pg_restore", "--create", "--schema-only", "--file=-", archive)
+        statements = database_statements([script], database, rename)
+        return DatabaseDefinition(create_database_options([script], database), statements)
+    if selected.is_full:
+        chunks = artifacts.plain_stream(selected, f"read how {database} is created")
+        return DatabaseDefinition(create_database_options(chunks, database), [])
+    return DatabaseDefinition(None, [])
+
+
+def fill_database(
+    server: TargetServer, artifacts: ArtifactReader, selected: Selected, database: str, staging: str,
+    rename: DatabaseRename, archive: str | None, jobs: int,
+) -> list[str] | None:
+    """Restore the backup's ``database`` into ``staging``; the tables the archive lists (None for a plain dump)."""
+    if archive is None:
+        chunks = artifacts.plain_stream(selected, f"restore {database}")
+        if selected.is_full:
+            chunks = database_section(chunks, database, rename)
+        feed_command(server.postgres, server.psql(staging, single_transaction=True), chunks)
+        return None
+    listed = artifacts.listed_tables(archive)
+    server.run_tool("pg_restore", "--exit-on-error", f"--jobs={jobs}", f"--dbname={conninfo_dbname(staging)}", archive)
+    return listed
