@@ -77,7 +77,8 @@ def _open_lock_file(directory: Path, read_only_ok: bool) -> tuple[int | None, bo
         return None, False
 
 
-def _acquire(fd: int, directory: Path, wait: bool, on_wait: Callable[[dict], None], cancel: threading.Event | None) -> None:
+def _acquire(fd: int, directory: Path, wait: bool, on_wait: Callable[[dict], None],
+             cancel: threading.Event | None) -> None:
     announced = False
     while True:
         try:

@@ -6,8 +6,8 @@ import argparse
 
 from daemon.commands import Handler
 from daemon.errors import PgBackupError
+from daemon.restore.base import quote_ident
 from daemon.restore.confirm import confirm
-from daemon.restore.engine import quote_ident
 from daemon.restore.rows import recover_rows
 from daemon.settings import Settings
 from daemon.sources.connect import connect

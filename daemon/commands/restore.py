@@ -8,8 +8,8 @@ from pathlib import Path
 
 from daemon.commands import Handler
 from daemon.commands.locking import command_lock
-from daemon.restore.engine import Restorer
 from daemon.restore.fetch import candidates, ensure_local
+from daemon.restore.restorer import Restorer
 from daemon.restore.selection import (
     Choice,
     Selected,

@@ -182,7 +182,8 @@ class OffsiteSink:
             log.error("manifest_update_failed", file=manifest.file, error=str(error))
 
 
-def backup_locations(settings: Settings, manifests: list[Manifest]) -> tuple[list[Manifest], dict[str, str], str | None]:
+def backup_locations(settings: Settings, manifests: list[Manifest]
+                     ) -> tuple[list[Manifest], dict[str, str], str | None]:
     """For ``pgbackup list``: local manifests plus offsite-only copies, each file's location
     (local, offsite or both), and a warning when the bucket could not be read."""
     locations = {manifest.file: "local" for manifest in manifests}

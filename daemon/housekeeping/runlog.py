@@ -86,7 +86,8 @@ def run_log(directory: Path, moment: datetime, run_id: str, kind: str) -> Iterat
             log.warning("run_log_close_failed", file=path.name, error=str(error))
 
 
-def run_log_wrapper(directory: Path, clock: Callable[[], datetime]) -> Callable[[RunOutcome], AbstractContextManager[Path]]:
+def run_log_wrapper(directory: Path, clock: Callable[[], datetime]
+                    ) -> Callable[[RunOutcome], AbstractContextManager[Path]]:
     """A runner run wrapper (see BackupRunner.run_wrappers) that writes the run log."""
 
     def write_run_log(outcome: RunOutcome) -> AbstractContextManager[Path]:

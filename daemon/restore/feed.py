@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from typing import BinaryIO
 
 import docker.errors
 from docker.utils.socket import frames_iter
@@ -52,7 +53,7 @@ def _feed_local(
     try:
         process = subprocess.Popen(
             list(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env={**transport._base_env, **env}, start_new_session=True,
+            env={**transport.base_env, **env}, start_new_session=True,
         )
     except OSError as error:
         raise CommandFailed(argv, None, "", reason=f"cannot start: {error.strerror}") from None
@@ -77,13 +78,13 @@ def _feed_local(
         raise CommandFailed(argv, returncode, tail.text())
 
 
-def _drain_pipe(pipe, tail: StderrTail) -> None:
+def _drain_pipe(pipe: BinaryIO, tail: StderrTail) -> None:
     for block in iter(lambda: pipe.read1(65536), b""):
         tail.feed(block)
     pipe.close()
 
 
-def _close_quietly(stream) -> None:
+def _close_quietly(stream: socket.socket | BinaryIO) -> None:
     try:
         stream.close()
     except (BrokenPipeError, OSError):
@@ -133,7 +134,7 @@ def _feed_docker_exec(
         raise CommandFailed(argv, returncode, tail.text())
 
 
-def _read_frames(connection, tail: StderrTail, ended: threading.Event) -> None:
+def _read_frames(connection: socket.socket, tail: StderrTail, ended: threading.Event) -> None:
     try:
         for stream, data in frames_iter(connection, tty=False):
             if stream == STDERR_FRAME:

@@ -9,7 +9,7 @@ session leader), which lets an aborted run stop it and everything it started.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import docker
@@ -136,7 +136,10 @@ class PidAwareTail(StderrTail):
             super().feed(data)
 
 
-def _stdout_of(frames, tail: StderrTail, state: dict) -> Iterator[bytes]:
+Frames = Iterable[tuple[bytes | None, bytes | None]]  # (stdout, stderr) pairs of a demultiplexed exec stream
+
+
+def _stdout_of(frames: Frames, tail: StderrTail, state: dict) -> Iterator[bytes]:
     for stdout, stderr in frames:
         if stderr:
             tail.feed(stderr)
@@ -145,7 +148,7 @@ def _stdout_of(frames, tail: StderrTail, state: dict) -> Iterator[bytes]:
     state["exhausted"] = True
 
 
-def _drain(frames, tail: StderrTail, limit_seconds: float = 15) -> None:
+def _drain(frames: Frames, tail: StderrTail, limit_seconds: float = 15) -> None:
     deadline = time.monotonic() + limit_seconds
     try:
         for _stdout, stderr in frames:

@@ -34,6 +34,11 @@ class LocalProcessTransport:
     def __init__(self, base_env: Mapping[str, str] | None = None):
         self._base_env = dict(base_env or {})
 
+    @property
+    def base_env(self) -> dict[str, str]:
+        """The fixed environment every child process starts from (PATH, TMPDIR, locale)."""
+        return dict(self._base_env)
+
     @contextmanager
     def stream(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Iterator[Iterator[bytes]]:
         tail = StderrTail()

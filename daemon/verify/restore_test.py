@@ -118,6 +118,7 @@ def install(settings: Settings, metrics: Metrics, notifier: Notifier, cancel: th
 
     trigger = settings.trigger(settings.schedule_restore_test)
     if trigger is not None:
-        allowance = allowed_age(trigger, datetime.now(settings.timezone), timedelta(hours=settings.backup_max_age_hours))
+        max_age = timedelta(hours=settings.backup_max_age_hours)
+        allowance = allowed_age(trigger, datetime.now(settings.timezone), max_age)
         metrics.restore_test_max_age.set(allowance.total_seconds())
     return [ScheduledJob("restore_test", trigger, restore_test)]

@@ -22,7 +22,8 @@ from docker.models.containers import Container
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import scan_manifests
-from daemon.restore.engine import SYSTEM_DATABASES, Restorer
+from daemon.restore.base import SYSTEM_DATABASES
+from daemon.restore.restorer import Restorer
 from daemon.restore.selection import FULL_KINDS, Selected
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client

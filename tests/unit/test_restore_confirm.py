@@ -10,8 +10,8 @@ import pytest
 from daemon.monitoring.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.restore.confirm import NotConfirmed, confirm
-from daemon.verify.restore_test import install
 from daemon.settings import Settings
+from daemon.verify.restore_test import install
 
 
 class Terminal(io.StringIO):
