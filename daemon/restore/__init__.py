@@ -16,5 +16,4 @@ Modules:
 ``toc``           an archive's table of contents (pg_restore --list)
 ``confirm``       naming and confirming destructive steps
 ``rows``          copying lost rows back from a restored copy
-``engine``        transitional: names callers outside restore/ still import from here
 """
