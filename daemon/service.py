@@ -25,11 +25,13 @@ from daemon.monitoring.watcher import ManifestWatcher
 from daemon.notify import Notifier, channels_from_settings
 from daemon.scheduler import HealthWatch, ScheduledJob, build_scheduler, log_next_runs
 from daemon.settings import Settings
-from daemon.storage.local import ensure_backup_dir
+from daemon.storage.local import ensure_backup_dir, unwritable_reason
 from daemon.verify import restore_test
 from daemon.volumes import install as volume_snapshots
 
 log = get_logger(__name__)
+
+BACKUP_DIR_PROBLEM = "backup_dir_unwritable"
 
 
 def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *,
@@ -87,7 +89,10 @@ def assemble(settings: Settings, started: datetime) -> AssembledDaemon:
     counters of every scheduled target known now at 0 (increase() in the alert rules sees
     their first failure), /healthz told of every scheduled kind, and metrics and health
     restored from the manifests."""
-    ensure_backup_dir(settings.backup_dir)
+    try:
+        ensure_backup_dir(settings.backup_dir)
+    except OSError:
+        pass  # reported, with what to do, by the BACKUP_DIR check before the daemon serves anything
     metrics = Metrics()
     metrics.configure(settings.backup_max_age_hours, settings.backup_min_size_bytes)
     health = HealthState(started, timedelta(hours=settings.backup_max_age_hours))
@@ -112,14 +117,19 @@ def run_daemon(settings: Settings) -> int:
     daemon = assemble(settings, datetime.now(settings.timezone))
     metrics, health, watcher, cancel = daemon.metrics, daemon.health, daemon.watcher, daemon.runner.cancel
     scheduler, executor = build_scheduler(settings, daemon.jobs)
+    def before_response() -> None:
+        watcher.refresh()
+        _check_backup_dir(settings, health)
+
+    _check_backup_dir(settings, health)
     http = start_http_server(
         settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone),
-        before_response=watcher.refresh,
+        before_response=before_response,
     )
     _stop_on_signals(scheduler, cancel)
 
     log.info("daemon_started", backup_dir=str(settings.backup_dir), metrics_port=settings.metrics_port,
-             method="docker_exec" if settings.uses_docker_exec else "tcp", artifacts_found=len(daemon.found))
+             method=_configured_method(settings), artifacts_found=len(daemon.found))
     health.scheduler_running = True
     metrics.scheduler_running.set(1)
     try:
@@ -133,6 +143,27 @@ def run_daemon(settings: Settings) -> int:
         http.shutdown()
         log.info("daemon_stopped")
     return 0
+
+
+def _check_backup_dir(settings: Settings, health: HealthState) -> None:
+    """/healthz is unhealthy, with the reason, while BACKUP_DIR cannot be written: the next backup
+    would fail, and waiting for it (03:00) to find out is too late. Logged when it changes."""
+    reason = unwritable_reason(settings.backup_dir)
+    if reason != health.problem(BACKUP_DIR_PROBLEM):
+        if reason is None:
+            log.info("backup_dir_writable_again", backup_dir=str(settings.backup_dir))
+        else:
+            log.error("backup_dir_unwritable", error=reason)
+    health.set_problem(BACKUP_DIR_PROBLEM, reason)
+
+
+def _configured_method(settings: Settings) -> str:
+    """How dumps will reach the server (each manifest records the method a run really used)."""
+    if not settings.uses_docker_exec:
+        return "tcp"
+    if settings.dump_connection == "exec" or settings.postgres_password is None:
+        return "docker_exec"
+    return "container_tcp, else docker_exec"
 
 
 def _stop_on_signals(scheduler: BlockingScheduler, cancel: threading.Event) -> None:

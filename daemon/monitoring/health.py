@@ -54,6 +54,7 @@ class HealthState:
         self.max_age = max_age
         self.scheduler_running = False
         self._statuses: dict[str, KindStatus] = {}
+        self._problems: dict[str, str] = {}  # e.g. an unwritable BACKUP_DIR, by name
         self._lock = threading.Lock()
 
     def schedule(
@@ -62,6 +63,18 @@ class HealthState:
     ) -> None:
         with self._lock:
             self._statuses[kind] = KindStatus(kind, trigger, last_success, max_age=max_age)
+
+    def set_problem(self, name: str, text: str | None) -> None:
+        """Report (or, with None, clear) a condition that keeps the next backups from working."""
+        with self._lock:
+            if text is None:
+                self._problems.pop(name, None)
+            else:
+                self._problems[name] = text
+
+    def problem(self, name: str) -> str | None:
+        with self._lock:
+            return self._problems.get(name)
 
     def allowances(self) -> dict[str, float]:
         """Seconds each scheduled kind may age before /healthz calls it overdue."""
@@ -95,11 +108,13 @@ class HealthState:
             statuses = [
                 KindStatus(s.kind, s.trigger, s.last_success, s.running, s.max_age) for s in self._statuses.values()
             ]
+            problems = [{"problem": name, "detail": text} for name, text in sorted(self._problems.items())]
         overdue = overdue_kinds(statuses, now, self.started_at, self.max_age)
-        healthy = self.scheduler_running and not overdue
+        healthy = self.scheduler_running and not overdue and not problems
         body = {
             "status": "ok" if healthy else "unhealthy",
             "scheduler_running": self.scheduler_running,
+            "problems": problems,
             "overdue": overdue,
             "running": sorted(s.kind for s in statuses if s.running),
         }

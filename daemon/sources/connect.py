@@ -27,6 +27,8 @@ log = get_logger(__name__)
 # webhook URLs) never reach pg_dump.
 CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 PROBE_TIMEOUT_SECONDS = 2
+# What libpq prints when the server refuses the password (SQLSTATE 28P01).
+PASSWORD_REFUSED = "password authentication failed"
 
 
 @dataclass
@@ -72,8 +74,11 @@ def _container_tcp(settings: Settings, exec_server: PostgresServer, version: Ser
     """The same server over TCP at the container's own address, if that works from here.
 
     The docker exec stream moves about 130 MB/s; a TCP connection is limited only by
-    pg_dump. Used only with client tools of at least the server's major version and a
-    password that the server accepts; otherwise the caller falls back to docker exec.
+    pg_dump. Used only with client tools of at least the server's major version; when TCP
+    cannot be had the caller falls back to docker exec. A password the server refuses is no
+    reason to fall back: it is a configuration error, and the run fails saying so (a backup that
+    works only through the fallback would hide a wrong POSTGRES_PASSWORD until the day it is
+    needed over TCP).
     """
     bin_dir = choose_client_dir(installed_client_dirs(), version.major)
     if bin_dir is None:
@@ -90,6 +95,11 @@ def _container_tcp(settings: Settings, exec_server: PostgresServer, version: Ser
             server.query("SELECT 1")
             check_client_version(transport, options, version)
         except (CommandFailed, ConnectionFailed) as error:
+            if isinstance(error, CommandFailed) and PASSWORD_REFUSED in error.stderr_tail:
+                raise ConnectionFailed(
+                    f"PostgreSQL at {address}:{port} refused the password of {options.user!r}: POSTGRES_PASSWORD "
+                    "is wrong (set DUMP_CONNECTION=exec to back up through docker exec without TCP)"
+                ) from None
             log.info("dump_over_docker_exec", reason=f"TCP to {address}:{port} failed: {error}")
             return None
         return Connection(server, version, "container_tcp")

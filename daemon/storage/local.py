@@ -106,6 +106,32 @@ def ensure_backup_dir(directory: Path) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def unwritable_reason(directory: Path) -> str | None:
+    """Why this process cannot write backups into ``directory`` (None when it can), with the
+    user and group that need the rights: the usual cause is a host directory mounted with
+    another owner than the sidecar's unprivileged user."""
+    probe = directory / f".pgbackup-write-test-{os.getpid()}"
+    try:
+        ensure_backup_dir(directory)
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(descriptor)
+        os.unlink(probe)
+        return None
+    except OSError as error:
+        owner = _owner_of(directory)
+        return (f"BACKUP_DIR {directory} is not writable by this process (uid {os.getuid()}, gid {os.getgid()})"
+                f"{owner}: {error.strerror or error}. Give uid {os.getuid()} write access to it, e.g. "
+                f"chown -R {os.getuid()}:{os.getgid()} on the host directory mounted there")
+
+
+def _owner_of(directory: Path) -> str:
+    try:
+        status = directory.stat()
+    except OSError:
+        return ""
+    return f"; it belongs to uid {status.st_uid}, gid {status.st_gid}, mode {status.st_mode & 0o7777:o}"
+
+
 def leftover_partials(directory: Path) -> list[Path]:
     """Temporary files a crashed run left behind (only ever ours, by their hidden name)."""
     if not directory.is_dir():

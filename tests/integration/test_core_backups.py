@@ -240,6 +240,18 @@ class TestFailures:
         result = pgbackup("backup", "full", env=exec_env(server, tmp_path))
         assert result.returncode == 1 and "is not running" in result.stderr
 
+    def test_a_wrong_password_fails_instead_of_falling_back(self, source, tmp_path):
+        """With POSTGRES_CONTAINER and a POSTGRES_PASSWORD the server refuses, DUMP_CONNECTION=auto does not quietly
+        fall back to docker exec: the run fails, names the variable, and leaves no artifact."""
+        env = exec_env(source, tmp_path, POSTGRES_PASSWORD="not-the-password")
+        result = pgbackup("backup", "database", "authdb", env=env)
+        assert result.returncode == 1
+        assert "refused the password of 'postgres': POSTGRES_PASSWORD is wrong" in result.stderr
+        assert "not-the-password" not in result.stderr
+        assert not list(tmp_path.glob("authdb_*"))
+        exec_only = pgbackup("backup", "database", "authdb", env={**env, "DUMP_CONNECTION": "exec"})
+        assert exec_only.returncode == 0, exec_only.stderr
+
     def test_server_down_over_tcp(self, postgres_factory, tmp_path):
         """With TCP, a server that does not answer gives a 'cannot query PostgreSQL' error."""
         server = postgres_factory(databases=())

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from tests.support.docker_env import free_port
+from tests.support.mounts import read_only_mount
 from tests.support.pgbackup_cli import exec_env, log_events, pgbackup, start_pgbackup
 
 FAR_AWAY = "0 3 1 1 *"  # once a year: never during a test
@@ -142,6 +143,29 @@ class TestDaemon:
             "day-of-month month day-of-week); use five crontab fields, e.g. '0 3 * * *', or 'off'"
         ]
         assert "very-secret-pw" not in result.stderr + result.stdout
+
+
+class TestUnwritableBackupDir:
+    def test_healthz_says_so_from_the_start(self, daemon_env, tmp_path):
+        """A BACKUP_DIR the daemon cannot write (here a read-only mount; in production usually a host directory
+        of another owner) makes /healthz unhealthy at once, naming the directory and the uid that needs write
+        access, instead of staying healthy until the first backup fails at 03:00."""
+        _, env, port = daemon_env
+        (tmp_path / "rw").mkdir()
+        with read_only_mount(tmp_path / "rw", tmp_path / "ro") as read_only:
+            process = start_pgbackup("run", env={**env, "BACKUP_DIR": str(read_only)})
+            try:
+                status, body = wait_until(lambda: _try_get(port, "/healthz"), 60, "/healthz")
+                verdict = json.loads(body)
+                assert status == 503 and verdict["status"] == "unhealthy"
+                (problem,) = verdict["problems"]
+                assert problem["problem"] == "backup_dir_unwritable"
+                assert f"BACKUP_DIR {read_only} is not writable by this process (uid 0" in problem["detail"]
+                assert "Read-only file system" in problem["detail"]
+            finally:
+                logged, _ = stop(process)
+        events = log_events(logged)
+        assert [e["event"] for e in events].count("backup_dir_unwritable") == 1, logged
 
 
 def _try_get(port: int, path: str):

@@ -81,7 +81,7 @@ class TestHealthState:
         healthy, body = health.verdict(at(27, 4))
         assert not healthy and body["overdue"][0]["kind"] == "full"
         health.run_finished("full", at(27, 4))
-        assert health.verdict(at(27, 5)) == (True, {"status": "ok", "scheduler_running": True, "overdue": [],
+        assert health.verdict(at(27, 5)) == (True, {"status": "ok", "scheduler_running": True, "problems": [], "overdue": [],
                                                     "running": []})
 
 
@@ -93,3 +93,18 @@ class TestAllowances:
         state.schedule("volume", parse_crontab("0 2 * * 0", UTC), None, max_age=timedelta(days=8))
         state.schedule("table", None, None)  # SCHEDULE_TABLES=off
         assert state.allowances() == {"full": 86400.0, "volume": 8 * 86400.0}
+
+
+class TestProblems:
+    def test_a_reported_problem_makes_healthz_unhealthy_until_cleared(self):
+        """A condition that keeps the next backups from working (an unwritable BACKUP_DIR) is unhealthy at once,
+        with its text, and healthy again once cleared."""
+        health = HealthState(STARTED, DAY)
+        health.scheduler_running = True
+        health.set_problem("backup_dir_unwritable", "BACKUP_DIR /backups is not writable")
+        healthy, body = health.verdict(at(26, 11))
+        assert not healthy and body["problems"] == [
+            {"problem": "backup_dir_unwritable", "detail": "BACKUP_DIR /backups is not writable"}]
+        health.set_problem("backup_dir_unwritable", None)
+        healthy, body = health.verdict(at(26, 11))
+        assert healthy and body["problems"] == []
