@@ -254,6 +254,15 @@ CREATE TABLE app.regions_other PARTITION OF app.regions DEFAULT;
 INSERT INTO app.regions SELECT 'r' || g, (ARRAY['eu', 'uk', 'us', 'apac'])[g % 4 + 1], g * 1000
 FROM generate_series(1, 40) AS g;
 
+-- Inheritance, single and multiple, with a NO INHERIT constraint.
+CREATE TABLE app.vehicles (id int PRIMARY KEY, wheels int CONSTRAINT wheels_ok CHECK (wheels >= 0) NO INHERIT);
+CREATE TABLE app.boats (hull text);
+CREATE TABLE app.cars (doors int DEFAULT 4) INHERITS (app.vehicles);
+CREATE TABLE app.amphibians (propellers int) INHERITS (app.vehicles, app.boats);
+INSERT INTO app.vehicles SELECT g, g % 5 FROM generate_series(1, 20) AS g;
+INSERT INTO app.cars SELECT g, 4, 2 + g % 3 FROM generate_series(21, 60) AS g;
+INSERT INTO app.amphibians SELECT g, 4, 'steel', 2 FROM generate_series(61, 65) AS g;
+
 -- A typed table, an unlogged table with an unlogged sequence, a table and an index in the
 -- corpus tablespace, a table of the access method fid_heap.
 CREATE TABLE app.addresses OF app.address (PRIMARY KEY (street), city WITH OPTIONS DEFAULT 'Bonn');
