@@ -21,6 +21,7 @@ FILES = (
     ("globals", "postgres"),
     ("fidelity", MAIN_DATABASE),
     ("fidelity_latin1", LATIN1_DATABASE),
+    ("subscriptions", LATIN1_DATABASE),
 )
 NEWER_MAJOR = 17
 

@@ -343,7 +343,7 @@ CREATE FOREIGN TABLE app.remote_customers (id bigint OPTIONS (column_name 'id'),
 COMMENT ON FOREIGN TABLE app.remote_customers IS 'customers seen through postgres_fdw';
 GRANT SELECT ON app.remote_customers TO fid_reader;
 
--- Publications.
+-- Publications (the subscriptions are in the corpus's second database).
 CREATE PUBLICATION fid_pub_all FOR ALL TABLES WITH (publish = 'insert, update');
 CREATE PUBLICATION fid_pub FOR TABLE app.customers (id, name, mood) WHERE (id > 1000), app.ledger
     WITH (publish_via_partition_root = true);
