@@ -215,7 +215,7 @@ class TestFullRestore:
 
 class TestDatabaseRestore:
     @pytest.mark.parametrize("database", DATABASES, ids=("main", "latin1"))
-    @pytest.mark.parametrize("artifact", ("custom", "directory", "full"))
+    @pytest.mark.parametrize("artifact", (*FORMATS, "full"))
     @pytest.mark.parametrize("into", (False, True), ids=("in-place", "into"))
     def test_restore_database(self, source, restored, database, artifact, into):
         """`restore database NAME --from ARTIFACT` (replacing NAME, or --into another name) brings the
