@@ -174,6 +174,9 @@ CREATE POLICY cheerful ON app.customers FOR SELECT TO fid_reader USING (mood <> 
 CREATE POLICY solvent ON app.customers AS RESTRICTIVE FOR UPDATE TO fid_writer, fid_group
     USING (true) WITH CHECK (credit > 0);
 COMMENT ON POLICY cheerful ON app.customers IS 'readers see the happy ones';
+CREATE TRIGGER customers_touch BEFORE INSERT OR UPDATE ON app.customers
+    FOR EACH ROW EXECUTE FUNCTION app.touch();
+COMMENT ON TRIGGER customers_touch ON app.customers IS 'stamps updated_at';
 CREATE TRIGGER customers_count AFTER INSERT ON app.customers REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION app.count_inserted();
 ALTER TABLE app.customers DISABLE TRIGGER customers_count;
