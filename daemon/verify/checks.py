@@ -14,6 +14,8 @@ from daemon.sources.postgres import installed_client_dirs
 from daemon.volumes.tarscan import TarFormatError, TarScanner
 
 CUSTOM_MAGIC = b"PGDMP"
+
+
 def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
     """Checks that need no server; raise ArtifactDamaged (or CommandFailed) on the first problem."""
     manifest, path = selected.manifest, selected.path
@@ -29,8 +31,9 @@ def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
         with open(path, "rb") as archive:
             if archive.read(len(CUSTOM_MAGIC)) != CUSTOM_MAGIC:
                 raise ArtifactDamaged(f"{path.name} is not a pg_dump custom-format archive")
-        if local_tools and _local_pg_restore():
-            LocalProcessTransport().run([_local_pg_restore(), "--list", str(path)])
+        reader = _local_pg_restore(_major(manifest.server_version)) if local_tools else None
+        if reader:
+            LocalProcessTransport().run([reader, "--list", str(path)])
             done.append("pg_restore --list reads the archive's table of contents")
     elif manifest.format == "directory":
         with tarfile.open(path, mode="r|") as archive:
@@ -73,6 +76,20 @@ def _recount(selected: Selected) -> str:
         "match the manifest" if manifest.row_counts else "counted (the manifest has none)")
 
 
-def _local_pg_restore() -> str | None:
+def _local_pg_restore(server_major: int | None) -> str | None:
+    """The newest pg_restore here, if it can read the archives of a ``server_major`` server.
+
+    A pg_restore reads the archives of its own and older versions only ("unsupported version
+    (1.16) in file header" from 15 for a 17 archive); with the docker exec method the sidecar
+    may well have older client tools than the server, whose own tools the restore then uses.
+    """
     installed = installed_client_dirs()
-    return str(installed[max(installed)] / "pg_restore") if installed else None
+    if not installed or (server_major is not None and max(installed) < server_major):
+        return None
+    return str(installed[max(installed)] / "pg_restore")
+
+
+def _major(server_version: str | None) -> int | None:
+    """17 from "17.2"; None when the manifest does not say."""
+    head = (server_version or "").split(".")[0]
+    return int(head) if head.isdigit() else None

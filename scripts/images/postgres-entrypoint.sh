@@ -1,7 +1,8 @@
 #!/bin/bash
-# Entrypoint of the locally built pgbackup-local/postgres:15 image.
+# Entrypoint of the locally built pgbackup-local/postgres:15 and :17 images (the
+# server's bin directory comes first in the image's PATH).
 #
-# Behaves like the entrypoint of the official postgres:15 image for what this
+# Behaves like the entrypoint of the official postgres images for what this
 # project needs: POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB, an initdb on
 # an empty PGDATA, trust on the local socket, scram-sha-256 for TCP from
 # anywhere, scripts in /docker-entrypoint-initdb.d, and postgres as PID 1

@@ -21,8 +21,11 @@ PID_LABEL = "pgbackup-test.pid"
 SESSION_ID = uuid.uuid4().hex[:12]
 
 POSTGRES_IMAGE_ENV = "PGBACKUP_TEST_POSTGRES_IMAGE"
+DEFAULT_POSTGRES_MAJOR = 15
 UPSTREAM_POSTGRES_IMAGE = "postgres:15"
 LOCAL_POSTGRES_IMAGE = "pgbackup-local/postgres:15"
+# scripts/build-images's name for the image of each major it builds.
+_BUILD_NAMES = {15: "postgres", 17: "postgres17"}
 LOCAL_PYTHON_IMAGE = "pgbackup-local/python:3.11"
 
 
@@ -78,18 +81,28 @@ def build_local_images(*which: str) -> None:
     subprocess.run(["bash", str(BUILD_IMAGES_SCRIPT), *which], check=True, stdin=subprocess.DEVNULL)
 
 
-def select_postgres_image(client: docker.DockerClient) -> str:
-    """The PostgreSQL 15 image the tests run: the override, postgres:15, or the local build."""
-    override = os.environ.get(POSTGRES_IMAGE_ENV)
+def postgres_image_variable(major: int) -> str:
+    """The variable that names another image for ``major``: PGBACKUP_TEST_POSTGRES_IMAGE for 15,
+    PGBACKUP_TEST_POSTGRES17_IMAGE for 17."""
+    return POSTGRES_IMAGE_ENV if major == DEFAULT_POSTGRES_MAJOR else f"PGBACKUP_TEST_POSTGRES{major}_IMAGE"
+
+
+def select_postgres_image(client: docker.DockerClient, major: int = DEFAULT_POSTGRES_MAJOR) -> str:
+    """The PostgreSQL image of ``major`` the tests run: the override, postgres:MAJOR, or the local build."""
+    if major not in _BUILD_NAMES:
+        raise LookupError(f"scripts/build-images builds no PostgreSQL {major} image (it builds {sorted(_BUILD_NAMES)})")
+    variable = postgres_image_variable(major)
+    override = os.environ.get(variable)
     if override:
         if not image_present(client, override):
-            raise LookupError(f"{POSTGRES_IMAGE_ENV}={override} names an image this engine does not have")
+            raise LookupError(f"{variable}={override} names an image this engine does not have")
         return override
-    if image_present(client, UPSTREAM_POSTGRES_IMAGE):
-        return UPSTREAM_POSTGRES_IMAGE
+    upstream = f"postgres:{major}"
+    if image_present(client, upstream):
+        return upstream
     # Quick when the image is there and current; builds it otherwise.
-    build_local_images("postgres")
-    return LOCAL_POSTGRES_IMAGE
+    build_local_images(_BUILD_NAMES[major])
+    return f"pgbackup-local/postgres:{major}"
 
 
 def run_to_completion(client: docker.DockerClient, image: str, **options) -> bytes:
