@@ -36,6 +36,7 @@ class Manifest:
     row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     offsite: dict[str, object] = field(default_factory=dict)
     details: dict[str, object] = field(default_factory=dict)
+    database_definition: str = ""  # plain database dumps: pg_dump --create's database part (see plans.py)
     schema_version: int = SCHEMA_VERSION
     pgbackup_version: str = ""
     run_id: str = ""

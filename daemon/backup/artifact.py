@@ -86,8 +86,10 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
                             observer.feed(chunk)
                         writer.put(chunk)
                 writer.finish()
+            definition = _database_definition(plan, context)  # before the commit: a failure leaves no artifact
             artifact.commit()
         manifest = _manifest_for(plan, context, file_name, artifact, started)
+        manifest.database_definition = definition
         for observer in observers:
             observer.record(manifest)
         write_manifest(context.directory, manifest)
@@ -104,6 +106,13 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
         duration_seconds=round(manifest.duration_seconds, 3), sha256=manifest.sha256,
     )
     return manifest
+
+
+def _database_definition(plan: DumpPlan, context: BackupContext) -> str:
+    """How the dumped database is created and set up, for a plain dump (see DumpPlan.definition_argv)."""
+    if not plan.definition_argv:
+        return ""
+    return context.server.transport.run(plan.definition_argv, context.server.environment()).decode("utf-8")
 
 
 def _unused_start_time(plan: DumpPlan, context: BackupContext) -> datetime:

@@ -32,6 +32,10 @@ class DumpPlan:
     keep_forever: bool = False
     databases: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
+    # Prints how the database is created and set up (owner, encoding, locale, settings, comment,
+    # privileges) for the manifest: a plain database dump is taken without --create, so that it
+    # loads into a database of any name, and would otherwise carry none of that.
+    definition_argv: tuple[str, ...] = ()
 
     @property
     def compression(self) -> str:
@@ -67,6 +71,7 @@ def plan_databases(
             dump_format=dump_format,
             gzip=dump_format == "plain",
             databases=(database,),
+            definition_argv=_definition_argv(server, database) if dump_format == "plain" else (),
         )
         for database in databases
     ]
@@ -107,6 +112,12 @@ def _pg_dump_argv(
         dump = server.tool("pg_dump", "--format=directory", f"--jobs={jobs}", f"--compress={level}", *extra)
         return ("sh", "-c", DIRECTORY_AS_TAR_SCRIPT, "pgbackup-dump", conninfo_dbname(database), *dump)
     raise ValueError(f"unknown dump format {dump_format!r}")
+
+
+def _definition_argv(server: PostgresServer, database: str) -> tuple[str, ...]:
+    """The database's CREATE DATABASE and its own settings, without a single object of any schema."""
+    return tuple(server.tool("pg_dump", "--create", "--schema-only", "--exclude-schema=*",
+                             conninfo_dbname(database)))
 
 
 def _namer(function: Callable[[str, str, datetime], str], database: str, dump_format: str):

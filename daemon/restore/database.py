@@ -105,7 +105,7 @@ def swap_in(server: TargetServer, messages: TextIO, staging: str, target: str, t
     kept = f"The restored data is in database {staging!r}; finish with: {rename}"
     if target_exists:
         try:
-            server.drop_database(target)
+            server.replace_database(target)
         except PgBackupError as error:
             not_dropped = server.drop_staging(staging)
             staging_left = "" if not_dropped is None else ". " + staging_kept(staging, not_dropped)
@@ -149,11 +149,13 @@ def database_definition(
 
     For a full backup the stream is read up to the database's ``\\connect`` (its settings
     are then restored in the same stream as its tables); an archive is asked with
-    ``pg_restore --create --schema-only``; a plain database dump (taken without --create)
-    has neither, and the database gets the server's defaults.
+    ``pg_restore --create --schema-only``; a plain database dump (taken without --create) has
+    the same text in its manifest (``database_definition``), except one taken before that field
+    existed: that database gets the server's defaults.
     """
-    if archive is not None:
-        script = server.run_tool("pg_restore", "--create", "--schema-only", "--file=-", archive)
+    if archive is not None or selected.manifest.database_definition:
+        script = (server.run_tool("pg_restore", "--create", "--schema-only", "--file=-", archive)
+                  if archive is not None else selected.manifest.database_definition.encode("utf-8"))
         statements = database_statements([script], database, rename)
         return DatabaseDefinition(create_database_options([script], database), statements)
     if selected.is_full:

@@ -75,9 +75,12 @@ def restore_full(
             f"{', '.join(map(repr, clashing)) or 'nothing'} and restore over the rest"
         )
     require_empty_default_databases(server, manifest)
+    undroppable = server.undroppable(clashing)
+    require(not undroppable, "refusing before dropping anything: these databases cannot be dropped: "
+            + "; ".join(undroppable))
     confirm([f"drop database {db!r} on {server.where()}" for db in clashing])
     for database in clashing:
-        server.drop_database(database)
+        server.replace_database(database)
     report = RestoreReport("the whole server", manifest.file, databases=restored)
     chunks = roles_made_safe(server, artifacts.plain_stream(selected, f"restore {manifest.file}"), report.notes)
     log.info("restore_started", what="full", file=manifest.file, databases=restored)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from daemon.errors import PgBackupError
 from daemon.restore.base import quote_ident, quote_literal, split_table
 from daemon.restore.feed import feed_command
+from daemon.restore.triggers import paused_triggers
 from daemon.sources.postgres import PostgresServer, conninfo_dbname
 
 STAGING_TABLE = "pgbackup_recovered_rows"
@@ -73,14 +74,17 @@ def recover_rows(
     )
     before = _count(server, database, qualified)
     matching = " AND ".join(f"t.{key} = r.{key}" for key in keys)
+    pause, resume = paused_triggers(server, database, qualified)  # the rows come back as they were
     head = (
         f"CREATE TEMP TABLE {STAGING_TABLE} (LIKE {qualified}) ON COMMIT DROP;\n"
         f"COPY {STAGING_TABLE} ({columns}) FROM STDIN;\n"
     ).encode()
     tail = (
         "\\.\n"
+        f"{pause}"
         f"INSERT INTO {qualified} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {STAGING_TABLE} r "
         f"WHERE NOT EXISTS (SELECT 1 FROM {qualified} t WHERE {matching});\n"
+        f"{resume}"
     ).encode()
     importer = server.tool(
         "psql", "-X", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction",

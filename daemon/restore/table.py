@@ -9,6 +9,7 @@ from daemon.restore.artifacts import ArtifactReader
 from daemon.restore.base import Confirm, RestoreReport, quote_ident, require, require_backup_of, split_table
 from daemon.restore.selection import Selected
 from daemon.restore.target import TargetServer
+from daemon.restore.triggers import paused_triggers
 from daemon.sources.postgres import conninfo_dbname
 
 
@@ -57,17 +58,20 @@ def table_into(server: TargetServer, archive: str, target: str, schema: str, nam
 
 def table_rows_replaced(server: TargetServer, archive: str, target: str, schema: str, name: str,
                         qualified: str) -> None:
-    """TRUNCATE and the archive's rows in one transaction: all of it, or nothing changes."""
+    """TRUNCATE and the archive's rows in one transaction: all of it, or nothing changes. The
+    table's user triggers are held off meanwhile (daemon.restore.triggers)."""
     pg_restore = server.postgres.tool("pg_restore")[0]
+    pause, resume = paused_triggers(server.postgres, target, qualified)
     script = (
         'archive="$1"; pg_restore="$2"; shift 2; '
         '{ printf "%s\\n" "$PGBACKUP_BEFORE"; '
         '"$pg_restore" --data-only --schema="$PGBACKUP_SCHEMA" --table="$PGBACKUP_TABLE" --file=- "$archive" '
-        '|| printf "%s\\n" "$PGBACKUP_FAILED"; } | "$@"'
+        '|| printf "%s\\n" "$PGBACKUP_FAILED"; printf "%s\\n" "$PGBACKUP_AFTER"; } | "$@"'
     )
     env = {
         **server.postgres.environment(),
-        "PGBACKUP_BEFORE": f"TRUNCATE ONLY {qualified};",
+        "PGBACKUP_BEFORE": f"{pause}TRUNCATE ONLY {qualified};",
+        "PGBACKUP_AFTER": resume,
         "PGBACKUP_SCHEMA": schema,
         "PGBACKUP_TABLE": name,
         "PGBACKUP_FAILED": "\\.\nDO $$ BEGIN RAISE EXCEPTION 'pg_restore failed: nothing was changed'; END $$;",

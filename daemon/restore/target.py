@@ -16,6 +16,13 @@ _SUBSCRIPTIONS_SQL = (
     "SELECT quote_ident(subname) FROM pg_subscription "
     "WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+# What DROP DATABASE ... WITH (FORCE) refuses even so, by database: a template, prepared transactions.
+_UNDROPPABLE_SQL = (
+    "SELECT d.datname || ': ' || CASE WHEN d.datistemplate THEN 'a template database (ALTER DATABASE ' "
+    "|| quote_ident(d.datname) || ' IS_TEMPLATE false first)' ELSE 'prepared transactions (COMMIT PREPARED or "
+    "ROLLBACK PREPARED them first)' END FROM pg_database d WHERE d.datname IN ({names}) "
+    "AND (d.datistemplate OR EXISTS (SELECT 1 FROM pg_prepared_xacts x WHERE x.database = d.datname)) ORDER BY 1"
+)
 
 
 @dataclass
@@ -57,6 +64,22 @@ class TargetServer:
         log.warning("dropping_database", database=name)
         self.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
+    def replace_database(self, name: str) -> None:
+        """Drop a database the user confirmed replacing. Its subscriptions are detached from their
+        replication slots and dropped first (DROP DATABASE refuses a database that has one): the
+        slots stay on the publisher, where the backup's own copy of each subscription, restored
+        disabled with the same slot name, can take up replication again once enabled."""
+        for subscription in self.drop_subscriptions(name):
+            log.warning("subscription_detached", database=name, subscription=subscription,
+                        hint="its replication slot stays on the publisher")
+        self.drop_database(name)
+
+    def undroppable(self, names: list[str]) -> list[str]:
+        """Why each of ``names`` that DROP DATABASE would refuse cannot be dropped (none: [])."""
+        if not names:
+            return []
+        return self.query(_UNDROPPABLE_SQL.format(names=", ".join(map(quote_literal, names))))
+
     def drop_staging(self, name: str) -> str | None:
         """Drop a staging database, its subscriptions first; None once it is gone, else why it is not.
 
@@ -77,12 +100,14 @@ class TargetServer:
             return str(error)
         return None
 
-    def drop_subscriptions(self, database: str) -> None:
-        """Drop the subscriptions of ``database`` without touching a replication slot."""
-        for subscription in self.query(_SUBSCRIPTIONS_SQL, database):
+    def drop_subscriptions(self, database: str) -> list[str]:
+        """Drop the subscriptions of ``database`` without touching a replication slot; their names."""
+        subscriptions = self.query(_SUBSCRIPTIONS_SQL, database)
+        for subscription in subscriptions:
             self.execute(f"ALTER SUBSCRIPTION {subscription} DISABLE", database)
             self.execute(f"ALTER SUBSCRIPTION {subscription} SET (slot_name = NONE)", database)
             self.execute(f"DROP SUBSCRIPTION {subscription}", database)
+        return subscriptions
 
     def all_databases(self) -> list[str]:
         return self.query("SELECT datname FROM pg_database")

@@ -52,7 +52,8 @@ def count_rows(server: TargetServer, database: str, tables: list[str]) -> dict[s
     counts: dict[str, int] = {}
     for start in range(0, len(tables), COUNT_BATCH):
         batch = tables[start:start + COUNT_BATCH]
-        sql = "SELECT concat_ws(',', " + ", ".join(f"(SELECT count(*) FROM {table})" for table in batch) + ")"
+        # ONLY: a parent of inheritance children holds its own rows; the dump's COPY counted those alone.
+        sql = "SELECT concat_ws(',', " + ", ".join(f"(SELECT count(*) FROM ONLY {table})" for table in batch) + ")"
         (row,) = server.query(sql, database)
         counts.update(zip(batch, map(int, row.strip().split(","))))
     return counts

@@ -36,6 +36,9 @@ class RecordingTarget(TargetServer):
     def drop_database(self, name: str) -> None:
         self._step(f"drop {name}")
 
+    def drop_subscriptions(self, database: str) -> list[str]:
+        return []  # the stand-in's databases have none
+
     def drop_staging(self, name: str) -> str | None:
         self.steps.append(f"drop quietly {name}")
         return self.staging_stays
