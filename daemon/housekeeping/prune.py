@@ -19,6 +19,7 @@ from daemon.housekeeping.retention import (
     RetentionRefused,
     decide_run_logs,
     plan_sweep,
+    refusals,
 )
 from daemon.housekeeping.runlog import is_our_run_log
 from daemon.lock import backup_lock
@@ -105,13 +106,23 @@ def locked_sweep(settings: Settings, metrics: Metrics, now: datetime, *, dry_run
 
 
 def _plan(manifests: list[Manifest], now: datetime, days: dict[str, int], min_keep: int, location: str,
-          report: SweepReport) -> list[Decision] | None:
+          report: SweepReport, metrics: Metrics) -> list[Decision] | None:
     try:
-        return plan_sweep(manifests, now, days, min_keep)
+        decisions = plan_sweep(manifests, now, days, min_keep)
     except RetentionRefused as error:
         log.error("retention_refused", location=location, reason=str(error))
         report.refused.append(f"{location}: {error}")
         return None
+    _report_refusals(decisions, location, report, metrics)
+    return decisions
+
+
+def _report_refusals(decisions: list[Decision], location: str, report: SweepReport, metrics: Metrics) -> None:
+    """Kinds and targets whose times the policy did not trust: logged, counted and reported."""
+    for (kind, target), reason in refusals(decisions).items():
+        log.error("retention_refused", location=location, kind=kind, target=target, reason=reason)
+        metrics.retention_refused.labels(kind, location).inc()
+        report.refused.append(f"{location}: {reason}")
 
 
 def _item(location: str, decision: Decision) -> SweepItem:
@@ -122,7 +133,7 @@ def _item(location: str, decision: Decision) -> SweepItem:
 def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
     decisions = _plan(local_manifests(directory), now, local_retention_days(settings),
-                      settings.retention_min_keep, LOCAL, report)
+                      settings.retention_min_keep, LOCAL, report, metrics)
     for decision in decisions or ():
         report.items.append(_item(LOCAL, decision))
         if not decision.delete or dry_run:
@@ -155,7 +166,7 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         report.errors.append(f"s3: {describe(error)}")
         return
     decisions = _plan([copy.manifest for copy in copies.values()], now, offsite_retention_days(settings),
-                      settings.retention_min_keep, S3, report)
+                      settings.retention_min_keep, S3, report, metrics)
     for decision in decisions or ():
         report.items.append(_item(S3, decision))
         if not decision.delete or dry_run:
