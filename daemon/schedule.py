@@ -4,6 +4,17 @@ APScheduler 3 numbers weekdays from Monday=0, so ``CronTrigger.from_crontab("0 2
 fires on Mondays. The runbook's "Sunday 02:00" is ``0 2 * * 0`` in crontab terms, so this
 module parses the weekday field itself (0 and 7 are Sunday) and hands APScheduler day
 names, which it reads unambiguously.
+
+Daylight-saving changes follow crontab's rule that a job runs once per wall-clock time:
+- autumn (the clock falls back and repeats an hour): a schedule with fixed hours fires at
+  the first occurrence of a repeated time only. APScheduler alone fires it twice (02:00
+  CEST and 02:00 CET), which made the weekly volume snapshot stop the database twice. A
+  schedule whose hour field is ``*`` or ``*/n`` keeps its real interval (an hourly job runs
+  in both 02:00 hours), as in cron, where such jobs follow elapsed time;
+- spring (the clock jumps forward over an hour): a time in the skipped hour fires once,
+  an hour later by the wall clock (02:30 runs at 03:30 summer time, the same instant as
+  02:30 winter time: 24 real hours after the day before's run). Cronie runs such a job
+  right after the gap (03:00) instead; either way it runs once that day and is not lost.
 """
 
 from __future__ import annotations
@@ -30,6 +41,37 @@ def is_disabled(expression: str) -> bool:
     return expression.strip().lower() == DISABLED
 
 
+class CrontabTrigger(CronTrigger):
+    """A CronTrigger that fires once per wall-clock time across an autumn DST change
+    (``once_per_wall_clock``: the schedule names its hours)."""
+
+    def __init__(self, *, once_per_wall_clock: bool, **fields: str | tzinfo):
+        super().__init__(**fields)
+        self.once_per_wall_clock = once_per_wall_clock
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        fire = super().get_next_fire_time(previous_fire_time, now)
+        while fire is not None and self.once_per_wall_clock and is_repeated_wall_clock(fire):
+            # The same wall-clock time already came an hour earlier (fold=0): crontab runs
+            # a job in the repeated hour once, so step past the repeat.
+            fire = super().get_next_fire_time(fire, fire)
+        return fire
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "once_per_wall_clock": self.once_per_wall_clock}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.once_per_wall_clock = state["once_per_wall_clock"]
+
+
+def is_repeated_wall_clock(moment: datetime) -> bool:
+    """Whether ``moment`` is the second occurrence of its wall-clock time (DST fall-back)."""
+    if moment.fold == 0:
+        return False
+    return moment.replace(fold=0).utcoffset() != moment.utcoffset()
+
+
 def parse_crontab(expression: str, timezone: tzinfo) -> CronTrigger:
     """Build a trigger from ``minute hour day-of-month month day-of-week``."""
     fields = expression.split()
@@ -44,7 +86,8 @@ def parse_crontab(expression: str, timezone: tzinfo) -> CronTrigger:
             "which is rarely meant: restrict only one of them"
         )
     try:
-        return CronTrigger(
+        return CrontabTrigger(
+            once_per_wall_clock=not hour.startswith("*"),
             minute=minute,
             hour=hour,
             day=day,

@@ -34,9 +34,11 @@ def command_prune(settings: Settings, args: argparse.Namespace) -> int:
     print(format_report(report, args.dry_run))
     for refusal in report.refused:
         print(f"pgbackup: {refusal}", file=sys.stderr)
+    for unusable in report.unusable:
+        print(f"pgbackup: unusable backup, kept and not counted by retention: {unusable}", file=sys.stderr)
     for error in report.errors:
         print(f"pgbackup: prune: {error}", file=sys.stderr)
-    return 1 if report.refused or report.errors else 0
+    return 1 if report.refused or report.errors or report.unusable else 0
 
 
 def format_report(report: SweepReport, dry_run: bool) -> str:

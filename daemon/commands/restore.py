@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from daemon.commands import Handler
@@ -72,6 +73,7 @@ def command_restore(settings: Settings, args: argparse.Namespace) -> int:
         latest=args.latest,
         before=parse_before(args.before, settings.timezone) if args.before else None,
         path=args.from_path,
+        now=datetime.now(settings.timezone),
     )
     with command_lock(settings, f"restore {args.what}", read_only_ok=True):
         return _restore_locked(settings, args, choice)
@@ -89,6 +91,10 @@ def _restore_locked(settings: Settings, args: argparse.Namespace, choice: Choice
                   and (m.kind == "database" or _has_table(m.tables, args.table)))
         description = f"table {args.table!r} of database {args.database!r}"
     selected = select_backup(directory, choice, wanted, description, manifests)
+    for future in selected.skipped_future:
+        print(f"pgbackup: warning: skipped {future.file}: it is dated in the future "
+              f"({future.started_at.isoformat(' ')}), taken while the clock was wrong; use --from to restore it",
+              file=sys.stderr)
     if not choice.path:
         selected = Selected(selected.manifest, ensure_local(settings, selected.manifest))
     print(f"pgbackup: restoring from {selected.path} (taken {selected.manifest.started_at.isoformat(' ')})",

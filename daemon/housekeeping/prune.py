@@ -2,7 +2,13 @@
 
 Decisions come from retention.py; this module only reads manifests, carries the decisions
 out (artifact first, then its manifest), logs each deletion and counts it in
-pgbackup_retention_deleted_total{kind,location}. Callers hold the backup lock (the after-run
+pgbackup_retention_deleted_total{kind,location}.
+
+Only backups whose artifact is there with the size its manifest records go to the policy: a
+manifest whose artifact was removed or cut short would otherwise anchor the window (or fill
+a RETENTION_MIN_KEEP place) and expire the older backups that can still be restored. Such a
+manifest is kept (it says what was lost), logged as ``retention_unusable_backup`` and
+reported in the sweep report's ``unusable``; removing it is left to a person. Callers hold the backup lock (the after-run
 hook already runs under it; ``locked_sweep`` takes it for the schedule and the CLI).
 """
 
@@ -12,13 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon.housekeeping.retention import (
     DELETE,
+    KEEP,
     Decision,
     RetentionRefused,
     decide_run_logs,
     plan_sweep,
+    refusals,
 )
 from daemon.housekeeping.runlog import is_our_run_log
 from daemon.lock import backup_lock
@@ -27,6 +36,9 @@ from daemon.manifest import Manifest, read_manifest, scan_manifests, write_manif
 from daemon.monitoring.metrics import Metrics
 from daemon.naming import manifest_name
 from daemon.settings import Settings
+
+if TYPE_CHECKING:  # boto3 is imported only when S3 is used (see _sweep_offsite)
+    from daemon.storage.s3 import OffsiteCopy
 
 log = get_logger(__name__)
 
@@ -52,6 +64,7 @@ class SweepReport:
     items: list[SweepItem] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)  # manifests whose artifact is missing or of another size
 
     @property
     def deleted(self) -> list[SweepItem]:
@@ -92,7 +105,7 @@ def sweep(settings: Settings, metrics: Metrics, now: datetime, *, dry_run: bool 
         _sweep_offsite(settings, metrics, now, dry_run, report, open_bucket)
     _sweep_run_logs(settings, now, dry_run, report)
     log.info("retention_sweep_finished", dry_run=dry_run, deletions=len(report.deleted),
-             refused=report.refused, errors=len(report.errors))
+             refused=report.refused, unusable=len(report.unusable), errors=len(report.errors))
     return report
 
 
@@ -105,13 +118,56 @@ def locked_sweep(settings: Settings, metrics: Metrics, now: datetime, *, dry_run
 
 
 def _plan(manifests: list[Manifest], now: datetime, days: dict[str, int], min_keep: int, location: str,
-          report: SweepReport) -> list[Decision] | None:
+          report: SweepReport, metrics: Metrics) -> list[Decision] | None:
     try:
-        return plan_sweep(manifests, now, days, min_keep)
+        decisions = plan_sweep(manifests, now, days, min_keep)
     except RetentionRefused as error:
         log.error("retention_refused", location=location, reason=str(error))
         report.refused.append(f"{location}: {error}")
         return None
+    _report_refusals(decisions, location, report, metrics)
+    return decisions
+
+
+def _report_refusals(decisions: list[Decision], location: str, report: SweepReport, metrics: Metrics) -> None:
+    """Kinds and targets whose times the policy did not trust: logged, counted and reported."""
+    for (kind, target), reason in refusals(decisions).items():
+        log.error("retention_refused", location=location, kind=kind, target=target, reason=reason)
+        metrics.retention_refused.labels(kind, location).inc()
+        report.refused.append(f"{location}: {reason}")
+
+
+def artifact_problem(directory: Path, manifest: Manifest) -> str | None:
+    """What keeps ``manifest``'s artifact from being a restorable backup, or None."""
+    path = directory / manifest.file
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"its artifact {manifest.file} is missing"
+    except OSError as error:
+        return f"its artifact {manifest.file} cannot be examined: {error.strerror or error}"
+    if not path.is_file():
+        return f"its artifact {manifest.file} is not a regular file"
+    if size != manifest.size_bytes:
+        return f"its artifact {manifest.file} has {size} bytes, its manifest says {manifest.size_bytes}"
+    return None
+
+
+def _usable(located: list[tuple[Manifest, str | None]], location: str, report: SweepReport) -> list[Manifest]:
+    """The manifests without a problem; each one with a problem is kept, logged and reported."""
+    usable = []
+    for manifest, problem in located:
+        if problem is None:
+            usable.append(manifest)
+            continue
+        log.warning("retention_unusable_backup", location=location, file=manifest.file, kind=manifest.kind,
+                    target=manifest.target, problem=problem)
+        report.unusable.append(f"{location}: {manifest.file}: {problem}")
+        report.items.append(SweepItem(
+            location, manifest.kind, manifest.target, manifest.file, manifest.started_at, KEEP,
+            f"{problem}; manifest kept, not counted by retention (never the newest, never a reason to delete)",
+        ))
+    return usable
 
 
 def _item(location: str, decision: Decision) -> SweepItem:
@@ -121,8 +177,9 @@ def _item(location: str, decision: Decision) -> SweepItem:
 
 def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
-    decisions = _plan(local_manifests(directory), now, local_retention_days(settings),
-                      settings.retention_min_keep, LOCAL, report)
+    manifests = _usable([(m, artifact_problem(directory, m)) for m in local_manifests(directory)], LOCAL, report)
+    decisions = _plan(manifests, now, local_retention_days(settings), settings.retention_min_keep, LOCAL, report,
+                      metrics)
     for decision in decisions or ():
         report.items.append(_item(LOCAL, decision))
         if not decision.delete or dry_run:
@@ -154,16 +211,14 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         log.error("offsite_retention_failed", error=describe(error))
         report.errors.append(f"s3: {describe(error)}")
         return
-    decisions = _plan([copy.manifest for copy in copies.values()], now, offsite_retention_days(settings),
-                      settings.retention_min_keep, S3, report)
+    located = [(copy.manifest, _copy_problem(copy)) for copy in copies.values()]
+    decisions = _plan(_usable(located, S3, report), now, offsite_retention_days(settings),
+                      settings.retention_min_keep, S3, report, metrics)
     for decision in decisions or ():
         report.items.append(_item(S3, decision))
         if not decision.delete or dry_run:
             continue
         copy = copies[decision.manifest.file]
-        if copy.size_bytes != copy.manifest.size_bytes:
-            log.warning("offsite_copy_size_mismatch", key=copy.artifact_key)
-            continue
         try:
             bucket.delete_copy(copy)
         except S3_ERRORS + (OffsiteError,) as error:
@@ -174,6 +229,13 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         log.info("retention_deleted", location=S3, key=copy.artifact_key, kind=decision.manifest.kind,
                  target=decision.manifest.target, reason=decision.reason)
         _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
+
+
+def _copy_problem(copy: OffsiteCopy) -> str | None:
+    """An S3 copy whose object differs in size from its manifest."""
+    if copy.size_bytes != copy.manifest.size_bytes:
+        return f"its S3 object {copy.artifact_key} has {copy.size_bytes} bytes, its manifest says {copy.manifest.size_bytes}"
+    return None
 
 
 def _mark_offsite_deleted(directory: Path, file_name: str, now: datetime) -> None:

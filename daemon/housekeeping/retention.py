@@ -8,7 +8,19 @@ Pure functions: the manifests and ``now`` come in, decisions go out. The rules, 
    and measured from the newest backup of its kind and target. The second condition means
    that a daemon that was down, or dumps that kept failing, never eat into the backups that
    were there: the window only moves when new backups arrive;
-4. anything else (a kind without a retention rule, a start time in the future) is kept.
+4. anything else (a kind without a retention rule) is kept.
+
+Times are only trusted while they make sense; otherwise the policy refuses to act on that
+kind and target (every backup of it is kept, with the refusal as its reason):
+
+5. a backup that started more than daemon.clock.FUTURE_TOLERANCE after ``now`` means the clock was wrong
+   when it was taken, or is wrong now. Measured from it, the window would expire every
+   earlier backup; so nothing of its kind and target is deleted until someone looks;
+6. a newest backup that started more than the window after the one before it, and more
+   than JUMP_FACTOR times any earlier interval between them (a clock that jumped ahead for
+   one run, or the first backup after a long outage; not a weekly job with a short window;
+   judged from the third backup of a kind and target on), does not move the window on its own: if it would expire backups that the one before it
+   keeps, nothing is deleted until a second backup confirms the new time.
 
 A sweep whose decisions would delete every backup of a kind is refused as a whole.
 """
@@ -20,7 +32,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
+from daemon.clock import describe_future, is_future
 from daemon.errors import PgBackupError
 from daemon.manifest import Manifest
 
@@ -28,6 +42,8 @@ KEEP = "keep"
 DELETE = "delete"
 
 RUN_LOG_PATTERN = re.compile(r"^backup_(\d{8}_\d{6})\.log$")
+REFUSED_PREFIX = "refused: "
+JUMP_FACTOR = 4
 
 
 class RetentionRefused(PgBackupError):
@@ -39,6 +55,7 @@ class Decision:
     manifest: Manifest
     action: str  # KEEP or DELETE
     reason: str
+    refused: bool = False  # kept because the policy refused to act on this kind and target
 
     @property
     def delete(self) -> bool:
@@ -57,11 +74,68 @@ def decide(
     decisions: list[Decision] = []
     for group in groups.values():
         group.sort(key=lambda manifest: manifest.started_at, reverse=True)
-        newest = group[0].started_at
-        for rank, manifest in enumerate(group):
-            decisions.append(_decide_one(manifest, rank, newest, now, days_by_kind, min_keep))
+        decisions.extend(_decide_group(group, now, days_by_kind, min_keep))
     decisions.sort(key=lambda decision: decision.manifest.started_at, reverse=True)
     return decisions
+
+
+def refusals(decisions: Iterable[Decision]) -> dict[tuple[str, str], str]:
+    """Why the policy refused to act, by (kind, target)."""
+    messages: dict[tuple[str, str], str] = {}
+    for decision in decisions:
+        if decision.refused:
+            key = (decision.manifest.kind, decision.manifest.target)
+            messages.setdefault(key, decision.reason.removeprefix(REFUSED_PREFIX))
+    return messages
+
+
+def _decide_group(
+    group: list[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int
+) -> list[Decision]:
+    """Decisions for one kind and target, ``group`` newest first."""
+    refusal = _refusal(group, now, days_by_kind, min_keep)
+    if refusal is not None:
+        return [Decision(manifest, KEEP, REFUSED_PREFIX + refusal, refused=True) for manifest in group]
+    return _window(group, group[0].started_at, now, days_by_kind, min_keep)
+
+
+def _window(
+    group: list[Manifest], anchor: datetime, now: datetime, days_by_kind: Mapping[str, int], min_keep: int
+) -> list[Decision]:
+    return [_decide_one(manifest, rank, anchor, now, days_by_kind, min_keep) for rank, manifest in enumerate(group)]
+
+
+def _refusal(group: list[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int) -> str | None:
+    """Why the times of ``group`` cannot be trusted to delete anything (rules 5 and 6), or None."""
+    kind, target = group[0].kind, group[0].target
+    days = days_by_kind.get(kind)
+    if days is None:
+        return None  # nothing of this kind is deleted anyway
+    future = [manifest for manifest in group if is_future(manifest.started_at, now)]
+    if future:
+        ahead = future[0]
+        return (
+            f"{len(future)} {kind} backup(s) of {target} started in the future (the newest, {ahead.file}, at "
+            f"{describe_future(ahead.started_at, now)}): "
+            f"the clock was wrong when it was taken or is wrong now; nothing of {kind} {target} is deleted "
+            "until the clock is checked and the future-dated backup is moved out of the backup directory"
+        )
+    if len(group) < 3:
+        return None  # no earlier interval to tell a jump from the usual spacing
+    jump = group[0].started_at - group[1].started_at
+    earlier_gaps = [later.started_at - earlier.started_at for later, earlier in pairwise(group[1:])]
+    if jump <= timedelta(days=days) or any(jump <= JUMP_FACTOR * gap for gap in earlier_gaps):
+        return None
+    with_jump = {d.manifest.file for d in _window(group, group[0].started_at, now, days_by_kind, min_keep) if d.delete}
+    without = {d.manifest.file for d in _window(group, group[1].started_at, now, days_by_kind, min_keep) if d.delete}
+    if with_jump <= without:
+        return None
+    return (
+        f"the newest {kind} backup of {target} ({group[0].file}) started {_days(jump)} after the one before it, "
+        f"more than the {days}-day window: a clock that jumped ahead, or the first backup after a long outage; "
+        f"it would expire {len(with_jump - without)} backup(s) on its own, so nothing of {kind} {target} is "
+        "deleted until a second backup confirms the new time"
+    )
 
 
 def _decide_one(

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 
 from apscheduler.triggers.base import BaseTrigger
 
+from daemon.clock import describe_future, is_future
+
 
 @dataclass
 class KindStatus:
@@ -27,13 +29,19 @@ def overdue_kinds(
     process's, or one found in the manifests at start-up) is judged at once: runs due while
     the daemon was down are not made up, so waiting for the next due time would hide a gap.
     A kind that never succeeded is judged once a run of it was due since the daemon started
-    (a fresh install is healthy until then).
+    (a fresh install is healthy until then). A success dated in the future (a clock that was or
+    is wrong) has no believable time: it is overdue, with a ``reason`` saying so.
     """
     overdue = []
     for status in statuses:
         if status.trigger is None or status.running:
             continue
-        if status.last_success is not None:
+        reason = None
+        if status.last_success is not None and is_future(status.last_success, now):
+            stale = True
+            reason = (f"the newest success is dated in the future ({describe_future(status.last_success, now)}): "
+                      "its time is unknown; check the clock and move the future-dated backup out of BACKUP_DIR")
+        elif status.last_success is not None:
             stale = now - status.last_success > (status.max_age or max_age)
         else:
             first_due = status.trigger.get_next_fire_time(None, daemon_started)
@@ -42,6 +50,7 @@ def overdue_kinds(
             overdue.append({
                 "kind": status.kind,
                 "last_success": status.last_success.isoformat() if status.last_success else None,
+                **({"reason": reason} if reason else {}),
             })
     return overdue
 
@@ -102,6 +111,16 @@ class HealthState:
             status = self._statuses.get(kind)
             if status is not None and (status.last_success is None or started > status.last_success):
                 status.last_success = started
+
+    def settle_future_successes(self, newest_on_disk: dict[str, datetime], now: datetime) -> None:
+        """A kind whose last success is dated in the future takes the newest one on disk instead
+        once that is no longer in the future (the future-dated backup was moved away)."""
+        with self._lock:
+            for status in self._statuses.values():
+                newest = newest_on_disk.get(status.kind)
+                if (status.last_success is not None and is_future(status.last_success, now)
+                        and (newest is None or not is_future(newest, now))):
+                    status.last_success = newest
 
     def verdict(self, now: datetime) -> tuple[bool, dict]:
         with self._lock:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from daemon.clock import is_future
 from daemon.manifest import Manifest, newest_by_kind_and_target
 
 STATUSES = ("success", "failure")
@@ -38,6 +40,11 @@ class Metrics:
             "pgbackup_kind_max_age_seconds",
             "Freshness limit of each scheduled kind, as /healthz applies it: BACKUP_MAX_AGE_HOURS, or for "
             "kinds with their own allowance (volume) their longest schedule interval plus that", ["kind"], registry=r)
+        self.future_dated = Gauge(
+            "pgbackup_future_dated_backups",
+            "Backups whose start lies in the future (a clock that was or is wrong): their time is unknown, so "
+            "they count for no freshness metric and retention refuses to act on their kind and target",
+            by_artifact, registry=r)
         self.min_size = Gauge(
             "pgbackup_min_size_bytes", "Configured minimum backup size (BACKUP_MIN_SIZE_BYTES)", registry=r)
         self.scheduler_running = Gauge(
@@ -51,6 +58,10 @@ class Metrics:
         # retention and notifications
         self.retention_deleted = Counter(
             "pgbackup_retention_deleted", "Backups deleted by retention", ["kind", "location"], registry=r)
+        self.retention_refused = Counter(
+            "pgbackup_retention_refused",
+            "Sweeps that deleted nothing of a kind because its backups' times were not believable (a backup "
+            "dated in the future, or one that jumped far ahead of the rest)", ["kind", "location"], registry=r)
         self.notification_failures = Counter(
             "pgbackup_notification_failures", "Notifications that could not be delivered", ["channel"], registry=r)
         # volume snapshots
@@ -141,9 +152,22 @@ class Metrics:
         self.last_run_success.labels(kind, target).set(0)  # a failure is always shown
         self._published.setdefault(kind, set()).add(target)
 
-    def load_manifests(self, manifests: Iterable[Manifest]) -> None:
-        """Restore the 'newest backup' gauges after a restart from what is on disk."""
-        for manifest in newest_by_kind_and_target(list(manifests)).values():
+    def load_manifests(self, manifests: Iterable[Manifest], now: datetime) -> None:
+        """Restore the 'newest backup' gauges after a restart from what is on disk.
+
+        A backup dated in the future is never the newest (its time is unknown, and published
+        it would keep PgBackupStale quiet for as long as it lies ahead): it is counted in
+        pgbackup_future_dated_backups instead, which PgBackupClockSkew watches.
+        """
+        manifests = list(manifests)
+        future: dict[tuple[str, str], int] = {}
+        for manifest in manifests:
+            key = (manifest.kind, manifest.target)
+            future[key] = future.get(key, 0) + is_future(manifest.started_at, now)
+        for (kind, target), count in future.items():
+            self.future_dated.labels(kind, target).set(count)
+        believable = [manifest for manifest in manifests if not is_future(manifest.started_at, now)]
+        for manifest in newest_by_kind_and_target(believable).values():
             self.declare(manifest.kind, manifest.target)
             self._set_newest(manifest)
 

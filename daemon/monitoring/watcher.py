@@ -28,11 +28,12 @@ def newest_success_by_kind(manifests: list[Manifest]) -> dict[str, datetime]:
 class ManifestWatcher:
     """Rescans ``directory`` when its mtime changed: metrics reloaded, health told of successes
     from other processes (runs whose id is not in ``own_run_ids``), and ``found`` called with
-    every manifest (the features' gauges)."""
+    every manifest (the features' gauges). ``clock`` tells which manifests are dated in the future."""
 
     def __init__(self, directory: Path, metrics: Metrics, health: HealthState, own_run_ids: Set[str],
-                 found: Callable[[list[Manifest]], None]):
+                 found: Callable[[list[Manifest]], None], clock: Callable[[], datetime]):
         self.directory = directory
+        self.clock = clock
         self.metrics = metrics
         self.health = health
         self.own_run_ids = own_run_ids
@@ -52,9 +53,12 @@ class ManifestWatcher:
             scan = scan_manifests(self.directory)
             for path, problem in scan.unreadable:
                 log.warning("manifest_unreadable", file=path.name, error=problem)
-            self.metrics.load_manifests(scan.manifests)
+            now = self.clock()
+            self.metrics.load_manifests(scan.manifests, now)
             taken_elsewhere = [m for m in scan.manifests if m.run_id not in self.own_run_ids]
             for kind, started in newest_success_by_kind(taken_elsewhere).items():
                 self.health.run_finished_elsewhere(kind, started)
+            # A future-dated success moved out of BACKUP_DIR no longer counts.
+            self.health.settle_future_successes(newest_success_by_kind(scan.manifests), now)
             self.found(scan.manifests)
             return scan.manifests

@@ -1,5 +1,11 @@
 """Which backup a restore uses: the newest one, the newest taken before a moment, or a
-file named on the command line; always one with a manifest, never a guess."""
+file named on the command line; always one with a manifest, never a guess.
+
+A backup dated in the future (taken while the clock was wrong) is never picked by --latest or
+--before: its time is unknown, so "newest" means nothing for it. The newest believable backup
+is picked and the skipped ones are named; when only future-dated ones exist the selection
+fails and says to pick one with --from PATH.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from daemon.clock import describe_future, is_future
 from daemon.errors import PgBackupError
 from daemon.manifest import Manifest, manifest_path, read_manifest, scan_manifests
 
@@ -28,12 +35,14 @@ class Choice:
     latest: bool = False
     before: datetime | None = None
     path: Path | None = None
+    now: datetime | None = None  # backups dated after it (beyond daemon.clock's tolerance) are not picked
 
 
 @dataclass(frozen=True)
 class Selected:
     manifest: Manifest
     path: Path
+    skipped_future: tuple[Manifest, ...] = ()  # newer-looking candidates dated in the future
 
     @property
     def is_full(self) -> bool:
@@ -77,6 +86,14 @@ def pick(manifests: list[Manifest], choice: Choice, wanted, description: str) ->
     return max(candidates, key=lambda manifest: manifest.started_at)
 
 
+def future_dated(manifests: list[Manifest], wanted, now: datetime | None) -> list[Manifest]:
+    """The candidates dated in the future, newest first (none when ``now`` is not given)."""
+    if now is None:
+        return []
+    future = [manifest for manifest in manifests if wanted(manifest) and is_future(manifest.started_at, now)]
+    return sorted(future, key=lambda manifest: manifest.started_at, reverse=True)
+
+
 def select_backup(
     directory: Path, choice: Choice, wanted, description: str, manifests: list[Manifest] | None = None
 ) -> Selected:
@@ -89,8 +106,18 @@ def select_backup(
         return from_path(choice.path)
     if manifests is None:
         manifests = scan_manifests(directory).manifests
-    manifest = pick(manifests, choice, wanted, description)
-    return Selected(manifest, directory / manifest.file)
+    future = future_dated(manifests, wanted, choice.now)
+    try:
+        manifest = pick([m for m in manifests if m not in future], choice, wanted, description)
+    except SelectionError:
+        if not future:
+            raise
+        raise SelectionError(
+            f"the only backups of {description} that match are dated in the future ({future[0].file} at "
+            f"{describe_future(future[0].started_at, choice.now)}): taken while the clock was wrong, their "
+            "time is unknown; check the clock, then restore one explicitly with --from PATH"
+        ) from None
+    return Selected(manifest, directory / manifest.file, tuple(future))
 
 
 def from_path(path: Path) -> Selected:

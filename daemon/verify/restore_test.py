@@ -52,7 +52,7 @@ def run_restore_test(
     started = time.monotonic()
     run = RestoreTestRun()
     try:
-        selections = latest_backups(settings)
+        selections = latest_backups(settings, datetime.now(settings.timezone))
         if not selections:
             raise RestoreTestError(f"there is no backup with a manifest in {settings.backup_dir} to test")
         checked = []

@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from io import StringIO
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
+from daemon.clock import is_future
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import scan_manifests
@@ -51,10 +53,15 @@ class TargetResult:
     seconds: float = 0.0
 
 
-def latest_backups(settings: Settings) -> list[Selected]:
-    """The newest full backup and the newest dump of each database, with their manifests."""
+def latest_backups(settings: Settings, now: datetime) -> list[Selected]:
+    """The newest full backup and the newest dump of each database, with their manifests.
+    Backups dated in the future (a clock that was wrong) are skipped and logged."""
     newest: dict[str, Selected] = {}
     for manifest in scan_manifests(settings.backup_dir).manifests:  # newest first
+        if is_future(manifest.started_at, now):
+            log.warning("future_dated_backup_skipped", file=manifest.file, kind=manifest.kind,
+                        target=manifest.target, started_at=manifest.started_at.isoformat())
+            continue
         key = "all" if manifest.kind in FULL_KINDS else manifest.target if manifest.kind == "database" else None
         if key is not None and key not in newest:
             newest[key] = Selected(manifest, settings.backup_dir / manifest.file)
@@ -167,7 +174,8 @@ def _throwaway_needs_no_confirmation(steps: list[str], yes: bool) -> None:
 
 
 def _newest_full(settings: Settings) -> Selected | None:
-    return next((selected for selected in latest_backups(settings) if selected.is_full), None)
+    selections = latest_backups(settings, datetime.now(settings.timezone))
+    return next((selected for selected in selections if selected.is_full), None)
 
 
 def _roles_first(settings: Settings, restorer: Restorer) -> None:

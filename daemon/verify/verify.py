@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tarfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from daemon.errors import PgBackupError
@@ -71,7 +72,7 @@ def verify_artifact(settings: Settings, path: Path, restore: bool = True) -> Ver
 
 
 def verify_latest(settings: Settings, restore: bool = True) -> list[VerifyResult]:
-    selections = latest_backups(settings)
+    selections = latest_backups(settings, datetime.now(settings.timezone))
     if not selections:
         raise PgBackupError(f"there is no backup with a manifest in {settings.backup_dir} to verify")
     return verify_selections(settings, selections, restore)

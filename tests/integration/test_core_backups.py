@@ -416,6 +416,6 @@ class TestDroppedDatabase:
         assert freshness("authdb") and freshness("legacydb")
         server.psql("DROP DATABASE legacydb")
         assert runner.run("databases").ok
-        metrics.load_manifests(scan_manifests(tmp_path).manifests)  # as the daemon's rescan of BACKUP_DIR does
+        metrics.load_manifests(scan_manifests(tmp_path).manifests, runner.clock())  # as the rescan does
         assert freshness("authdb") and freshness("legacydb") is None
         assert any(path.name.startswith("legacydb_") for path in tmp_path.iterdir())

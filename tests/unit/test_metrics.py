@@ -72,13 +72,13 @@ class TestCoveredTargets:
         metrics = Metrics()
         started = datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)
         manifests = [self.manifest_of("authdb", started), self.manifest_of("legacydb", started)]
-        metrics.load_manifests(manifests)
+        metrics.load_manifests(manifests, started)
         assert self.freshness(metrics, "legacydb") == started.timestamp()  # unknown yet: every target counts
 
         metrics.cover_targets("database", ["authdb"])
         assert self.freshness(metrics, "legacydb") is None
         assert self.freshness(metrics, "authdb") == started.timestamp()
-        metrics.load_manifests(manifests)  # the next rescan of BACKUP_DIR does not bring it back
+        metrics.load_manifests(manifests, started)  # the next rescan of BACKUP_DIR does not bring it back
         metrics.set_last_offsite_success(self.manifest_of("legacydb", started, offsite=True))
         assert self.freshness(metrics, "legacydb") is None
         assert metrics.registry.get_sample_value(
