@@ -1,8 +1,11 @@
 """Taking one artifact: stream the dump, compress and hash it on the way, commit it only
-when the tool exited 0, then write its manifest."""
+when the tool exited 0, then write its manifest. An artifact whose manifest cannot be written
+is removed again: without a manifest no reader (listing, restore, retention) would ever see
+it, so it would be worthless and occupy space nobody prunes."""
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +18,7 @@ from daemon import __version__
 from daemon.backup.compression import Gzip
 from daemon.backup.pipeline import PipelinedWriter
 from daemon.backup.plans import DumpPlan
-from daemon.errors import Cancelled
+from daemon.errors import BackupDirFull, Cancelled
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
 from daemon.progress import Progress
@@ -23,6 +26,8 @@ from daemon.sources.postgres import PostgresServer, ServerVersion
 from daemon.storage.local import AtomicArtifact
 
 log = get_logger(__name__)
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class StreamObserver(Protocol):
@@ -87,13 +92,15 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
                         writer.put(chunk)
                 writer.finish()
             artifact.commit()
-        manifest = _manifest_for(plan, context, file_name, artifact, started)
-        for observer in observers:
-            observer.record(manifest)
-        write_manifest(context.directory, manifest)
-    except BaseException:
+            manifest = _manifest_for(plan, context, file_name, artifact, started)
+            for observer in observers:
+                observer.record(manifest)
+            _write_manifest_or_retract(context.directory, manifest, artifact)
+    except BaseException as error:
         for sink in sinks:
             sink.abort()
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            raise BackupDirFull(context.directory, file_name, error) from error
         raise
     finally:
         progress.close()
@@ -104,6 +111,16 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
         duration_seconds=round(manifest.duration_seconds, 3), sha256=manifest.sha256,
     )
     return manifest
+
+
+def _write_manifest_or_retract(directory: Path, manifest: Manifest, artifact: AtomicArtifact) -> None:
+    """The manifest, or (it could not be written: a full disk) the committed artifact removed again."""
+    try:
+        write_manifest(directory, manifest)
+    except BaseException:
+        artifact.retract()
+        log.warning("artifact_removed_without_manifest", file=manifest.file)
+        raise
 
 
 def _unused_start_time(plan: DumpPlan, context: BackupContext) -> datetime:
