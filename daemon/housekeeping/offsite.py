@@ -153,7 +153,9 @@ class OffsiteSink:
         self.upload: MultipartUpload | None = None
         self.setup_error = ""
         try:
-            self.upload = MultipartUpload(offsite.bucket, file_name, **offsite._part_size())
+            # source: past the parts that stream from memory, the rest is read back from the artifact
+            self.upload = MultipartUpload(offsite.bucket, file_name, source=offsite.settings.backup_dir / file_name,
+                                          **offsite._part_size())
         except Exception as error:  # noqa: BLE001 - e.g. an unusable endpoint URL: the local backup goes on
             self.setup_error = describe(error)
 
