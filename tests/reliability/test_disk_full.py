@@ -104,7 +104,7 @@ class TestArtifactOnAFullDisk:
         leaves no partial file and no artifact, and the earlier backup stays as it was."""
         source = postgres_factory()
         seed(source)
-        runner, metrics = daemon_runner(Settings(postgres_container=source.name, backup_dir=backup_dir), docker_client)
+        runner, _ = daemon_runner(Settings(postgres_container=source.name, backup_dir=backup_dir), docker_client)
         earlier = runner.run("database", "authdb")
         assert earlier.ok, earlier.failures
         fill(backup_dir)

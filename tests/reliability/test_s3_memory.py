@@ -9,8 +9,6 @@ import tracemalloc
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from daemon.manifest import Manifest
 from daemon.settings import Settings
 from daemon.storage import s3

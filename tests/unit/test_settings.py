@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from daemon.errors import SettingsError
@@ -185,13 +187,11 @@ class TestBounds:
 
     def test_the_largest_allowed_values_work(self, monkeypatch):
         """At their upper limits the settings load, and a retention cut-off date can still be computed."""
-        from datetime import datetime, timedelta, timezone
         monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
         monkeypatch.setenv("RETENTION_FULL_DAYS", "36500")
         monkeypatch.setenv("BACKUP_MAX_AGE_HOURS", "8784")
         settings = load_settings()
-        assert datetime.now(timezone.utc) - timedelta(days=settings.retention_full_days) > datetime(1900, 1, 1,
-                                                                                                  tzinfo=timezone.utc)
+        assert datetime.now(UTC) - timedelta(days=settings.retention_full_days) > datetime(1900, 1, 1, tzinfo=UTC)
         assert timedelta(hours=settings.backup_max_age_hours) == timedelta(days=366)
 
 
