@@ -92,10 +92,7 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
                         writer.put(chunk)
                 writer.finish()
             artifact.commit()
-            manifest = _manifest_for(plan, context, file_name, artifact, started)
-            for observer in observers:
-                observer.record(manifest)
-            _write_manifest_or_retract(context.directory, manifest, artifact)
+            manifest = _record_or_retract(plan, context, artifact, started, observers)
     except BaseException as error:
         for sink in sinks:
             sink.abort()
@@ -113,14 +110,21 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
     return manifest
 
 
-def _write_manifest_or_retract(directory: Path, manifest: Manifest, artifact: AtomicArtifact) -> None:
-    """The manifest, or (it could not be written: a full disk) the committed artifact removed again."""
+def _record_or_retract(plan: DumpPlan, context: BackupContext, artifact: AtomicArtifact, started: datetime,
+                       observers: Sequence[StreamObserver]) -> Manifest:
+    """The committed artifact's manifest, written; or, when that fails (a full disk, a failing
+    observer), the artifact removed again: nothing would ever see it without its manifest."""
+    file_name = artifact.final_path.name
     try:
-        write_manifest(directory, manifest)
+        manifest = _manifest_for(plan, context, file_name, artifact, started)
+        for observer in observers:
+            observer.record(manifest)
+        write_manifest(context.directory, manifest)
     except BaseException:
         artifact.retract()
-        log.warning("artifact_removed_without_manifest", file=manifest.file)
+        log.warning("artifact_removed_without_manifest", file=file_name)
         raise
+    return manifest
 
 
 def _unused_start_time(plan: DumpPlan, context: BackupContext) -> datetime:
