@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterable
@@ -303,12 +304,24 @@ class MultipartUpload:
         """The bytes that go up from memory; the rest (if any) comes from ``source``."""
         return min(self.size_bytes, self.streamed_parts * self.part_size)
 
+    @property
+    def streaming_done(self) -> bool:
+        """Every further byte goes up from ``source`` in ``complete``, not from ``write``."""
+        return self._parts_cut >= self.streamed_parts
+
+    def skip(self, length: int) -> None:
+        """Count ``length`` more bytes without being given them, once ``streaming_done``: the
+        backlog, reading ``source`` itself, need not read the tail twice."""
+        if not self.streaming_done:
+            raise ValueError("skip() only after the streamed parts")
+        self.size_bytes += length
+
     # --- the sink protocol ------------------------------------------------------------
     def write(self, data: bytes) -> None:
         if self.error is not None or self._finished:
             return
         self.size_bytes += len(data)
-        if self._parts_cut >= self.streamed_parts:
+        if self.streaming_done:
             return  # the tail: uploaded from the local file by complete()
         self._buffer += data
         self._note_held()
@@ -318,7 +331,7 @@ class MultipartUpload:
             self._hold(len(part))
             del self._buffer[:self.part_size]
             self._parts_cut += 1
-            if self._parts_cut >= self.streamed_parts:
+            if self.streaming_done:
                 self._buffer = bytearray()  # the rest of it is in the tail
             self._submit(part)
 
@@ -544,6 +557,9 @@ def upload_file(bucket: Bucket, path: Path, manifest: Manifest, part_size: int =
             for chunk in iter(lambda: file.read(READ_CHUNK), b""):
                 upload.write(chunk)
                 if upload.error is not None:
+                    break
+                if upload.streaming_done:
+                    upload.skip(os.fstat(file.fileno()).st_size - file.tell())
                     break
     except OSError as error:
         upload.abort()
