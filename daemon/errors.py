@@ -55,6 +55,18 @@ class ClientTooOld(PgBackupError):
     exit_code = 2
 
 
+class BackupDirFull(PgBackupError):
+    """BACKUP_DIR ran out of space (or quota) while an artifact or its manifest was written."""
+
+    def __init__(self, directory: object, file_name: str, error: OSError):
+        self.directory = directory
+        self.file_name = file_name
+        super().__init__(
+            f"BACKUP_DIR {directory} is full ({error.strerror}): {file_name} was not kept; free space there "
+            "or lower RETENTION_*_DAYS and run `pgbackup prune`"
+        )
+
+
 class LockBusy(PgBackupError):
     """Another run holds the backup lock and waiting was not allowed."""
 

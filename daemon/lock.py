@@ -50,8 +50,7 @@ def backup_lock(
     try:
         _acquire(fd, directory, wait, on_wait, cancel)
         if writable:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder).encode(), 0)
+            _note_holder(fd, holder)
         try:
             yield
         finally:
@@ -60,6 +59,17 @@ def backup_lock(
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _note_holder(fd: int, holder: dict) -> None:
+    """Write who holds the lock, for the waiting message only: best effort. The flock is the
+    lock; on a full BACKUP_DIR the note cannot be written, and `pgbackup prune`, the way to
+    free space, must still be able to take the lock."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+    except OSError:
+        os.ftruncate(fd, 0)  # never a half-written note; shrinking needs no space
 
 
 def _open_lock_file(directory: Path, read_only_ok: bool) -> tuple[int | None, bool]:

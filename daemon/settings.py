@@ -24,6 +24,14 @@ DumpFormat = Literal["custom", "plain", "directory"]
 SnapshotMode = Literal["stop", "running"]
 BACKUP_KINDS = ("full", "database", "table", "pre_migration", "volume")
 
+# Upper bounds: generous for any real use, small enough that every date, timer and metric computed
+# from them stays in range (a retention of 10**11 days overflows datetime at the first prune).
+MAX_DAYS = 36_500  # a hundred years
+MAX_AGE_HOURS = 8_784  # a leap year
+MAX_SECONDS = 86_400  # a day
+MAX_MIN_KEEP = 1_000
+MAX_SIZE_BYTES = 2**50  # 1 PiB
+
 # Secrets accept NAME or NAME_FILE (Docker secrets), never both.
 SECRET_FIELDS = (
     "postgres_password",
@@ -47,6 +55,7 @@ class Settings(BaseSettings):
         extra="ignore",
         hide_input_in_errors=True,
         validate_default=True,
+        allow_inf_nan=False,  # "inf" or "nan" hours would pass gt=0 and break date arithmetic later
     )
 
     # --- where PostgreSQL is ---------------------------------------------------------
@@ -77,23 +86,23 @@ class Settings(BaseSettings):
     schedule_retention: str = "30 5 * * *"
     schedule_restore_test: str = "0 5 1 * *"
     tz: str = "UTC"
-    misfire_grace_seconds: int = Field(3600, ge=1)
+    misfire_grace_seconds: int = Field(3600, ge=1, le=MAX_SECONDS)
 
     # --- monitoring ------------------------------------------------------------------
     metrics_address: str = "0.0.0.0"
     metrics_port: int = Field(9877, ge=1, le=65535)
-    backup_max_age_hours: float = Field(24, gt=0)
-    backup_min_size_bytes: int = Field(1_048_576, ge=0)
+    backup_max_age_hours: float = Field(24, gt=0, le=MAX_AGE_HOURS)
+    backup_min_size_bytes: int = Field(1_048_576, ge=0, le=MAX_SIZE_BYTES)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    progress_interval_seconds: float = Field(30, gt=0)
+    progress_interval_seconds: float = Field(30, gt=0, le=MAX_SECONDS)
 
     # --- retention -------------------------------------------------------------------
-    retention_full_days: int = Field(30, ge=1)
-    retention_database_days: int = Field(14, ge=1)
-    retention_table_days: int = Field(14, ge=1)
-    retention_volume_days: int = Field(28, ge=1)
-    retention_log_days: int = Field(90, ge=1)
-    retention_min_keep: int = Field(1, ge=1)
+    retention_full_days: int = Field(30, ge=1, le=MAX_DAYS)
+    retention_database_days: int = Field(14, ge=1, le=MAX_DAYS)
+    retention_table_days: int = Field(14, ge=1, le=MAX_DAYS)
+    retention_volume_days: int = Field(28, ge=1, le=MAX_DAYS)
+    retention_log_days: int = Field(90, ge=1, le=MAX_DAYS)
+    retention_min_keep: int = Field(1, ge=1, le=MAX_MIN_KEEP)
 
     # --- S3 offsite copies -----------------------------------------------------------
     s3_endpoint_url: str | None = None
@@ -108,7 +117,7 @@ class Settings(BaseSettings):
     s3_sse: Literal["AES256", "aws:kms"] | None = None
     s3_sse_kms_key_id: str | None = None
     s3_upload_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(BACKUP_KINDS))
-    s3_retention_days: int = Field(30, ge=1)
+    s3_retention_days: int = Field(30, ge=1, le=MAX_DAYS)
 
     # --- notifications ---------------------------------------------------------------
     slack_webhook_url: SecretStr | None = None
@@ -121,7 +130,7 @@ class Settings(BaseSettings):
     # --- volume snapshots ------------------------------------------------------------
     volume_name: str | None = None
     volume_snapshot_mode: SnapshotMode = "stop"
-    volume_stop_timeout_seconds: int = Field(120, ge=1)
+    volume_stop_timeout_seconds: int = Field(120, ge=1, le=MAX_SECONDS)
     helper_image: str | None = None
 
     # --- restore ---------------------------------------------------------------------
@@ -315,9 +324,14 @@ def is_http_url(text: str) -> bool:
 
 def _read_secret_file(name: str, path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
+        secret = path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as error:
         raise ValueError(f"{name.upper()}_FILE: cannot read {path}: {error.strerror}") from None
+    if not secret.strip():
+        # A secret that was never filled in: as an empty password it would fail much later and
+        # far from its cause (or, with trust authentication, not at all).
+        raise ValueError(f"{name.upper()}_FILE: {path} is empty; put the secret in it, or unset {name.upper()}_FILE")
+    return secret
 
 
 def describe_validation_error(error: ValidationError) -> list[str]:

@@ -1,8 +1,11 @@
 """Taking one artifact: stream the dump, compress and hash it on the way, commit it only
-when the tool exited 0, then write its manifest."""
+when the tool exited 0, then write its manifest. An artifact whose manifest cannot be written
+is removed again: without a manifest no reader (listing, restore, retention) would ever see
+it, so it would be worthless and occupy space nobody prunes."""
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +18,7 @@ from daemon import __version__
 from daemon.backup.compression import Gzip
 from daemon.backup.pipeline import PipelinedWriter
 from daemon.backup.plans import DumpPlan
-from daemon.errors import Cancelled
+from daemon.errors import BackupDirFull, Cancelled
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
 from daemon.progress import Progress
@@ -23,6 +26,8 @@ from daemon.sources.postgres import PostgresServer, ServerVersion
 from daemon.storage.local import AtomicArtifact
 
 log = get_logger(__name__)
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class StreamObserver(Protocol):
@@ -88,14 +93,12 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
                 writer.finish()
             definition = _database_definition(plan, context)  # before the commit: a failure leaves no artifact
             artifact.commit()
-        manifest = _manifest_for(plan, context, file_name, artifact, started)
-        manifest.database_definition = definition
-        for observer in observers:
-            observer.record(manifest)
-        write_manifest(context.directory, manifest)
-    except BaseException:
+            manifest = _record_or_retract(plan, context, artifact, started, observers, definition)
+    except BaseException as error:
         for sink in sinks:
             sink.abort()
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            raise BackupDirFull(context.directory, file_name, error) from error
         raise
     finally:
         progress.close()
@@ -113,6 +116,24 @@ def _database_definition(plan: DumpPlan, context: BackupContext) -> str:
     if not plan.definition_argv:
         return ""
     return context.server.transport.run(plan.definition_argv, context.server.environment()).decode("utf-8")
+
+
+def _record_or_retract(plan: DumpPlan, context: BackupContext, artifact: AtomicArtifact, started: datetime,
+                       observers: Sequence[StreamObserver], definition: str) -> Manifest:
+    """The committed artifact's manifest, written; or, when that fails (a full disk, a failing
+    observer), the artifact removed again: nothing would ever see it without its manifest."""
+    file_name = artifact.final_path.name
+    try:
+        manifest = _manifest_for(plan, context, file_name, artifact, started)
+        manifest.database_definition = definition
+        for observer in observers:
+            observer.record(manifest)
+        write_manifest(context.directory, manifest)
+    except BaseException:
+        artifact.retract()
+        log.warning("artifact_removed_without_manifest", file=file_name)
+        raise
+    return manifest
 
 
 def _unused_start_time(plan: DumpPlan, context: BackupContext) -> datetime:

@@ -18,14 +18,8 @@ from daemon.logs import get_logger
 from daemon.manifest import Manifest, scan_manifests, write_manifest
 from daemon.monitoring.metrics import WHOLE_KIND, Metrics
 from daemon.settings import Settings
-from daemon.storage.s3 import (
-    S3_ERRORS,
-    Bucket,
-    MultipartUpload,
-    OffsiteError,
-    describe,
-    upload_file,
-)
+from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
+from daemon.storage.s3_upload import MultipartUpload, upload_file
 
 log = get_logger(__name__)
 
@@ -153,7 +147,9 @@ class OffsiteSink:
         self.upload: MultipartUpload | None = None
         self.setup_error = ""
         try:
-            self.upload = MultipartUpload(offsite.bucket, file_name, **offsite._part_size())
+            # source: past the parts that stream from memory, the rest is read back from the artifact
+            self.upload = MultipartUpload(offsite.bucket, file_name, source=offsite.settings.backup_dir / file_name,
+                                          **offsite._part_size())
         except Exception as error:  # noqa: BLE001 - e.g. an unusable endpoint URL: the local backup goes on
             self.setup_error = describe(error)
 

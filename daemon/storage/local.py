@@ -19,7 +19,8 @@ class AtomicArtifact:
     """A file that either appears complete under its final name or not at all.
 
     Use as a context manager; call ``commit()`` once everything is written. Leaving the
-    block without commit (an exception, a cancelled run) removes the temporary file.
+    block without commit (an exception, a cancelled run) removes the temporary file;
+    ``retract()`` removes a committed file again (its manifest could not be written).
     """
 
     def __init__(self, directory: Path, final_name: str):
@@ -57,6 +58,13 @@ class AtomicArtifact:
         fsync_directory(self.directory)
         self.committed = True
         return self.final_path
+
+    def retract(self) -> None:
+        """Remove the committed file: it is not a backup after all. Deleting needs no free space."""
+        if self.committed:
+            self.final_path.unlink(missing_ok=True)
+            fsync_directory(self.directory)
+            self.committed = False
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._fd is not None:

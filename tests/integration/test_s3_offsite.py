@@ -19,7 +19,8 @@ from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
 from daemon.service import equipped_runner
 from daemon.settings import Settings
-from daemon.storage.s3 import MIN_PART_SIZE, Bucket, MultipartUpload, OffsiteError
+from daemon.storage.s3 import Bucket, OffsiteError
+from daemon.storage.s3_upload import MIN_PART_SIZE, MultipartUpload
 from tests.support.pgbackup_cli import exec_env, pgbackup
 from tests.support.sample_data import seed, server_fingerprints
 from tests.support.webhook import RecordingServer

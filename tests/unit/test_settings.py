@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from daemon.errors import SettingsError
@@ -117,9 +119,10 @@ class TestValidation:
         assert load_settings().log_level == "WARNING"
 
     @pytest.mark.parametrize("variable", ["SLACK_WEBHOOK_URL", "WEBHOOK_URL"])
-    @pytest.mark.parametrize("value", ["not a url", "hooks.slack.com/services/T0/B0/secretpart", ""])
+    @pytest.mark.parametrize("value", ["not a url", "hooks.slack.com/services/T0/B0/secretpart"])
     def test_webhook_urls_must_be_http_and_are_never_shown(self, monkeypatch, tmp_path, variable, value):
-        """A webhook URL that cannot work (also an empty *_FILE) is refused; the message does not repeat it."""
+        """A webhook URL that cannot work is refused; the message does not repeat it (an empty *_FILE:
+        TestEmptySecretFiles)."""
         secret_file = tmp_path / "hook"
         secret_file.write_text(value)
         (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", **{f"{variable}_FILE": str(secret_file)})
@@ -178,3 +181,48 @@ class TestCredentialsInUrls:
         settings = Settings(postgres_container="pg", s3_endpoint_url="http://127.0.0.1:8333", _env_file=None)
         assert settings.masked()["S3_ENDPOINT_URL"] == "http://127.0.0.1:8333"
         assert settings.url_passwords() == []
+
+
+class TestBounds:
+    @pytest.mark.parametrize("variable", ["BACKUP_MAX_AGE_HOURS", "PROGRESS_INTERVAL_SECONDS", "NOTIFY_TIMEOUT_SECONDS"])
+    @pytest.mark.parametrize("value", ["inf", "Infinity", "nan", "-inf"])
+    def test_numbers_must_be_finite(self, monkeypatch, variable, value):
+        """inf and nan in a number of hours or seconds are refused at start, naming the variable."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", **{variable: value})
+        assert line.startswith(f"{variable}: ")
+        assert "finite" in line or "greater than" in line or "less than" in line
+
+    @pytest.mark.parametrize("variable", [
+        "RETENTION_FULL_DAYS", "RETENTION_DATABASE_DAYS", "RETENTION_TABLE_DAYS", "RETENTION_VOLUME_DAYS",
+        "RETENTION_LOG_DAYS", "S3_RETENTION_DAYS", "BACKUP_MAX_AGE_HOURS", "MISFIRE_GRACE_SECONDS",
+        "PROGRESS_INTERVAL_SECONDS", "VOLUME_STOP_TIMEOUT_SECONDS", "RETENTION_MIN_KEEP",
+    ])
+    def test_huge_values_are_refused_with_the_limit(self, monkeypatch, variable):
+        """A value so large that dates computed from it overflow is refused, saying the upper limit."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", **{variable: "99999999999"})
+        assert line.startswith(f"{variable}: ") and "less than or equal to" in line
+
+    def test_the_largest_allowed_values_work(self, monkeypatch):
+        """At their upper limits the settings load, and a retention cut-off date can still be computed."""
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        monkeypatch.setenv("RETENTION_FULL_DAYS", "36500")
+        monkeypatch.setenv("BACKUP_MAX_AGE_HOURS", "8784")
+        settings = load_settings()
+        assert datetime.now(UTC) - timedelta(days=settings.retention_full_days) > datetime(1900, 1, 1, tzinfo=UTC)
+        assert timedelta(hours=settings.backup_max_age_hours) == timedelta(days=366)
+
+
+class TestEmptySecretFiles:
+    @pytest.mark.parametrize("variable", [
+        "POSTGRES_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_WEBHOOK_URL", "WEBHOOK_URL",
+    ])
+    @pytest.mark.parametrize("content", ["", "\n", "  \t\r\n"])
+    def test_an_empty_secret_file_is_refused(self, monkeypatch, tmp_path, variable, content):
+        """A *_FILE that is empty or only whitespace (a secret not filled in) is refused, naming the variable."""
+        secret_file = tmp_path / "secret"
+        secret_file.write_text(content)
+        env = {"POSTGRES_CONTAINER": "pg", f"{variable}_FILE": str(secret_file)}
+        if variable.startswith("AWS_"):
+            env.update(S3_BUCKET="b")
+        lines = problems(monkeypatch, **env)
+        assert any(line.startswith(f"{variable}_FILE: ") and "empty" in line for line in lines), lines
