@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -136,7 +138,10 @@ class TestSelection:
 # --- the incident, end to end -------------------------------------------------------------
 
 def faketime_pgbackup(offset: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """``pgbackup ARGS`` with the process clock shifted by ``offset`` (libfaketime)."""
+    """``pgbackup ARGS`` with the process clock shifted by ``offset`` (libfaketime). Without the
+    faketime command the test fails: scripts/test installs Debian's faketime package."""
+    if shutil.which("faketime") is None:
+        pytest.fail("no faketime command: install Debian's faketime package (scripts/test does)", pytrace=False)
     return subprocess.run(["faketime", offset, sys.executable, "-m", "daemon", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, check=False)
 
@@ -154,9 +159,6 @@ def copy_backup(directory, source: Manifest, started: datetime) -> str:
 
 
 def get(port: int, path: str) -> tuple[int, str]:
-    import urllib.error
-    import urllib.request
-
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
             return response.status, response.read().decode()
@@ -173,7 +175,6 @@ def metric(text: str, name: str, labels: str) -> float | None:
     return None
 
 
-@pytest.mark.skipif(shutil.which("faketime") is None, reason="needs Debian's faketime package (scripts/test installs it)")
 class TestBackupTakenAYearAhead:
     def test_nothing_is_lost_and_every_reader_says_so(self, postgres_factory, tmp_path):
         """A backup taken a year ahead deletes nothing, is refused by prune, is not fresh for
