@@ -102,7 +102,7 @@ class TestHealth:
         health.scheduler_running = True
         assert health.verdict(NOW)[0] is False
         health.settle_future_successes({"full": NOW - timedelta(hours=2)}, NOW)
-        assert health.verdict(NOW) == (True, {"status": "ok", "scheduler_running": True, "overdue": [],
+        assert health.verdict(NOW) == (True, {"status": "ok", "scheduler_running": True, "problems": [], "overdue": [],
                                               "running": []})
 
 
