@@ -207,7 +207,8 @@ def _kept_by_rank_or_window(
     if rank < min_keep:
         if min_keep == 1:
             return MIN_KEEP, f"the newest {manifest.kind} backup of {manifest.target}, kept however old"
-        return MIN_KEEP, f"among the newest {min_keep} {manifest.kind} backups of {manifest.target} (RETENTION_MIN_KEEP)"
+        return MIN_KEEP, (f"among the newest {min_keep} {manifest.kind} backups of {manifest.target} "
+                          "(RETENTION_MIN_KEEP)")
     age = now - manifest.started_at
     behind_newest = newest - manifest.started_at
     limit = timedelta(days=days)

@@ -91,7 +91,7 @@ class TierPlan:
         for tier, count in self.tiers.counts():
             period = period_of(tier, manifest.started_at, self.tiers.zone)
             if period in self.filled[tier]:
-                misses.append(f"{tier} {period} keeps a newer backup")
+                misses.append(f"{tier} {period} is kept by a newer backup")
             else:
                 misses.append(f"{tier} {period} is older than the {count} newest {PERIOD_UNITS[tier]}s with backups")
         return misses

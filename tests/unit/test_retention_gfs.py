@@ -278,7 +278,7 @@ class TestDecisions:
         assert gone.action == DELETE and gone.kept_by == ()
         assert "older than 30 days" in gone.reason
         assert "weekly 2026-W44 is older than the 4 newest ISO weeks with backups" in gone.reason
-        assert "monthly 2026-10 keeps a newer backup" in gone.reason
+        assert "monthly 2026-10 is kept by a newer backup" in gone.reason
 
     def test_unset_tiers_change_nothing(self):
         """Without tiers (or all 0), every decision is the day window's, word for word."""
