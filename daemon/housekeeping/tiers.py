@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
+from functools import cached_property
 
 from daemon.manifest import Manifest
 
@@ -69,21 +70,24 @@ def period_of(tier: str, moment: datetime, zone: tzinfo) -> str:
     raise ValueError(f"unknown tier {tier!r}; known: {', '.join(TIER_NAMES)}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class TierPlan:
     """For one kind and target: which backup fills each kept period of each tier."""
 
     tiers: Tiers
     filled: dict[str, dict[str, str]] = field(default_factory=dict)  # tier -> period -> file
 
+    @cached_property
+    def _slots_by_file(self) -> dict[str, tuple[Slot, ...]]:
+        by_file: dict[str, list[Slot]] = {}
+        for tier, periods in self.filled.items():
+            for period, file in periods.items():
+                by_file.setdefault(file, []).append(Slot(tier, period))
+        return {file: tuple(slots) for file, slots in by_file.items()}
+
     def slots_of(self, manifest: Manifest) -> tuple[Slot, ...]:
         """The slots ``manifest`` fills, daily first."""
-        return tuple(
-            Slot(tier, period)
-            for tier, periods in self.filled.items()
-            for period, file in periods.items()
-            if file == manifest.file
-        )
+        return self._slots_by_file.get(manifest.file, ())
 
     def misses_of(self, manifest: Manifest) -> list[str]:
         """Why ``manifest`` fills no slot, one phrase per tier that is on."""
