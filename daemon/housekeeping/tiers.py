@@ -111,9 +111,9 @@ def plan_tiers(group: Iterable[Manifest], tiers: Tiers) -> TierPlan:
 def _fill(newest_first: list[Manifest], tier: str, count: int, zone: tzinfo) -> dict[str, str]:
     """The newest backup of each of the ``count`` newest periods that have one.
 
-    A set of periods rather than restic's comparison with the previous one: where a clock is
-    set back across midnight (DST ending at 00:00 in some zones) a later backup can fall on an
-    earlier local date, and that date must still count once.
+    A set of periods rather than restic's comparison with the previous one: the same result
+    while local dates only move forward, and still one place per period should a zone ever set
+    its clocks back across midnight (a later backup on an earlier local date).
     """
     filled: dict[str, str] = {}
     for manifest in newest_first:
