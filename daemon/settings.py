@@ -30,6 +30,7 @@ MAX_DAYS = 36_500  # a hundred years
 MAX_AGE_HOURS = 8_784  # a leap year
 MAX_SECONDS = 86_400  # a day
 MAX_MIN_KEEP = 1_000
+MAX_KEEP_PERIODS = 10_000  # GFS tiers: over 27 years of days; a bound only so that a typo is caught
 MAX_SIZE_BYTES = 2**50  # 1 PiB
 
 # Secrets accept NAME or NAME_FILE (Docker secrets), never both.
@@ -103,6 +104,11 @@ class Settings(BaseSettings):
     retention_volume_days: int = Field(28, ge=1, le=MAX_DAYS)
     retention_log_days: int = Field(90, ge=1, le=MAX_DAYS)
     retention_min_keep: int = Field(1, ge=1, le=MAX_MIN_KEEP)
+    # GFS tiers (housekeeping/tiers.py), every kind but pre_migration; unset or 0: off.
+    retention_keep_daily: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
+    retention_keep_weekly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
+    retention_keep_monthly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
+    retention_keep_yearly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
 
     # --- S3 offsite copies -----------------------------------------------------------
     s3_endpoint_url: str | None = None
@@ -118,6 +124,10 @@ class Settings(BaseSettings):
     s3_sse_kms_key_id: str | None = None
     s3_upload_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(BACKUP_KINDS))
     s3_retention_days: int = Field(30, ge=1, le=MAX_DAYS)
+    s3_retention_keep_daily: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
+    s3_retention_keep_weekly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
+    s3_retention_keep_monthly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
+    s3_retention_keep_yearly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
 
     # --- notifications ---------------------------------------------------------------
     slack_webhook_url: SecretStr | None = None

@@ -18,7 +18,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
         "prune", help="apply the retention policy now (--dry-run: only show what would go and why)",
         description="Apply the retention policy to BACKUP_DIR, the S3 prefix and the run logs. Only backups "
         "with this daemon's manifest are considered; pre-migration backups and the newest "
-        "RETENTION_MIN_KEEP backups of each kind and target are always kept.",
+        "RETENTION_MIN_KEEP backups of each kind and target are always kept; a backup is kept while its "
+        "kind's day window or a GFS tier (RETENTION_KEEP_DAILY/WEEKLY/MONTHLY/YEARLY) keeps it. The dry run's "
+        "KEPT BY column names the rules, e.g. 'window, daily 2026-12-01' or 'monthly 2026-10'.",
     )
     prune.add_argument("--dry-run", action="store_true", help="delete nothing; print every decision and its reason")
     prune.add_argument("--no-wait", action="store_true", help="fail (exit 3) instead of waiting for a running backup")
@@ -43,7 +45,7 @@ def command_prune(settings: Settings, args: argparse.Namespace) -> int:
 
 def format_report(report: SweepReport, dry_run: bool) -> str:
     verb = "WOULD DELETE" if dry_run else "DELETED"
-    rows = [("ACTION", "WHERE", "KIND", "TARGET", "STARTED", "FILE", "REASON")]
+    rows = [("ACTION", "WHERE", "KIND", "TARGET", "STARTED", "FILE", "KEPT BY", "REASON")]
     for item in report.items:
         rows.append((
             verb if item.action == DELETE else "keep",
@@ -52,6 +54,7 @@ def format_report(report: SweepReport, dry_run: bool) -> str:
             item.target,
             item.started_at.strftime("%Y-%m-%d %H:%M:%S") if item.started_at else "-",
             item.file,
+            ", ".join(item.kept_by) or "-",
             item.reason,
         ))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]

@@ -1,8 +1,9 @@
 """The retention sweep over real files: BACKUP_DIR, the S3 prefix and the run logs.
 
-Decisions come from retention.py; this module only reads manifests, carries the decisions
-out (artifact first, then its manifest), logs each deletion and counts it in
-pgbackup_retention_deleted_total{kind,location}.
+Decisions come from retention.py (day windows, RETENTION_MIN_KEEP, and the GFS tiers:
+RETENTION_KEEP_* locally, S3_RETENTION_KEEP_* in S3, on the calendar of TZ); this module only
+reads manifests, carries the decisions out (artifact first, then its manifest), logs each
+deletion and counts it in pgbackup_retention_deleted_total{kind,location}.
 
 Only backups whose artifact is there with the size its manifest records go to the policy: a
 manifest whose artifact was removed or cut short would otherwise anchor the window (or fill
@@ -30,6 +31,7 @@ from daemon.housekeeping.retention import (
     refusals,
 )
 from daemon.housekeeping.runlog import is_our_run_log
+from daemon.housekeeping.tiers import TIER_NAMES, Tiers
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, read_manifest, scan_manifests, write_manifest
@@ -44,6 +46,7 @@ log = get_logger(__name__)
 
 LOCAL = "local"
 S3 = "s3"
+UNUSABLE = "unusable"  # SweepItem.kept_by of a manifest whose artifact is missing or of another size
 
 OpenBucket = Callable[[], object]  # returns a daemon.storage.s3.Bucket, built on first use
 
@@ -57,6 +60,7 @@ class SweepItem:
     started_at: datetime | None
     action: str
     reason: str
+    kept_by: tuple[str, ...] = ()  # the rules that keep it (retention.Decision.kept_by)
 
 
 @dataclass
@@ -84,6 +88,21 @@ def local_retention_days(settings: Settings) -> dict[str, int]:
 def offsite_retention_days(settings: Settings) -> dict[str, int]:
     """Days each kind is kept in S3: S3_RETENTION_DAYS for every kind but pre_migration."""
     return {kind: settings.s3_retention_days for kind in ("full", "database", "table", "volume")}
+
+
+def local_tiers(settings: Settings) -> Tiers:
+    """The GFS tiers in BACKUP_DIR (RETENTION_KEEP_*), on the calendar of TZ."""
+    return _tiers(settings, "retention_keep_")
+
+
+def offsite_tiers(settings: Settings) -> Tiers:
+    """The GFS tiers in S3 (S3_RETENTION_KEEP_*), on the calendar of TZ."""
+    return _tiers(settings, "s3_retention_keep_")
+
+
+def _tiers(settings: Settings, prefix: str) -> Tiers:
+    counts = {tier: getattr(settings, prefix + tier) or 0 for tier in TIER_NAMES}
+    return Tiers(**counts, zone=settings.timezone)
 
 
 def local_manifests(directory: Path) -> list[Manifest]:
@@ -117,10 +136,10 @@ def locked_sweep(settings: Settings, metrics: Metrics, now: datetime, *, dry_run
         return sweep(settings, metrics, now, dry_run=dry_run, open_bucket=open_bucket)
 
 
-def _plan(manifests: list[Manifest], now: datetime, days: dict[str, int], min_keep: int, location: str,
-          report: SweepReport, metrics: Metrics) -> list[Decision] | None:
+def _plan(manifests: list[Manifest], now: datetime, days: dict[str, int], min_keep: int, tiers: Tiers,
+          location: str, report: SweepReport, metrics: Metrics) -> list[Decision] | None:
     try:
-        decisions = plan_sweep(manifests, now, days, min_keep)
+        decisions = plan_sweep(manifests, now, days, min_keep, tiers)
     except RetentionRefused as error:
         log.error("retention_refused", location=location, reason=str(error))
         report.refused.append(f"{location}: {error}")
@@ -131,7 +150,7 @@ def _plan(manifests: list[Manifest], now: datetime, days: dict[str, int], min_ke
 
 def _report_refusals(decisions: list[Decision], location: str, report: SweepReport, metrics: Metrics) -> None:
     """Kinds and targets whose times the policy did not trust: logged, counted and reported."""
-    for (kind, target), reason in refusals(decisions).items():
+    for (kind, target, *_), reason in refusals(decisions).items():
         log.error("retention_refused", location=location, kind=kind, target=target, reason=reason)
         metrics.retention_refused.labels(kind, location).inc()
         report.refused.append(f"{location}: {reason}")
@@ -165,21 +184,23 @@ def _usable(located: list[tuple[Manifest, str | None]], location: str, report: S
         report.unusable.append(f"{location}: {manifest.file}: {problem}")
         report.items.append(SweepItem(
             location, manifest.kind, manifest.target, manifest.file, manifest.started_at, KEEP,
-            f"{problem}; manifest kept, not counted by retention (never the newest, never a reason to delete)",
+            f"{problem}; manifest kept, not counted by retention (never the newest, never a GFS slot, "
+            "never a reason to delete)", (UNUSABLE,),
         ))
     return usable
 
 
 def _item(location: str, decision: Decision) -> SweepItem:
     m = decision.manifest
-    return SweepItem(location, m.kind, m.target, m.file, m.started_at, decision.action, decision.reason)
+    return SweepItem(location, m.kind, m.target, m.file, m.started_at, decision.action, decision.reason,
+                     decision.kept_by)
 
 
 def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
     manifests = _usable([(m, artifact_problem(directory, m)) for m in local_manifests(directory)], LOCAL, report)
-    decisions = _plan(manifests, now, local_retention_days(settings), settings.retention_min_keep, LOCAL, report,
-                      metrics)
+    decisions = _plan(manifests, now, local_retention_days(settings), settings.retention_min_keep,
+                      local_tiers(settings), LOCAL, report, metrics)
     for decision in decisions or ():
         report.items.append(_item(LOCAL, decision))
         if not decision.delete or dry_run:
@@ -213,7 +234,7 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         return
     located = [(copy.manifest, _copy_problem(copy)) for copy in copies.values()]
     decisions = _plan(_usable(located, S3, report), now, offsite_retention_days(settings),
-                      settings.retention_min_keep, S3, report, metrics)
+                      settings.retention_min_keep, offsite_tiers(settings), S3, report, metrics)
     for decision in decisions or ():
         report.items.append(_item(S3, decision))
         if not decision.delete or dry_run:

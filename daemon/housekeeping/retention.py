@@ -8,21 +8,29 @@ Pure functions: the manifests and ``now`` come in, decisions go out. The rules, 
    and measured from the newest backup of its kind and target. The second condition means
    that a daemon that was down, or dumps that kept failing, never eat into the backups that
    were there: the window only moves when new backups arrive;
-4. anything else (a kind without a retention rule) is kept.
+4. a backup that fills a GFS slot (tiers.py: RETENTION_KEEP_DAILY/WEEKLY/MONTHLY/YEARLY, the
+   newest backup of each of the newest N days, ISO weeks, months, years that have one) is kept
+   even past its window: a backup is kept if the window *or* any tier keeps it. Tiers only
+   ever keep more; every rule here that keeps a backup or refuses to act still holds;
+5. anything else (a kind without a retention rule) is kept.
 
 Times are only trusted while they make sense; otherwise the policy refuses to act on that
 kind and target (every backup of it is kept, with the refusal as its reason):
 
-5. a backup that started more than daemon.clock.FUTURE_TOLERANCE after ``now`` means the clock was wrong
+6. a backup that started more than daemon.clock.FUTURE_TOLERANCE after ``now`` means the clock was wrong
    when it was taken, or is wrong now. Measured from it, the window would expire every
    earlier backup; so nothing of its kind and target is deleted until someone looks;
-6. a newest backup that started more than the window after the one before it, and more
+7. a newest backup that started more than the window after the one before it, and more
    than JUMP_FACTOR times any earlier interval between them (a clock that jumped ahead for
    one run, or the first backup after a long outage; not a weekly job with a short window;
    judged from the third backup of a kind and target on), does not move the window on its own: if it would expire backups that the one before it
    keeps, nothing is deleted until a second backup confirms the new time.
 
 A sweep whose decisions would delete every backup of a kind is refused as a whole.
+
+Every decision names the rules that keep its backup (``kept_by``: forever, no rule, refused,
+min-keep, window, and each GFS slot such as ``monthly 2026-10``) or, for a deletion, says why
+neither the window nor any tier keeps it.
 """
 
 from __future__ import annotations
@@ -31,11 +39,12 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 
 from daemon.clock import describe_future, is_future
 from daemon.errors import PgBackupError
+from daemon.housekeeping.tiers import NO_TIERS, PERIOD_UNITS, Slot, TierPlan, Tiers, plan_tiers
 from daemon.manifest import Manifest
 
 KEEP = "keep"
@@ -45,9 +54,26 @@ RUN_LOG_PATTERN = re.compile(r"^backup_(\d{8}_\d{6})\.log$")
 REFUSED_PREFIX = "refused: "
 JUMP_FACTOR = 4
 
+# What keeps a backup (Decision.kept_by), besides the GFS slots named like "monthly 2026-10".
+FOREVER = "forever"
+NO_RULE = "no rule"
+REFUSED = "refused"
+MIN_KEEP = "min-keep"
+WINDOW = "window"
+
 
 class RetentionRefused(PgBackupError):
     """A sweep would have deleted every backup of a kind; nothing was deleted."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the policy is given: days per kind (a kind without an entry is kept), the newest
+    ``min_keep`` kept however old, and the GFS tiers."""
+
+    days_by_kind: Mapping[str, int]
+    min_keep: int
+    tiers: Tiers = NO_TIERS
 
 
 @dataclass(frozen=True)
@@ -56,59 +82,71 @@ class Decision:
     action: str  # KEEP or DELETE
     reason: str
     refused: bool = False  # kept because the policy refused to act on this kind and target
+    kept_by: tuple[str, ...] = ()  # every rule that keeps it, the deciding one first; empty when deleted
 
     @property
     def delete(self) -> bool:
         return self.action == DELETE
 
 
+def group_key(manifest: Manifest) -> tuple[str, ...]:
+    """The backups that retention weighs against each other: one kind and target."""
+    return (manifest.kind, manifest.target)
+
+
+def started_instant(manifest: Manifest) -> datetime:
+    """The start in UTC: two times with the same ZoneInfo compare by wall clock, so the two 02:30s
+    of the night DST ends would otherwise tie, and the newest of a day could be the wrong one."""
+    return manifest.started_at.astimezone(timezone.utc)
+
+
 def decide(
-    manifests: Iterable[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int
+    manifests: Iterable[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int,
+    tiers: Tiers = NO_TIERS,
 ) -> list[Decision]:
     """A KEEP or DELETE decision with its reason for every manifest, newest first."""
     if min_keep < 1:
         raise ValueError("min_keep must be at least 1: the newest backup is never deleted")
-    groups: dict[tuple[str, str], list[Manifest]] = defaultdict(list)
+    rules = Rules(days_by_kind, min_keep, tiers)
+    groups: dict[tuple[str, ...], list[Manifest]] = defaultdict(list)
     for manifest in manifests:
-        groups[(manifest.kind, manifest.target)].append(manifest)
+        groups[group_key(manifest)].append(manifest)
     decisions: list[Decision] = []
     for group in groups.values():
-        group.sort(key=lambda manifest: manifest.started_at, reverse=True)
-        decisions.extend(_decide_group(group, now, days_by_kind, min_keep))
-    decisions.sort(key=lambda decision: decision.manifest.started_at, reverse=True)
+        group.sort(key=started_instant, reverse=True)
+        decisions.extend(_decide_group(group, now, rules))
+    decisions.sort(key=lambda decision: started_instant(decision.manifest), reverse=True)
     return decisions
 
 
-def refusals(decisions: Iterable[Decision]) -> dict[tuple[str, str], str]:
-    """Why the policy refused to act, by (kind, target)."""
-    messages: dict[tuple[str, str], str] = {}
+def refusals(decisions: Iterable[Decision]) -> dict[tuple[str, ...], str]:
+    """Why the policy refused to act, by group_key (kind, target)."""
+    messages: dict[tuple[str, ...], str] = {}
     for decision in decisions:
         if decision.refused:
-            key = (decision.manifest.kind, decision.manifest.target)
-            messages.setdefault(key, decision.reason.removeprefix(REFUSED_PREFIX))
+            messages.setdefault(group_key(decision.manifest), decision.reason.removeprefix(REFUSED_PREFIX))
     return messages
 
 
-def _decide_group(
-    group: list[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int
-) -> list[Decision]:
+def _decide_group(group: list[Manifest], now: datetime, rules: Rules) -> list[Decision]:
     """Decisions for one kind and target, ``group`` newest first."""
-    refusal = _refusal(group, now, days_by_kind, min_keep)
+    refusal = _refusal(group, now, rules)
     if refusal is not None:
-        return [Decision(manifest, KEEP, REFUSED_PREFIX + refusal, refused=True) for manifest in group]
-    return _window(group, group[0].started_at, now, days_by_kind, min_keep)
+        return [Decision(manifest, KEEP, REFUSED_PREFIX + refusal, refused=True, kept_by=(REFUSED,))
+                for manifest in group]
+    return _decide_with_anchor(group, group[0].started_at, now, rules)
 
 
-def _window(
-    group: list[Manifest], anchor: datetime, now: datetime, days_by_kind: Mapping[str, int], min_keep: int
-) -> list[Decision]:
-    return [_decide_one(manifest, rank, anchor, now, days_by_kind, min_keep) for rank, manifest in enumerate(group)]
+def _decide_with_anchor(group: list[Manifest], anchor: datetime, now: datetime, rules: Rules) -> list[Decision]:
+    """The decisions when the window is measured back from ``anchor`` (normally the newest backup)."""
+    tier_plan = plan_tiers((manifest for manifest in group if not manifest.keep_forever), rules.tiers)
+    return [_decide_one(manifest, rank, anchor, now, rules, tier_plan) for rank, manifest in enumerate(group)]
 
 
-def _refusal(group: list[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int) -> str | None:
-    """Why the times of ``group`` cannot be trusted to delete anything (rules 5 and 6), or None."""
+def _refusal(group: list[Manifest], now: datetime, rules: Rules) -> str | None:
+    """Why the times of ``group`` cannot be trusted to delete anything (rules 6 and 7), or None."""
     kind, target = group[0].kind, group[0].target
-    days = days_by_kind.get(kind)
+    days = rules.days_by_kind.get(kind)
     if days is None:
         return None  # nothing of this kind is deleted anyway
     future = [manifest for manifest in group if is_future(manifest.started_at, now)]
@@ -126,8 +164,8 @@ def _refusal(group: list[Manifest], now: datetime, days_by_kind: Mapping[str, in
     earlier_gaps = [later.started_at - earlier.started_at for later, earlier in pairwise(group[1:])]
     if jump <= timedelta(days=days) or any(jump <= JUMP_FACTOR * gap for gap in earlier_gaps):
         return None
-    with_jump = {d.manifest.file for d in _window(group, group[0].started_at, now, days_by_kind, min_keep) if d.delete}
-    without = {d.manifest.file for d in _window(group, group[1].started_at, now, days_by_kind, min_keep) if d.delete}
+    with_jump = {d.manifest.file for d in _decide_with_anchor(group, group[0].started_at, now, rules) if d.delete}
+    without = {d.manifest.file for d in _decide_with_anchor(group, group[1].started_at, now, rules) if d.delete}
     if with_jump <= without:
         return None
     return (
@@ -139,30 +177,56 @@ def _refusal(group: list[Manifest], now: datetime, days_by_kind: Mapping[str, in
 
 
 def _decide_one(
-    manifest: Manifest, rank: int, newest: datetime, now: datetime, days_by_kind: Mapping[str, int], min_keep: int
+    manifest: Manifest, rank: int, newest: datetime, now: datetime, rules: Rules, tier_plan: TierPlan
 ) -> Decision:
     if manifest.keep_forever:
-        return Decision(manifest, KEEP, "kept forever (keep_forever)")
-    days = days_by_kind.get(manifest.kind)
+        return Decision(manifest, KEEP, "kept forever (keep_forever)", kept_by=(FOREVER,))
+    days = rules.days_by_kind.get(manifest.kind)
     if days is None:
-        return Decision(manifest, KEEP, f"no retention rule for kind {manifest.kind}")
+        return Decision(manifest, KEEP, f"no retention rule for kind {manifest.kind}", kept_by=(NO_RULE,))
+    slots = tier_plan.slots_of(manifest)
+    kept = _kept_by_rank_or_window(manifest, rank, newest, now, days, rules.min_keep)
+    if kept is not None:
+        rule, reason = kept
+        also = f"; also {_names(slots)}" if slots else ""
+        return Decision(manifest, KEEP, reason + also, kept_by=(rule, *map(str, slots)))
+    age = _days(now - manifest.started_at)
+    if slots:
+        return Decision(manifest, KEEP, f"{_names(slots)}: the newest backup of {_periods(slots)}; "
+                                        f"{age} old, past the {days}-day window",
+                        kept_by=tuple(map(str, slots)))
+    misses = tier_plan.misses_of(manifest)
+    return Decision(manifest, DELETE, f"{age} old, older than {days} days" + (
+        f", and no tier keeps it ({'; '.join(misses)})" if misses else ""))
+
+
+def _kept_by_rank_or_window(
+    manifest: Manifest, rank: int, newest: datetime, now: datetime, days: int, min_keep: int
+) -> tuple[str, str] | None:
+    """(rule, reason) when RETENTION_MIN_KEEP or the day window keeps ``manifest``, else None."""
     if rank < min_keep:
         if min_keep == 1:
-            return Decision(manifest, KEEP, f"the newest {manifest.kind} backup of {manifest.target}, kept however old")
-        return Decision(manifest, KEEP, f"among the newest {min_keep} {manifest.kind} backups of {manifest.target} "
-                                        "(RETENTION_MIN_KEEP)")
+            return MIN_KEEP, f"the newest {manifest.kind} backup of {manifest.target}, kept however old"
+        return MIN_KEEP, (f"among the newest {min_keep} {manifest.kind} backups of {manifest.target} "
+                          "(RETENTION_MIN_KEEP)")
     age = now - manifest.started_at
     behind_newest = newest - manifest.started_at
     limit = timedelta(days=days)
     if age <= limit:
-        return Decision(manifest, KEEP, f"{_days(age)} old, within {days} days")
+        return WINDOW, f"{_days(age)} old, within {days} days"
     if behind_newest <= limit:
-        return Decision(
-            manifest, KEEP,
-            f"{_days(age)} old, but only {_days(behind_newest)} older than the newest "
-            f"{manifest.kind} {manifest.target} (no newer backups to replace it)",
-        )
-    return Decision(manifest, DELETE, f"{_days(age)} old, older than {days} days")
+        return WINDOW, (f"{_days(age)} old, but only {_days(behind_newest)} older than the newest "
+                        f"{manifest.kind} {manifest.target} (no newer backups to replace it)")
+    return None
+
+
+def _names(slots: tuple[Slot, ...]) -> str:
+    return ", ".join(map(str, slots))
+
+
+def _periods(slots: tuple[Slot, ...]) -> str:
+    """'its day and its month' for the slots of one backup."""
+    return " and ".join(f"its {PERIOD_UNITS[slot.tier]}" for slot in slots)
 
 
 def refuse_total_loss(decisions: Iterable[Decision]) -> None:
@@ -179,10 +243,11 @@ def refuse_total_loss(decisions: Iterable[Decision]) -> None:
 
 
 def plan_sweep(
-    manifests: Iterable[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int
+    manifests: Iterable[Manifest], now: datetime, days_by_kind: Mapping[str, int], min_keep: int,
+    tiers: Tiers = NO_TIERS,
 ) -> list[Decision]:
     """decide() followed by the refusal check: the decisions a sweep may carry out."""
-    decisions = decide(manifests, now, days_by_kind, min_keep)
+    decisions = decide(manifests, now, days_by_kind, min_keep, tiers)
     refuse_total_loss(decisions)
     return decisions
 
