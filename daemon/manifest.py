@@ -37,6 +37,7 @@ class Manifest:
     offsite: dict[str, object] = field(default_factory=dict)
     details: dict[str, object] = field(default_factory=dict)
     database_definition: str = ""  # plain database dumps: pg_dump --create's database part (see plans.py)
+    instance: str = ""  # the install that took it (daemon/identity.py); empty in manifests older than the field
     schema_version: int = SCHEMA_VERSION
     pgbackup_version: str = ""
     run_id: str = ""

@@ -16,6 +16,7 @@ from daemon.backup.extensions import RunExtensions
 from daemon.backup.runner import METRIC_KIND, BackupRunner
 from daemon.errors import Cancelled
 from daemon.housekeeping import install as housekeeping
+from daemon.identity import this_instance
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
 from daemon.monitoring.health import HealthState
@@ -26,12 +27,15 @@ from daemon.notify import Notifier, channels_from_settings
 from daemon.scheduler import HealthWatch, ScheduledJob, build_scheduler, log_next_runs
 from daemon.settings import Settings
 from daemon.storage.local import ensure_backup_dir, unwritable_reason
+from daemon.storage.s3 import Bucket, describe
+from daemon.storage.s3_claim import PrefixClaimedElsewhere, ensure_claimed
 from daemon.verify import restore_test
 from daemon.volumes import install as volume_snapshots
 
 log = get_logger(__name__)
 
 BACKUP_DIR_PROBLEM = "backup_dir_unwritable"
+S3_CLAIM_PROBLEM = "s3_prefix_claimed_elsewhere"
 
 
 def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *,
@@ -122,6 +126,8 @@ def run_daemon(settings: Settings) -> int:
         _check_backup_dir(settings, health)
 
     _check_backup_dir(settings, health)
+    if settings.offsite_enabled:  # in the background: an S3 that does not answer must not delay the start
+        threading.Thread(target=check_s3_claim, args=(settings, health), name="s3-claim", daemon=True).start()
     http = start_http_server(
         settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone),
         before_response=before_response,
@@ -155,6 +161,18 @@ def _check_backup_dir(settings: Settings, health: HealthState) -> None:
         else:
             log.error("backup_dir_unwritable", error=reason)
     health.set_problem(BACKUP_DIR_PROBLEM, reason)
+
+
+def check_s3_claim(settings: Settings, health: HealthState) -> None:
+    """Claim the S3 prefix at start, so that a second install pointed at it finds out now (its
+    /healthz unhealthy with the reason) and not at its first upload (storage/s3_claim.py)."""
+    try:
+        ensure_claimed(Bucket.from_settings(settings), this_instance(settings), datetime.now(settings.timezone))
+    except PrefixClaimedElsewhere as error:
+        log.error("s3_prefix_claimed_elsewhere", error=str(error))
+        health.set_problem(S3_CLAIM_PROBLEM, str(error))
+    except Exception as error:  # noqa: BLE001 - S3 down at start: the uploads report it when they fail
+        log.warning("s3_claim_not_checked", error=describe(error))
 
 
 def _configured_method(settings: Settings) -> str:

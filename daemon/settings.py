@@ -6,6 +6,7 @@ This is the only module that reads the environment. Every variable is a field be
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +50,10 @@ def _comma_list(value: object) -> object:
     return value
 
 
+# An install's name in its manifests and its claim on the S3 prefix (daemon/identity.py).
+INSTANCE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         case_sensitive=False,
@@ -73,6 +78,7 @@ class Settings(BaseSettings):
     backup_databases: Annotated[list[str], NoDecode] = Field(default_factory=list)
     backup_tables: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
     backup_dir: Path = Path("/backups")
+    instance_name: str | None = None
     backup_format: DumpFormat = "custom"
     compression_level: int = Field(6, ge=1, le=9)
     gzip_level: int = Field(5, ge=1, le=9)
@@ -177,6 +183,14 @@ class Settings(BaseSettings):
                 "https://s3.eu-central-1.amazonaws.com; leave it empty for AWS"
             )
         return url
+
+    @field_validator("instance_name")
+    @classmethod
+    def _plain_instance_name(cls, name: str | None) -> str | None:
+        if name is not None and not INSTANCE_NAME_PATTERN.fullmatch(name.strip()):
+            raise ValueError("must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                             "e.g. production or staging-eu")
+        return name.strip() if name is not None else None
 
     @field_validator("tz")
     @classmethod

@@ -60,6 +60,7 @@ class BackupContext:
     progress: Callable[[str], Progress]
     cancel: threading.Event
     method: str
+    instance: str = ""  # recorded in the manifest (daemon/identity.py)
     sinks: Callable[[DumpPlan, str], Sequence[ArtifactSink]] = lambda plan, file_name: ()
     observers: Callable[[DumpPlan], Sequence[StreamObserver]] = lambda plan: ()
 
@@ -165,4 +166,5 @@ def _manifest_for(
         tables=list(plan.tables),
         pgbackup_version=__version__,
         run_id=context.run_id,
+        instance=context.instance,
     )

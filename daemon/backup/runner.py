@@ -21,6 +21,7 @@ from daemon.backup.extensions import RunExtensions
 from daemon.backup.outcome import RunOutcome, TargetFailure
 from daemon.backup.plans import DumpPlan, plan_databases, plan_full, plan_tables
 from daemon.errors import Cancelled, PgBackupError
+from daemon.identity import this_instance
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
@@ -230,6 +231,7 @@ class BackupRunner:
             progress=self.progress,
             cancel=self.cancel,
             method=connection.method,
+            instance=this_instance(self.settings).name,
             sinks=self.extensions.sinks,
             observers=self.extensions.observers,
         )

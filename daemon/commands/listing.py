@@ -7,6 +7,7 @@ import json
 import sys
 
 from daemon.commands import Handler
+from daemon.identity import describe_instances, split_by_owner, this_instance
 from daemon.manifest import Manifest, scan_manifests
 from daemon.progress import human_bytes
 from daemon.settings import Settings
@@ -30,6 +31,12 @@ def command_list(settings: Settings, args: argparse.Namespace) -> int:
     manifests, locations, warning = backup_locations(settings, scan.manifests)
     if warning:
         print(f"pgbackup: {warning}", file=sys.stderr)
+    _, foreign = split_by_owner(manifests, this_instance(settings, create=False))
+    for manifest in foreign:
+        locations[manifest.file] = f"{locations.get(manifest.file, 'local')}, install {manifest.instance}"
+    if foreign:
+        print(f"pgbackup: {len(foreign)} backup(s) belong to other installs ({describe_instances(foreign)}); "
+              "restore (without --instance) and retention leave them alone", file=sys.stderr)
     if args.json:
         records = [{**json.loads(m.to_json()), "location": locations.get(m.file, "local")} for m in manifests]
         print(json.dumps(records, indent=2, ensure_ascii=False))

@@ -9,15 +9,19 @@ from pathlib import Path
 
 from daemon.commands import Handler
 from daemon.commands.locking import command_lock
+from daemon.identity import this_instance
 from daemon.restore.fetch import candidates, ensure_local
 from daemon.restore.restorer import Restorer
 from daemon.restore.selection import (
     Choice,
     Selected,
+    SelectionError,
     contains_database,
     contains_table,
+    owned_candidates,
     parse_before,
     select_backup,
+    with_other_installs,
 )
 from daemon.settings import Settings
 from daemon.sources.connect import connect
@@ -66,6 +70,8 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--before", metavar="'YYYY-mm-dd HH:MM'",
                        help="the newest backup taken before this time (in TZ)")
     group.add_argument("--from", dest="from_path", type=Path, metavar="PATH", help="this artifact")
+    parser.add_argument("--instance", metavar="NAME",
+                        help="choose among the backups of this install (default: this install's own)")
 
 
 def command_restore(settings: Settings, args: argparse.Namespace) -> int:
@@ -81,7 +87,10 @@ def command_restore(settings: Settings, args: argparse.Namespace) -> int:
 
 def _restore_locked(settings: Settings, args: argparse.Namespace, choice: Choice) -> int:
     directory = settings.backup_dir
-    manifests = None if choice.path else candidates(settings)
+    manifests, others = None, []
+    if not choice.path:
+        manifests, others = owned_candidates(candidates(settings), this_instance(settings, create=False),
+                                             args.instance)
     if args.what == "full":
         wanted, description = (lambda m: m.kind in ("full", "pre_migration")), "the whole server"
     elif args.what == "database":
@@ -90,7 +99,10 @@ def _restore_locked(settings: Settings, args: argparse.Namespace, choice: Choice
         wanted = (lambda m: contains_table(m, args.database) and m.format in ("custom", "directory")
                   and (m.kind == "database" or _has_table(m.tables, args.table)))
         description = f"table {args.table!r} of database {args.database!r}"
-    selected = select_backup(directory, choice, wanted, description, manifests)
+    try:
+        selected = select_backup(directory, choice, wanted, description, manifests)
+    except SelectionError as error:
+        raise with_other_installs(error, others, wanted) from None
     for future in selected.skipped_future:
         print(f"pgbackup: warning: skipped {future.file}: it is dated in the future "
               f"({future.started_at.isoformat(' ')}), taken while the clock was wrong; use --from to restore it",

@@ -14,11 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 from daemon.backup.plans import DumpPlan
+from daemon.identity import split_by_owner, this_instance
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, scan_manifests, write_manifest
 from daemon.monitoring.metrics import WHOLE_KIND, Metrics
 from daemon.settings import Settings
 from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
+from daemon.storage.s3_claim import ensure_claimed
 from daemon.storage.s3_upload import MultipartUpload, upload_file
 
 log = get_logger(__name__)
@@ -46,6 +48,13 @@ class Offsite:
         if self._bucket is None:
             self._bucket = Bucket.from_settings(self.settings)
         return self._bucket
+
+    def owned_bucket(self) -> Bucket:
+        """The bucket, once this install's claim on its prefix is confirmed: another install's
+        prefix raises PrefixClaimedElsewhere, which fails the upload (never the local backup)."""
+        bucket = self.bucket
+        ensure_claimed(bucket, this_instance(self.settings), self.clock())
+        return bucket
 
     def wants(self, kind: str) -> bool:
         return kind in self.settings.s3_upload_kinds
@@ -107,8 +116,9 @@ class Offsite:
         """Upload every local artifact not yet off-site, newest first; stops at the first failure
         (S3 is then most likely down: the rest waits for the next run). Returns the uploads."""
         directory = self.settings.backup_dir
+        own, _ = split_by_owner(scan_manifests(directory).manifests, this_instance(self.settings))
         pending = [
-            manifest for manifest in scan_manifests(directory).manifests
+            manifest for manifest in own
             if self.wants(manifest.kind) and manifest.offsite.get("status") not in (COMPLETE, DELETED)
             and manifest.file not in skip and (directory / manifest.file).is_file()
         ]
@@ -123,7 +133,7 @@ class Offsite:
 
     def upload_existing(self, path: Path, manifest: Manifest) -> bool:
         try:
-            record = upload_file(self.bucket, path, manifest, **self._part_size())
+            record = upload_file(self.owned_bucket(), path, manifest, **self._part_size())
             manifest.offsite = dict(record)
             MultipartUpload(self.bucket, manifest.file, **self._part_size()).upload_manifest(manifest)
             self.succeeded(manifest, record)
@@ -148,7 +158,7 @@ class OffsiteSink:
         self.setup_error = ""
         try:
             # source: past the parts that stream from memory, the rest is read back from the artifact
-            self.upload = MultipartUpload(offsite.bucket, file_name, source=offsite.settings.backup_dir / file_name,
+            self.upload = MultipartUpload(offsite.owned_bucket(), file_name, source=offsite.settings.backup_dir / file_name,
                                           **offsite._part_size())
         except Exception as error:  # noqa: BLE001 - e.g. an unusable endpoint URL: the local backup goes on
             self.setup_error = describe(error)

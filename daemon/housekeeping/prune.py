@@ -32,6 +32,7 @@ from daemon.housekeeping.retention import (
 )
 from daemon.housekeeping.runlog import is_our_run_log
 from daemon.housekeeping.tiers import TIER_NAMES, Tiers
+from daemon.identity import Instance, split_by_owner, this_instance
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, read_manifest, scan_manifests, write_manifest
@@ -190,6 +191,18 @@ def _usable(located: list[tuple[Manifest, str | None]], location: str, report: S
     return usable
 
 
+def _own(manifests: list[Manifest], instance: Instance, location: str, report: SweepReport) -> list[Manifest]:
+    """This install's manifests; another install's are kept and reported, never counted or deleted."""
+    own, foreign = split_by_owner(manifests, instance)
+    for manifest in foreign:
+        report.items.append(SweepItem(
+            location, manifest.kind, manifest.target, manifest.file, manifest.started_at, KEEP,
+            f"taken by the install {manifest.instance!r}: never counted or deleted by this one ({instance.name!r})",
+            ("other install",),
+        ))
+    return own
+
+
 def _item(location: str, decision: Decision) -> SweepItem:
     m = decision.manifest
     return SweepItem(location, m.kind, m.target, m.file, m.started_at, decision.action, decision.reason,
@@ -198,7 +211,8 @@ def _item(location: str, decision: Decision) -> SweepItem:
 
 def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
-    manifests = _usable([(m, artifact_problem(directory, m)) for m in local_manifests(directory)], LOCAL, report)
+    own = _own(local_manifests(directory), this_instance(settings, create=False), LOCAL, report)
+    manifests = _usable([(m, artifact_problem(directory, m)) for m in own], LOCAL, report)
     decisions = _plan(manifests, now, local_retention_days(settings), settings.retention_min_keep,
                       local_tiers(settings), LOCAL, report, metrics)
     for decision in decisions or ():
@@ -224,15 +238,23 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
                    open_bucket: OpenBucket | None) -> None:
     # Imported here: boto3 costs about 0.4 s of import time, which `pgbackup prune` without S3 need not pay.
     from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
+    from daemon.storage.s3_claim import check_claim, ensure_claimed
 
+    instance = this_instance(settings, create=False)  # a sweep creates nothing: it must work on a full disk
     try:
         bucket = open_bucket() if open_bucket else Bucket.from_settings(settings)
+        # Another install's prefix: nothing in it is deleted. A dry run writes no claim.
+        if dry_run:
+            check_claim(bucket, instance)
+        else:
+            ensure_claimed(bucket, instance, now)
         copies = {copy.manifest.file: copy for copy in bucket.list_copies()}
     except Exception as error:  # noqa: BLE001 - e.g. boto3 refusing the endpoint: S3's part only fails
         log.error("offsite_retention_failed", error=describe(error))
         report.errors.append(f"s3: {describe(error)}")
         return
-    located = [(copy.manifest, _copy_problem(copy)) for copy in copies.values()]
+    own = _own([copy.manifest for copy in copies.values()], instance, S3, report)
+    located = [(manifest, _copy_problem(copies[manifest.file])) for manifest in own]
     decisions = _plan(_usable(located, S3, report), now, offsite_retention_days(settings),
                       settings.retention_min_keep, offsite_tiers(settings), S3, report, metrics)
     for decision in decisions or ():

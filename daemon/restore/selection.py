@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.clock import describe_future, is_future
 from daemon.errors import PgBackupError
+from daemon.identity import Instance, describe_instances, split_by_owner
 from daemon.manifest import Manifest, manifest_path, read_manifest, scan_manifests
 
 FULL_KINDS = ("full", "pre_migration")
@@ -47,6 +48,24 @@ class Selected:
     @property
     def is_full(self) -> bool:
         return self.manifest.kind in FULL_KINDS
+
+
+def owned_candidates(manifests: list[Manifest], instance: Instance, chosen: str | None
+                     ) -> tuple[list[Manifest], list[Manifest]]:
+    """(the candidates a restore may pick, the others): this install's backups, or with
+    ``--instance NAME`` only that install's."""
+    if chosen is None:
+        return split_by_owner(manifests, instance)
+    return ([m for m in manifests if m.instance == chosen], [m for m in manifests if m.instance != chosen])
+
+
+def with_other_installs(error: SelectionError, others: list[Manifest], wanted) -> SelectionError:
+    """The selection error, plus the other installs' backups that would have matched."""
+    matching = [manifest for manifest in others if wanted(manifest)]
+    if not matching:
+        return error
+    return SelectionError(f"{error}; backups of other installs match: {describe_instances(matching)}; "
+                          "to restore one of them, add --instance NAME")
 
 
 def parse_before(text: str, zone: ZoneInfo) -> datetime:

@@ -22,6 +22,7 @@ from docker.models.containers import Container
 
 from daemon.clock import is_future
 from daemon.errors import PgBackupError
+from daemon.identity import split_by_owner, this_instance
 from daemon.logs import get_logger
 from daemon.manifest import scan_manifests
 from daemon.restore.base import SYSTEM_DATABASES
@@ -55,9 +56,10 @@ class TargetResult:
 
 def latest_backups(settings: Settings, now: datetime) -> list[Selected]:
     """The newest full backup and the newest dump of each database, with their manifests.
-    Backups dated in the future (a clock that was wrong) are skipped and logged."""
+    Backups dated in the future (a clock that was wrong) and other installs' backups are skipped."""
     newest: dict[str, Selected] = {}
-    for manifest in scan_manifests(settings.backup_dir).manifests:  # newest first
+    own, _ = split_by_owner(scan_manifests(settings.backup_dir).manifests, this_instance(settings, create=False))
+    for manifest in own:  # newest first
         if is_future(manifest.started_at, now):
             log.warning("future_dated_backup_skipped", file=manifest.file, kind=manifest.kind,
                         target=manifest.target, started_at=manifest.started_at.isoformat())

@@ -25,6 +25,7 @@ from daemon.backup.outcome import RunOutcome
 from daemon.backup.pipeline import PipelinedWriter
 from daemon.backup.runner import BackupRunner
 from daemon.errors import Cancelled, SettingsError
+from daemon.identity import this_instance
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
 from daemon.naming import volume_snapshot_name
@@ -180,6 +181,7 @@ def _manifest(
         compression="gzip",
         method="docker_volume",
         pgbackup_version=__version__,
+        instance=this_instance(settings).name,
         details={
             "volume": settings.volume_name,
             "snapshot_mode": settings.volume_snapshot_mode,

@@ -20,6 +20,7 @@ from daemon.monitoring.metrics import Metrics
 from daemon.service import equipped_runner
 from daemon.settings import Settings
 from daemon.storage.s3 import Bucket, OffsiteError
+from daemon.storage.s3_claim import CLAIM_NAME
 from daemon.storage.s3_upload import MIN_PART_SIZE, MultipartUpload
 from tests.support.pgbackup_cli import exec_env, pgbackup
 from tests.support.sample_data import seed, server_fingerprints
@@ -229,7 +230,7 @@ class TestOffsiteBackups:
             second = runner.run("database", "authdb")
             assert second.ok, second.failures
             uploaded = {m.file for m in (missed, *second.artifacts)}
-            assert {key for key in keys(s3_server) if not key.endswith(".manifest.json")} == uploaded
+            assert keys(s3_server) == sorted([CLAIM_NAME, *uploaded, *(f"{file}.manifest.json" for file in uploaded)])
             for file in uploaded:
                 local = read_manifest(backup_dir / f"{file}.manifest.json")
                 assert local.offsite["status"] == "complete"

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from daemon.identity import INSTANCE_ID_FILE
 from daemon.manifest import Manifest, scan_manifests, write_manifest
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
@@ -60,7 +61,7 @@ def files_without_manifest(directory: Path) -> list[str]:
     return sorted(
         path.name for path in directory.iterdir()
         if path.name not in described and not path.name.endswith(".manifest.json")
-        and path.name not in (LOCK_FILE, FILLER) and not path.name.endswith(".log")
+        and path.name not in (LOCK_FILE, FILLER, INSTANCE_ID_FILE) and not path.name.endswith(".log")
     )
 
 
