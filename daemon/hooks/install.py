@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NoReturn
 
 from daemon.backup.extensions import RunExtensions
 from daemon.backup.outcome import RunOutcome
@@ -80,7 +81,7 @@ class Hooks:
         self._failed(name, failure_reason(variable(name), result, self.timeout), result)
 
     def _failed(self, name: str, reason: str, result: CommandResult | None = None,
-                error: type[PgBackupError] = HookFailed) -> None:
+                error: type[PgBackupError] = HookFailed) -> NoReturn:
         self.metrics.hook_failures.labels(name).inc()
         log.error("hook_failed", hook=variable(name), error=reason,
                   seconds=round(result.seconds, 3) if result else None, output=result.output if result else None)

@@ -91,9 +91,9 @@ class Pinger:
         error = deliver(f"ping-{kind}", self.timeout,
                         lambda: post(url, body, "text/plain; charset=utf-8", self.timeout))
         if error is None:
-            log.info("ping_sent", channel=CHANNEL, event=event)
+            log.info("ping_sent", channel=CHANNEL, ping=event)
             return True
-        log.warning("ping_failed", channel=CHANNEL, event=event, error=error)
+        log.warning("ping_failed", channel=CHANNEL, ping=event, error=error)
         self.metrics.notification_failures.labels(CHANNEL).inc()
         return False
 
