@@ -4,14 +4,19 @@ that is down."""
 
 from __future__ import annotations
 
+import signal
+import time
+
 import structlog
 
 from daemon.monitoring.metrics import Metrics
-from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup
+from tests.support.docker_env import free_port
+from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup, start_pgbackup
 from tests.support.runner import equipped
 from tests.support.webhook import RecordingServer
 
 CHECK = "/ping/5f2a9c1e-secret-check"
+FAR_AWAY = "0 3 1 1 *"  # once a year: never during a test
 
 
 def ping_failures(metrics: Metrics) -> float:
@@ -62,3 +67,29 @@ class TestPings:
         failed = [event for event in logs if event["event"] == "ping_failed"]
         assert [(event["channel"], event["ping"]) for event in failed] == [("ping", "start"), ("ping", "success")]
         assert "5f2a9c1e" not in str(logs)
+
+
+class TestScheduledPings:
+    def test_a_scheduled_run_of_the_daemon_pings_and_runs_its_hook(self, small_source, recording_servers, tmp_path):
+        """`pgbackup run` pings its scheduled per-database run's URL (/start, then success) and runs
+        HOOK_AFTER_BACKUP with the artifact, as a backup taken by hand does."""
+        receiver = recording_servers()
+        backups, written = tmp_path / "backups", tmp_path / "hooks"
+        written.mkdir()
+        env = exec_env(
+            small_source, backups, METRICS_PORT=str(free_port()), SCHEDULE_FULL=FAR_AWAY,
+            SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_DATABASES="* * * * *", BACKUP_DATABASES="authdb",
+            PING_URL_DATABASES=receiver.url(CHECK), HOOK_AFTER_BACKUP=f'echo "$PGBACKUP_FILES" > {written}/files',
+        )
+        daemon = start_pgbackup("run", env=env)
+        try:
+            deadline = time.monotonic() + 120  # the next whole minute, and the run
+            while len(receiver.requests) < 2 and time.monotonic() < deadline and daemon.poll() is None:
+                time.sleep(0.25)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            stdout, stderr = daemon.communicate(timeout=60)
+        assert [request.path for request in receiver.requests][:2] == [f"{CHECK}/start", CHECK], stdout + stderr
+        (artifact,) = (written / "files").read_text().split()
+        assert artifact.startswith(str(backups / "authdb_")) and "database backup succeeded" in receiver.requests[1].body
+        assert "5f2a9c1e" not in stdout + stderr
