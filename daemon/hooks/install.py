@@ -66,6 +66,8 @@ class Hooks:
             return
         context = _redacted(context)
         try:
+            # The one read of the environment outside settings.py: PATH and HOME only (an image built
+            # FROM this one may put its tools on PATH); hook_environment drops everything else.
             result = run_shell(command, hook_environment(context, os.environ, self.tz), self.timeout, self.cancel)
         except OSError as error:
             self._failed(name, f"{variable(name)} could not be started: {error.strerror or error}")
