@@ -41,12 +41,16 @@ class SecretRedactor:
         return {key: self._scrub(value) for key, value in event_dict.items()}
 
     def _scrub(self, value: Any) -> Any:
-        if isinstance(value, str):
-            if value in self.short_secrets:
-                return REDACTED
-            for secret in self.secrets:
-                value = value.replace(secret, REDACTED)
-        return value
+        return self.scrub(value) if isinstance(value, str) else value
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the known secrets masked, for what leaves the process other than as a
+        log line (a ping's body, a hook's environment)."""
+        if text in self.short_secrets:
+            return REDACTED
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
 
 
 redactor = SecretRedactor()

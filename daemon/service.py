@@ -15,6 +15,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from daemon.backup.extensions import RunExtensions
 from daemon.backup.runner import METRIC_KIND, BackupRunner
 from daemon.errors import Cancelled
+from daemon.hooks import install as hooks
 from daemon.housekeeping import install as housekeeping
 from daemon.identity import this_instance
 from daemon.logs import get_logger
@@ -23,7 +24,7 @@ from daemon.monitoring.health import HealthState
 from daemon.monitoring.httpserver import start_http_server
 from daemon.monitoring.metrics import Metrics
 from daemon.monitoring.watcher import ManifestWatcher
-from daemon.notify import Notifier, channels_from_settings
+from daemon.notify import Notifier, channels_from_settings, ping
 from daemon.scheduler import HealthWatch, ScheduledJob, build_scheduler, log_next_runs
 from daemon.settings import Settings
 from daemon.storage.local import ensure_backup_dir, unwritable_reason
@@ -42,7 +43,8 @@ def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *
                     docker_client: docker.DockerClient | None = None) -> tuple[BackupRunner, list[ScheduledJob]]:
     """A runner with every feature installed on its extensions, and the jobs the features
     schedule besides the backups: the daemon's, and that of a backup taken by hand (which gets
-    what a scheduled one gets: run log, offsite copy, notification, retention after success)."""
+    what a scheduled one gets: run log, offsite copy, notification, retention after success,
+    hooks and pings)."""
     extensions = RunExtensions()
     cancel = threading.Event()
     runner = BackupRunner(settings, metrics, health, extensions, cancel=cancel, docker_client=docker_client)
@@ -51,6 +53,8 @@ def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *
     jobs = housekeeping.install(settings, extensions, metrics, notifier, runner.clock, cancel)
     jobs += volume_snapshots.install(settings, runner, extensions, metrics, docker_client)
     jobs += restore_test.install(settings, metrics, notifier, cancel, docker_client)
+    hooks.install(settings, extensions, metrics, cancel)
+    ping.install(settings, extensions, metrics)
     return runner, jobs
 
 

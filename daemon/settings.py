@@ -34,6 +34,10 @@ MAX_MIN_KEEP = 1_000
 MAX_KEEP_PERIODS = 10_000  # GFS tiers: over 27 years of days; a bound only so that a typo is caught
 MAX_SIZE_BYTES = 2**50  # 1 PiB
 
+# The dead-man ping URLs: PING_URL for every kind, PING_URL_<SCHEDULE> for one kind's runs.
+PING_URL_FIELDS = ("ping_url", "ping_url_full", "ping_url_databases", "ping_url_tables", "ping_url_volume")
+HOOK_FIELDS = ("hook_before_backup", "hook_after_backup", "hook_on_failure")
+
 # Secrets accept NAME or NAME_FILE (Docker secrets), never both.
 SECRET_FIELDS = (
     "postgres_password",
@@ -41,6 +45,7 @@ SECRET_FIELDS = (
     "aws_secret_access_key",
     "slack_webhook_url",
     "webhook_url",
+    *PING_URL_FIELDS,
 )
 
 
@@ -143,6 +148,24 @@ class Settings(BaseSettings):
     notify_on_success: bool = False
     notify_timeout_seconds: float = Field(10, gt=0, le=120)
 
+    # --- dead-man pings (healthchecks.io conventions) ----------------------------------
+    ping_url: SecretStr | None = None
+    ping_url_file: Path | None = None
+    ping_url_full: SecretStr | None = None
+    ping_url_full_file: Path | None = None
+    ping_url_databases: SecretStr | None = None
+    ping_url_databases_file: Path | None = None
+    ping_url_tables: SecretStr | None = None
+    ping_url_tables_file: Path | None = None
+    ping_url_volume: SecretStr | None = None
+    ping_url_volume_file: Path | None = None
+
+    # --- hooks: shell commands run around each backup run ------------------------------
+    hook_before_backup: str | None = None
+    hook_after_backup: str | None = None
+    hook_on_failure: str | None = None
+    hook_timeout_seconds: float = Field(300, gt=0, le=MAX_SECONDS)
+
     # --- volume snapshots ------------------------------------------------------------
     volume_name: str | None = None
     volume_snapshot_mode: SnapshotMode = "stop"
@@ -239,13 +262,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _http_webhooks(self) -> Settings:
-        """Webhook URLs (also read from *_FILE) must be http(s) URLs; the message never shows the value."""
-        for name in ("slack_webhook_url", "webhook_url"):
+        """Webhook and ping URLs (also read from *_FILE) must be http(s) URLs; the message never shows the value."""
+        examples = {"slack_webhook_url": "https://hooks.slack.com/services/...",
+                    "webhook_url": "https://example.com/pgbackup"}
+        examples.update((name, "https://hc-ping.com/<uuid>") for name in PING_URL_FIELDS)
+        for name, example in examples.items():
             value = getattr(self, name)
             if value is not None and not is_http_url(value.get_secret_value()):
                 raise ValueError(f"{name.upper()} (or the content of {name.upper()}_FILE) must be an http:// or "
-                                 "https:// URL, e.g. https://hooks.slack.com/services/...; leave it unset for none")
+                                 f"https:// URL, e.g. {example}; leave it unset for none")
         return self
+
+    @field_validator(*HOOK_FIELDS)
+    @classmethod
+    def _command_or_none(cls, command: str | None) -> str | None:
+        """A hook that is only blanks is no hook (compose writes `HOOK_AFTER_BACKUP: " "` by mistake)."""
+        return command if command is None or command.strip() else None
 
     @model_validator(mode="after")
     def _one_connection_method(self) -> Settings:

@@ -2,7 +2,7 @@
 
 The daemon's assembly (service.py) creates one ``RunExtensions``, each feature's installer
 registers on it, and the runner only calls it. A failing hook is logged and never hides the
-backup's own result.
+backup's own result; only a before-run check may fail a run, on purpose, before it takes anything.
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ class ObserverFactory(Protocol):
     def __call__(self, plan: DumpPlan) -> Sequence[StreamObserver]: ...
 
 
+class BeforeRunCheck(Protocol):
+    """Called under the lock before the run takes anything, with the targets it is expected to
+    produce (HOOK_BEFORE_BACKUP). An error it raises fails the run: each expected target fails
+    with its message, and nothing is taken."""
+
+    def __call__(self, outcome: RunOutcome, targets: Sequence[str]) -> None: ...
+
+
 class AfterRunHook(Protocol):
     """Called once a run has ended, however it ended (notification, offsite backlog, retention)."""
 
@@ -60,6 +68,7 @@ class RunExtensions:
     run_wrappers: list[RunWrapper] = field(default_factory=list)
     sink_factories: list[SinkFactory] = field(default_factory=list)
     observer_factories: list[ObserverFactory] = field(default_factory=lambda: [row_count_observers])
+    before_run_checks: list[BeforeRunCheck] = field(default_factory=list)
     after_run_hooks: list[AfterRunHook] = field(default_factory=list)
     manifest_listeners: list[ManifestListener] = field(default_factory=list)
 
@@ -72,6 +81,9 @@ class RunExtensions:
 
     def add_observers(self, factory: ObserverFactory) -> None:
         self.observer_factories.append(factory)
+
+    def check_before_runs(self, check: BeforeRunCheck) -> None:
+        self.before_run_checks.append(check)
 
     def after_runs(self, hook: AfterRunHook) -> None:
         self.after_run_hooks.append(hook)
@@ -92,6 +104,11 @@ class RunExtensions:
                 stack.enter_context(wrapper(outcome))
             except Exception:
                 log.exception("run_wrapper_failed", wrapper=_name(wrapper))
+
+    def check_run(self, outcome: RunOutcome, targets: Sequence[str]) -> None:
+        """Every before-run check; the first that raises stops the others and fails the run."""
+        for check in self.before_run_checks:
+            check(outcome, targets)
 
     def run_ended(self, outcome: RunOutcome) -> None:
         for hook in self.after_run_hooks:

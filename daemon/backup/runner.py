@@ -101,9 +101,28 @@ class BackupRunner:
                     outcome.finished_at = self.clock()
                 else:
                     self.extensions.enter_wrappers(held, outcome)
-                    self._run_locked(outcome, take_all, started)
+                    self._run_locked(outcome, self._checked(take_all, expected_targets), started)
             self.extensions.run_ended(outcome)
         return outcome
+
+    def _checked(self, take_all: Callable[[RunOutcome], None],
+                 expected_targets: list[str]) -> Callable[[RunOutcome], None]:
+        """``take_all`` after the before-run checks (HOOK_BEFORE_BACKUP): a check that fails
+        fails each expected target with its reason, and nothing is taken."""
+        def take_all_checked(outcome: RunOutcome) -> None:
+            try:
+                self.extensions.check_run(outcome, expected_targets)
+            except Exception as error:
+                if not isinstance(error, PgBackupError):
+                    log.exception("before_run_check_failed")
+                for target in expected_targets:
+                    self.record_failure(outcome, target, error)
+                if isinstance(error, Cancelled):
+                    raise
+                return
+            take_all(outcome)
+
+        return take_all_checked
 
     def take_target(self, outcome: RunOutcome, target: str, take: Callable[[], Manifest]) -> None:
         """One artifact of the run: its success or failure recorded; a failure never stops the

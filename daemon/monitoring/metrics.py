@@ -64,6 +64,8 @@ class Metrics:
             "dated in the future, or one that jumped far ahead of the rest)", ["kind", "location"], registry=r)
         self.notification_failures = Counter(
             "pgbackup_notification_failures", "Notifications that could not be delivered", ["channel"], registry=r)
+        self.hook_failures = Counter(
+            "pgbackup_hook_failures", "Hook commands that failed, timed out or could not start", ["hook"], registry=r)
         # volume snapshots
         self.volume_downtime = Gauge(
             "pgbackup_volume_downtime_seconds", "Database downtime of the latest volume snapshot", ["target"],

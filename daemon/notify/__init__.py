@@ -3,7 +3,8 @@ run (and every successful one with NOTIFY_ON_SUCCESS=true).
 
 A notifier that fails is logged (without its URL) and counted in
 pgbackup_notification_failures_total{channel}; it never breaks or holds up a backup for longer
-than NOTIFY_TIMEOUT_SECONDS per channel."""
+than NOTIFY_TIMEOUT_SECONDS per channel. Dead-man pings (``ping``: PING_URL, healthchecks.io's
+/start and /fail) are counted under channel "ping" and installed on the run extensions."""
 
 from daemon.notify.channels import Channel, channels_from_settings
 from daemon.notify.message import Notice, notice_for_run

@@ -6,6 +6,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 from daemon import __version__
 from daemon.logs import get_logger
@@ -22,9 +23,14 @@ class DeliveryFailed(Exception):
 
 def post_json(url: str, body: dict, timeout: float) -> int:
     """POST ``body`` as JSON; returns the HTTP status or raises DeliveryFailed."""
+    return post(url, json.dumps(body).encode("utf-8"), "application/json", timeout)
+
+
+def post(url: str, data: bytes, content_type: str, timeout: float) -> int:
+    """POST ``data``; returns the HTTP status or raises DeliveryFailed."""
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode("utf-8"), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": f"pgbackup/{__version__}"},
+        url, data=data, method="POST",
+        headers={"Content-Type": content_type, "User-Agent": f"pgbackup/{__version__}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -69,24 +75,33 @@ class Notifier:
         return {channel.name: self._deliver(channel, notice) for channel in self.channels}
 
     def _deliver(self, channel: Channel, notice: Notice) -> bool:
-        result: dict[str, object] = {}
-
-        def attempt() -> None:
-            try:
-                result["status"] = post_json(channel.url, channel.body(notice), self.timeout)
-            except DeliveryFailed as error:
-                result["error"] = str(error)
-            except Exception as error:  # noqa: BLE001 - a bug must not break a backup either
-                result["error"] = type(error).__name__
-
-        # urllib's timeout bounds each socket operation; the thread's deadline bounds the whole.
-        worker = threading.Thread(target=attempt, name=f"notify-{channel.name}", daemon=True)
-        worker.start()
-        worker.join(self.timeout + 1)
-        if "status" in result:
+        error = deliver(f"notify-{channel.name}", self.timeout,
+                        lambda: post_json(channel.url, channel.body(notice), self.timeout))
+        if error is None:
             log.info("notification_sent", channel=channel.name, status=notice.status)
             return True
-        error = result.get("error") or f"no answer within {self.timeout:g} s"
         log.warning("notification_failed", channel=channel.name, error=error)
         self.metrics.notification_failures.labels(channel.name).inc()
         return False
+
+
+def deliver(name: str, timeout: float, send: Callable[[], object]) -> str | None:
+    """Call ``send`` (one POST) in a thread given ``timeout`` + 1 s in all; returns None when it
+    succeeded, else the reason (never the URL). Never raises."""
+    result: dict[str, object] = {}
+
+    def attempt() -> None:
+        try:
+            result["status"] = send()
+        except DeliveryFailed as error:
+            result["error"] = str(error)
+        except Exception as error:  # noqa: BLE001 - a bug must not break a backup either
+            result["error"] = type(error).__name__
+
+    # urllib's timeout bounds each socket operation; the thread's deadline bounds the whole.
+    worker = threading.Thread(target=attempt, name=name, daemon=True)
+    worker.start()
+    worker.join(timeout + 1)
+    if "status" in result:
+        return None
+    return str(result.get("error") or f"no answer within {timeout:g} s")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 import structlog
 
 from daemon.backup.runner import RunOutcome, TargetFailure
@@ -35,20 +34,6 @@ def failed_run() -> RunOutcome:
     return RunOutcome("run2", "full", T0, T0 + timedelta(seconds=1), failures=[failure])
 
 
-@pytest.fixture
-def servers():
-    started: list[RecordingServer] = []
-
-    def start(**options) -> RecordingServer:
-        server = RecordingServer(**options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-
-
 def notifier_for(metrics: Metrics, slack: RecordingServer | None = None, webhook: RecordingServer | None = None,
                  on_success: bool = False, timeout: float = 2) -> Notifier:
     values = {"notify_on_success": on_success, "notify_timeout_seconds": timeout}
@@ -66,9 +51,9 @@ def failures_counted(metrics: Metrics, channel: str) -> float:
 
 
 class TestDelivery:
-    def test_failure_goes_to_slack_and_webhook(self, servers):
+    def test_failure_goes_to_slack_and_webhook(self, recording_servers):
         """A failed run is posted to both channels with kind, target and the reason."""
-        slack, webhook = servers(), servers()
+        slack, webhook = recording_servers(), recording_servers()
         delivered = notifier_for(Metrics(), slack, webhook).send(notice_for_run(failed_run()))
         assert delivered == {"slack": True, "webhook": True}
         (slack_request,) = slack.requests
@@ -81,9 +66,9 @@ class TestDelivery:
         assert body["status"] == "failure" and body["kind"] == "full"
         assert body["failures"] == [{"target": "all", "reason": failed_run().failures[0].error}]
 
-    def test_success_is_sent_only_with_notify_on_success(self, servers):
+    def test_success_is_sent_only_with_notify_on_success(self, recording_servers):
         """A successful run is silent by default and posted with NOTIFY_ON_SUCCESS=true, with size, duration and location."""
-        quiet, loud = servers(), servers()
+        quiet, loud = recording_servers(), recording_servers()
         assert notifier_for(Metrics(), webhook=quiet).send(notice_for_run(successful_run())) == {}
         assert quiet.requests == []
         assert notifier_for(Metrics(), webhook=loud, on_success=True).send(notice_for_run(successful_run())) == {
@@ -93,9 +78,9 @@ class TestDelivery:
                           "duration_seconds": 42.0, "location": "local+s3"}
         assert "5.0 MiB" in loud.requests[0].body["text"] and "42.0 s" in loud.requests[0].body["text"]
 
-    def test_offsite_failure_is_notified_even_when_the_backup_succeeded(self, servers):
+    def test_offsite_failure_is_notified_even_when_the_backup_succeeded(self, recording_servers):
         """A good local backup whose S3 copy failed is reported as a failure."""
-        webhook = servers()
+        webhook = recording_servers()
         notice = notice_for_run(successful_run(), [{"file": "authdb_20261126_030000.dump", "reason": "AccessDenied"}])
         notifier_for(Metrics(), webhook=webhook).send(notice)
         body = webhook.requests[0].body
@@ -103,9 +88,9 @@ class TestDelivery:
 
 
 class TestFailingNotifier:
-    def test_server_error_is_logged_and_counted_without_the_url(self, servers):
+    def test_server_error_is_logged_and_counted_without_the_url(self, recording_servers):
         """A 500 answer is counted per channel and logged without the webhook URL, and the other channel still gets the notice."""
-        broken, working = servers(status=500), servers()
+        broken, working = recording_servers(status=500), recording_servers()
         metrics = Metrics()
         with structlog.testing.capture_logs() as logs:
             delivered = notifier_for(metrics, slack=broken, webhook=working).send(notice_for_run(failed_run()))
@@ -115,18 +100,18 @@ class TestFailingNotifier:
         assert failure["channel"] == "slack" and "500" in failure["error"]
         assert all("secret-token-123" not in str(event) and "127.0.0.1" not in str(event) for event in logs)
 
-    def test_hanging_server_does_not_hold_the_backup(self, servers):
+    def test_hanging_server_does_not_hold_the_backup(self, recording_servers):
         """A server that never answers is given up after the timeout while it still holds the request, and counted."""
-        hanging = servers(hang=True)
+        hanging = recording_servers(hang=True)
         metrics = Metrics()
         delivered = notifier_for(metrics, webhook=hanging, timeout=1).send(notice_for_run(failed_run()))
         assert delivered == {"webhook": False}
         assert hanging.arrived.is_set() and not hanging.release.is_set()  # still holding the request
         assert failures_counted(metrics, "webhook") == 1
 
-    def test_unreachable_server_is_counted(self, servers):
+    def test_unreachable_server_is_counted(self, recording_servers):
         """A closed port is a delivery failure, counted, and never an exception."""
-        gone = servers()
+        gone = recording_servers()
         url_server = gone
         gone.close()
         metrics = Metrics()

@@ -1,7 +1,8 @@
 """A real HTTP server on 127.0.0.1 that records the webhook requests it receives.
 
 RecordingServer(status=200) answers every POST with ``status``; ``hang=True`` holds every
-request open until the server is closed (a webhook endpoint that never answers).
+request open until the server is closed (a webhook endpoint that never answers). A JSON body
+is recorded parsed, any other body (a dead-man ping's text) as text.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Received:
     path: str
     headers: dict
-    body: dict
+    body: dict | str
 
 
 @dataclass
@@ -34,7 +35,7 @@ class RecordingServer:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
-                recorder.requests.append(Received(self.path, dict(self.headers), json.loads(raw or b"{}")))
+                recorder.requests.append(Received(self.path, dict(self.headers), _body(self.headers.get("Content-Type"), raw)))
                 recorder.arrived.set()
                 if recorder.hang:
                     recorder.release.wait(60)
@@ -59,3 +60,9 @@ class RecordingServer:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def _body(content_type: str | None, raw: bytes) -> dict | str:
+    if "json" in (content_type or "application/json"):
+        return json.loads(raw or b"{}")
+    return raw.decode("utf-8")

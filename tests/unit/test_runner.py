@@ -1,4 +1,5 @@
-"""Runs that cannot create or lock BACKUP_DIR, and scheduled jobs that raise."""
+"""Runs that cannot create or lock BACKUP_DIR, runs stopped by a before-run check, and scheduled
+jobs that raise."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import structlog
 
 from daemon.backup.runner import BackupRunner
-from daemon.errors import Cancelled, LockBusy
+from daemon.errors import Cancelled, LockBusy, PgBackupError
 from daemon.lock import LOCK_FILE, backup_lock
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
@@ -175,3 +176,42 @@ class TestScheduledJobs:
             scheduler.get_job("full").func()
         (failure,) = [event for event in logs if event["event"] == "scheduled_job_failed"]
         assert failure["job"] == "full" and failure["log_level"] == "error"
+
+
+class TestBeforeRunChecks:
+    def test_a_failing_check_fails_each_expected_target_and_takes_nothing(self, tmp_path):
+        """A check that raises (HOOK_BEFORE_BACKUP) fails every expected target with its message; no dump is tried."""
+        runner, outcomes = runner_for(tmp_path, backup_databases="authdb,apidb")
+        taken = []
+
+        def refuse(outcome, targets) -> None:
+            raise PgBackupError(f"HOOK_BEFORE_BACKUP failed (exit status 3) for {', '.join(targets)}")
+
+        runner.extensions.check_before_runs(refuse)
+        outcome = runner.run_kind("database", ["authdb", "apidb"], True, taken.append)
+        assert taken == [] and outcomes == [outcome]
+        assert [(f.target, f.error) for f in outcome.failures] == [
+            ("authdb", "HOOK_BEFORE_BACKUP failed (exit status 3) for authdb, apidb"),
+            ("apidb", "HOOK_BEFORE_BACKUP failed (exit status 3) for authdb, apidb")]
+
+    def test_a_check_with_a_bug_fails_the_run_too(self, tmp_path):
+        """A check that crashes is logged and fails the run: a hook that did not run must not be skipped over."""
+        runner, _ = runner_for(tmp_path)
+        taken = []
+
+        def broken(outcome, targets) -> None:
+            raise KeyError("bug")
+
+        runner.extensions.check_before_runs(broken)
+        with structlog.testing.capture_logs() as logs:
+            outcome = runner.run_kind("full", ["all"], True, taken.append)
+        assert taken == [] and [f.target for f in outcome.failures] == ["all"]
+        assert "before_run_check_failed" in [event["event"] for event in logs]
+
+    def test_a_passing_check_lets_the_run_take_its_artifacts(self, tmp_path):
+        """A check that returns lets ``take_all`` run, with the targets it was told."""
+        runner, _ = runner_for(tmp_path)
+        told, taken = [], []
+        runner.extensions.check_before_runs(lambda outcome, targets: told.append(list(targets)))
+        runner.run_kind("full", ["all"], True, taken.append)
+        assert told == [["all"]] and len(taken) == 1

@@ -118,7 +118,7 @@ class TestValidation:
         monkeypatch.setenv("LOG_LEVEL", "warning")
         assert load_settings().log_level == "WARNING"
 
-    @pytest.mark.parametrize("variable", ["SLACK_WEBHOOK_URL", "WEBHOOK_URL"])
+    @pytest.mark.parametrize("variable", ["SLACK_WEBHOOK_URL", "WEBHOOK_URL", "PING_URL", "PING_URL_DATABASES"])
     @pytest.mark.parametrize("value", ["not a url", "hooks.slack.com/services/T0/B0/secretpart"])
     def test_webhook_urls_must_be_http_and_are_never_shown(self, monkeypatch, tmp_path, variable, value):
         """A webhook URL that cannot work is refused; the message does not repeat it (an empty *_FILE:
@@ -128,6 +128,26 @@ class TestValidation:
         (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", **{f"{variable}_FILE": str(secret_file)})
         assert variable in line and "http://" in line
         assert "secretpart" not in line and "not a url" not in line
+
+    def test_a_ping_url_must_be_http_when_set_directly(self, monkeypatch):
+        """PING_URL_FULL=ftp://... is refused with the variable's name and an example, not the value."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", PING_URL_FULL="ftp://hc-ping.com/secretpart")
+        assert line.startswith("PING_URL_FULL") and "hc-ping.com/<uuid>" in line and "secretpart" not in line
+
+    @pytest.mark.parametrize("value", ["0", "-1", "86401", "nan"])
+    def test_hook_timeout_is_bounded(self, monkeypatch, value):
+        """HOOK_TIMEOUT_SECONDS must be more than 0 and at most a day; the problem names the variable."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", HOOK_TIMEOUT_SECONDS=value)
+        assert line.startswith("HOOK_TIMEOUT_SECONDS")
+
+    def test_a_blank_hook_is_no_hook(self, monkeypatch):
+        """A hook of blanks only is treated as unset, a real one is kept as written."""
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        monkeypatch.setenv("HOOK_BEFORE_BACKUP", "   ")
+        monkeypatch.setenv("HOOK_AFTER_BACKUP", "curl -fsS http://app/maintenance/off")
+        settings = load_settings()
+        assert settings.hook_before_backup is None
+        assert settings.hook_after_backup == "curl -fsS http://app/maintenance/off"
 
 class TestSecrets:
     def test_secret_from_file(self, monkeypatch, tmp_path):
@@ -215,6 +235,7 @@ class TestBounds:
 class TestEmptySecretFiles:
     @pytest.mark.parametrize("variable", [
         "POSTGRES_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SLACK_WEBHOOK_URL", "WEBHOOK_URL",
+        "PING_URL", "PING_URL_VOLUME",
     ])
     @pytest.mark.parametrize("content", ["", "\n", "  \t\r\n"])
     def test_an_empty_secret_file_is_refused(self, monkeypatch, tmp_path, variable, content):
