@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.identity import INSTANCE_ID_FILE
 from tests.support import docker_env
 from tests.support.fidelity import allowances
 from tests.support.fidelity.corpus import (
@@ -80,6 +81,9 @@ def source(request, docker_client, tmp_path_factory):
         base = tmp_path_factory.mktemp(f"fidelity-pg{major}")
         directories = {dump_format: base / dump_format for dump_format in FORMATS}
         (full,) = backup(exec_env(server, directories["custom"]), "full")
+        for directory in (directories["plain"], directories["directory"]):  # one install (daemon/identity.py)
+            directory.mkdir()
+            shutil.copy2(directories["custom"] / INSTANCE_ID_FILE, directory / INSTANCE_ID_FILE)
         (pre_migration,) = backup(exec_env(server, directories["plain"]), "pre-migration")
         dumps = {}
         for dump_format, directory in directories.items():
