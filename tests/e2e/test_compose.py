@@ -379,6 +379,15 @@ class TestComposeStack:
         assert status == 200, body
         assert json.loads(body)["scheduler_running"] is True
 
+    def test_every_container_log_is_rotated(self, stack):
+        """Docker rotates each service's log (json-file, 10 MB x 5): years of log lines cannot fill the disk."""
+        for service in ("postgres", "pgbackup", "s3", "prometheus", "alertmanager"):
+            config = json.loads(subprocess.run(
+                ["docker", "inspect", "--format", "{{json .HostConfig.LogConfig}}", stack.container_id(service)],
+                capture_output=True, text=True, check=True,
+            ).stdout)
+            assert config == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "10m"}}, service
+
     def test_daemon_runs_unprivileged_with_the_socket_group(self, stack):
         """pgbackup run is uid 10001 with the Docker socket's group; PID 1 is tini."""
         socket_gid = os.stat("/var/run/docker.sock").st_gid
