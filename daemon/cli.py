@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from pydantic import SecretStr
 
@@ -22,7 +23,7 @@ from daemon.commands import (
     volume,
 )
 from daemon.errors import PgBackupError, SettingsError
-from daemon.logs import configure_logging, get_logger
+from daemon.logs import RedactingStream, configure_logging, get_logger, redactor
 from daemon.settings import Settings, load_settings
 
 log = get_logger(__name__)
@@ -58,6 +59,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stdout if args.command == "run" else sys.stderr,
         secrets=_secret_values(settings),
     )
+    with redacted_output():
+        return _run_command(settings, args)
+
+
+@contextmanager
+def redacted_output() -> Iterator[None]:
+    """stdout and stderr mask the secrets while a command runs (failure reasons quote stderr)."""
+    original = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (RedactingStream(stream, redactor.scrub) for stream in original)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = original
+
+
+def _run_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](settings, args)
     except PgBackupError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import structlog
@@ -54,6 +54,23 @@ class SecretRedactor:
 
 
 redactor = SecretRedactor()
+
+
+class RedactingStream:
+    """A text stream that masks the known secrets in what is written to it: the CLI's stdout and
+    stderr, where failure reasons quote the tools' stderr. ``print`` writes a message in one call,
+    so a secret inside one message is always seen whole."""
+
+    def __init__(self, stream: TextIO, scrub: Callable[[str], str]):
+        self._stream = stream
+        self._scrub = scrub
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._scrub(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding ... of the real stream
+        return getattr(self._stream, name)
 
 
 def shared_processors() -> list:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from daemon.backup.outcome import RunOutcome
 from daemon.manifest import Manifest
@@ -48,6 +49,16 @@ class Notice:
 
     def text(self) -> str:
         return "\n".join([self.title(), *self.lines()])
+
+    def redacted(self, scrub: Callable[[str], str]) -> Notice:
+        """A copy whose texts (reasons quote the tools' stderr; targets are names a user typed)
+        pass through ``scrub``."""
+        def scrubbed(records: list[dict]) -> list[dict]:
+            return [{key: scrub(value) if isinstance(value, str) else value for key, value in record.items()}
+                    for record in records]
+
+        return replace(self, backups=scrubbed(self.backups), failures=scrubbed(self.failures),
+                       offsite_failures=scrubbed(self.offsite_failures))
 
     def payload(self) -> dict:
         """The generic webhook's JSON body."""

@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable
 
 from daemon import __version__
-from daemon.logs import get_logger
+from daemon.logs import get_logger, redactor
 from daemon.monitoring.metrics import Metrics
 from daemon.notify.channels import Channel
 from daemon.notify.message import Notice
@@ -72,6 +72,7 @@ class Notifier:
         """Deliver to every channel; returns channel -> delivered. Never raises."""
         if not self.wants(notice):
             return {}
+        notice = notice.redacted(redactor.scrub)  # a reason quoting stderr may hold a secret
         return {channel.name: self._deliver(channel, notice) for channel in self.channels}
 
     def _deliver(self, channel: Channel, notice: Notice) -> bool:

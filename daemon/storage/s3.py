@@ -154,8 +154,19 @@ class Bucket:
         for key in (copy.artifact_key, copy.manifest_key):
             if not key.startswith(self.prefix) or "/" in key[len(self.prefix):]:
                 raise OffsiteError(f"refusing to delete {key!r}: outside the prefix {self.prefix!r}")
-        self.client.delete_object(Bucket=self.name, Key=copy.artifact_key)
-        self.client.delete_object(Bucket=self.name, Key=copy.manifest_key)
+        for key in (copy.artifact_key, copy.manifest_key):
+            self._delete_current_version(key)
+
+    def _delete_current_version(self, key: str) -> None:
+        """Delete ``key``'s current version for good. In a versioned bucket a plain DELETE only
+        adds a delete marker: the bytes stay (and cost) as a noncurrent version, and the copy
+        would be counted as deleted while it is not. Deleting by version id removes exactly the
+        object this daemon listed; other versions of the key are left alone."""
+        version = self.client.head_object(Bucket=self.name, Key=key).get("VersionId")
+        if version:
+            self.client.delete_object(Bucket=self.name, Key=key, VersionId=version)
+        else:
+            self.client.delete_object(Bucket=self.name, Key=key)
 
     def download(self, file_name: str, destination: Path) -> None:
         self.client.download_file(self.name, self.key(file_name), str(destination))

@@ -42,6 +42,8 @@ from tests.support import docker_env
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 SETTINGS_EXAMPLE = REPO_ROOT / "settings.env.example"
+POSTGRES_EXAMPLE = REPO_ROOT / "postgres.env.example"
+S3_EXAMPLE = REPO_ROOT / "s3.env.example"
 ALERTS_FILE = REPO_ROOT / "monitoring" / "alerts.yml"
 WHEELS_DIR = REPO_ROOT / ".cache" / "wheels"
 MONITORING_IMAGES_SCRIPT = REPO_ROOT / "scripts" / "images" / "build-monitoring-images"
@@ -56,7 +58,7 @@ APP_UID = 10001
 MIN_SIZE_BYTES = 1_048_576
 # Every variable compose.yaml reads; the test sets each one, the caller's environment none.
 COMPOSE_VARIABLES = (
-    "PGBACKUP_SETTINGS_FILE", "POSTGRES_IMAGE", "POSTGRES_CONTAINER", "PGBACKUP_IMAGE",
+    "PGBACKUP_SETTINGS_FILE", "POSTGRES_SETTINGS_FILE", "S3_SETTINGS_FILE", "POSTGRES_IMAGE", "POSTGRES_CONTAINER", "PGBACKUP_IMAGE",
     "PGBACKUP_BASE_IMAGE", "BACKUP_HOST_DIR", "DOCKER_SOCKET", "PGBACKUP_METRICS_HOST_PORT",
     "S3_IMAGE", "S3_HOST_PORT", "PROMETHEUS_IMAGE", "PROMETHEUS_HOST_PORT", "ALERTMANAGER_IMAGE",
     "ALERTMANAGER_HOST_PORT",
@@ -150,15 +152,15 @@ def base_image() -> str:
 # --- the compose project ---------------------------------------------------------------
 
 
-def settings_file(path: Path, **overrides: str) -> Path:
-    """settings.env.example with some values replaced, as a user would edit it."""
+def settings_file(path: Path, example: Path = SETTINGS_EXAMPLE, **overrides: str) -> Path:
+    """An example settings file with some values replaced, as a user would edit it."""
     lines = []
-    for line in SETTINGS_EXAMPLE.read_text().splitlines():
+    for line in example.read_text().splitlines():
         name = line.split("=", 1)[0]
         if not line.startswith("#") and name in overrides:
             line = f"{name}={overrides.pop(name)}"
         lines.append(line)
-    assert not overrides, f"settings.env.example lacks {sorted(overrides)}"
+    assert not overrides, f"{example.name} lacks {sorted(overrides)}"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -170,6 +172,8 @@ class ComposeProject:
     env_file: Path
     backup_dir: Path
     settings_file: Path
+    postgres_file: Path
+    s3_file: Path
     started_at: float = field(default_factory=time.time)
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
@@ -208,9 +212,11 @@ class ComposeProject:
         return f"http://127.0.0.1:{self.variables[port_variable]}{path}"
 
     def setting(self, name: str) -> str:
-        for line in self.settings_file.read_text().splitlines():
-            if line.startswith(f"{name}="):
-                return line.split("=", 1)[1]
+        """A variable's value as the sidecar gets it: the last of its env files that sets it."""
+        for path in (self.postgres_file, self.s3_file, self.settings_file):
+            for line in path.read_text().splitlines():
+                if line.startswith(f"{name}=") and line.split("=", 1)[1]:
+                    return line.split("=", 1)[1]
         raise KeyError(name)
 
     def container_id(self, service: str) -> str:
@@ -258,15 +264,18 @@ def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposePr
     settings = settings_file(
         workdir / "settings.env",
         POSTGRES_CONTAINER=f"{name}-postgres",
-        POSTGRES_PASSWORD=secrets.token_hex(12),
         BACKUP_MIN_SIZE_BYTES=str(MIN_SIZE_BYTES),
         S3_ENDPOINT_URL="http://s3:8333",
-        S3_BUCKET=S3_BUCKET,
-        AWS_ACCESS_KEY_ID=f"e2e{secrets.token_hex(4)}",
-        AWS_SECRET_ACCESS_KEY=secrets.token_hex(16),
     )
+    postgres_settings = settings_file(workdir / "postgres.env", POSTGRES_EXAMPLE,
+                                      POSTGRES_PASSWORD=secrets.token_hex(12))
+    s3_settings = settings_file(workdir / "s3.env", S3_EXAMPLE, S3_BUCKET=S3_BUCKET,
+                                AWS_ACCESS_KEY_ID=f"e2e{secrets.token_hex(4)}",
+                                AWS_SECRET_ACCESS_KEY=secrets.token_hex(16))
     variables = {
         "PGBACKUP_SETTINGS_FILE": str(settings),
+        "POSTGRES_SETTINGS_FILE": str(postgres_settings),
+        "S3_SETTINGS_FILE": str(s3_settings),
         "POSTGRES_IMAGE": postgres_image,
         "POSTGRES_CONTAINER": f"{name}-postgres",
         "PGBACKUP_IMAGE": f"{PROJECT_PREFIX}/sidecar:{name.removeprefix(PROJECT_PREFIX + '-')}",
@@ -283,7 +292,7 @@ def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposePr
     }
     env_file = workdir / "compose.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in variables.items()))
-    project = ComposeProject(name, variables, env_file, backup_dir, settings)
+    project = ComposeProject(name, variables, env_file, backup_dir, settings, postgres_settings, s3_settings)
     try:
         project.build()
         project.run("up", "--detach", "--wait", "--wait-timeout", "240", timeout=400)
@@ -378,6 +387,33 @@ class TestComposeStack:
         status, body = http_get(stack.url("PGBACKUP_METRICS_HOST_PORT", "/healthz"))
         assert status == 200, body
         assert json.loads(body)["scheduler_running"] is True
+
+    def test_each_service_gets_only_its_own_variables(self, stack):
+        """The database container holds no S3 key and no sidecar setting; the S3 store no database password;
+        the sidecar gets all three files' values."""
+        def environment(service: str) -> dict[str, str]:
+            listing = json.loads(subprocess.run(
+                ["docker", "inspect", "--format", "{{json .Config.Env}}", stack.container_id(service)],
+                capture_output=True, text=True, check=True,
+            ).stdout)
+            return dict(item.split("=", 1) for item in listing)
+
+        database, store, sidecar = environment("postgres"), environment("s3"), environment("pgbackup")
+        assert not {name for name in database if name.startswith(("AWS_", "S3_", "BACKUP_", "RETENTION_"))}
+        assert database["POSTGRES_PASSWORD"] == stack.setting("POSTGRES_PASSWORD")
+        assert "POSTGRES_PASSWORD" not in store and "POSTGRES_CONTAINER" not in store
+        assert store["AWS_SECRET_ACCESS_KEY"] == stack.setting("AWS_SECRET_ACCESS_KEY")
+        for name in ("POSTGRES_PASSWORD", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET", "POSTGRES_CONTAINER"):
+            assert sidecar[name] == stack.setting(name), name
+
+    def test_every_container_log_is_rotated(self, stack):
+        """Docker rotates each service's log (json-file, 10 MB x 5): years of log lines cannot fill the disk."""
+        for service in ("postgres", "pgbackup", "s3", "prometheus", "alertmanager"):
+            config = json.loads(subprocess.run(
+                ["docker", "inspect", "--format", "{{json .HostConfig.LogConfig}}", stack.container_id(service)],
+                capture_output=True, text=True, check=True,
+            ).stdout)
+            assert config == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "10m"}}, service
 
     def test_daemon_runs_unprivileged_with_the_socket_group(self, stack):
         """pgbackup run is uid 10001 with the Docker socket's group; PID 1 is tini."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 from daemon.cli import _secret_values
-from daemon.logs import REDACTED, SecretRedactor
+from daemon.logs import REDACTED, RedactingStream, SecretRedactor
+from daemon.notify.message import Notice
 from daemon.settings import Settings
 
 
@@ -36,3 +40,18 @@ class TestSecretsOfTheSettings:
                             aws_access_key_id="pgbackup", aws_secret_access_key="the-secret-key",
                             docker_host="tcp://admin:hunter22@docker.internal:2376", _env_file=None)
         assert sorted(_secret_values(settings)) == ["db-password-1", "hunter22", "the-secret-key"]
+
+
+class TestRedactedOutput:
+    def test_a_stream_masks_secrets_in_each_write(self):
+        written = io.StringIO()
+        stream = RedactingStream(written, SecretRedactor(["s3cret-password"]).scrub)
+        print("pgbackup: database \"s3cret-password\" does not exist", file=stream)
+        assert written.getvalue() == f"pgbackup: database \"{REDACTED}\" does not exist\n"
+
+    def test_a_notice_masks_targets_and_reasons(self):
+        notice = Notice(status="failure", kind="database", run_id="r",
+                        failures=[{"target": "s3cret-password", "reason": "stderr: s3cret-password is wrong"}],
+                        offsite_failures=[{"file": "a.dump", "reason": "key s3cret-password refused"}])
+        text = json.dumps(notice.redacted(SecretRedactor(["s3cret-password"]).scrub).payload())
+        assert "s3cret-password" not in text and text.count(REDACTED) == 7  # 3 fields, 4 in the text

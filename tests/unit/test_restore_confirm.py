@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
+import time
 
 import pytest
 
@@ -62,3 +64,25 @@ class TestInstaller:
         assert job.job_id == "restore_test" and str(job.trigger) == str(settings.trigger("0 6 2 * *")) and job.health is None
         # Its freshness limit for the alert rules: the longest month plus BACKUP_MAX_AGE_HOURS.
         assert metrics.registry.get_sample_value("pgbackup_restore_test_max_age_seconds") == 32 * 86400
+
+
+class TestConfirmOnARealTerminal:
+    """A pseudo-terminal (os.openpty) stands in for the operator's terminal."""
+
+    def test_no_answer_ends_the_restore_after_the_timeout(self):
+        main, side = os.openpty()
+        with open(side, "r", closefd=False) as stdin, open(side, "w", closefd=False) as stderr:
+            started = time.monotonic()
+            with pytest.raises(NotConfirmed, match="no answer within 0.3 s; nothing was changed"):
+                confirm(STEPS, yes=False, stdin=stdin, stderr=stderr, timeout=0.3)
+            assert time.monotonic() - started < 5
+        os.close(main)
+        os.close(side)
+
+    def test_an_answer_in_time_goes_ahead(self):
+        main, side = os.openpty()
+        os.write(main, b"yes\n")
+        with open(side, "r", closefd=False) as stdin, open(side, "w", closefd=False) as stderr:
+            confirm(STEPS, yes=False, stdin=stdin, stderr=stderr, timeout=5)
+        os.close(main)
+        os.close(side)

@@ -39,3 +39,25 @@ class TestSettingsExample:
         listed = set(example_variables())
         for name in SECRET_FIELDS:
             assert name.upper() in listed and f"{name.upper()}_FILE" in listed
+
+
+class TestPerServiceExamples:
+    """compose.yaml gives the database postgres.env and the s3 profile's store s3.env; the sidecar
+    reads both after settings.env. They hold exactly the variables those services share."""
+
+    @staticmethod
+    def variables_of(name: str) -> dict[str, str]:
+        text = (EXAMPLE.parent / name).read_text()
+        return dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", text, flags=re.MULTILINE))
+
+    def test_postgres_env_holds_the_database_credentials_only(self):
+        assert set(self.variables_of("postgres.env.example")) == {"POSTGRES_USER", "POSTGRES_PASSWORD"}
+
+    def test_s3_env_holds_the_store_keys_and_bucket_only(self):
+        assert set(self.variables_of("s3.env.example")) == {"S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+    def test_settings_env_leaves_the_shared_values_to_them(self):
+        """Empty in settings.env.example: a value there would only be overridden, and mislead."""
+        settings = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", EXAMPLE.read_text(), flags=re.MULTILINE))
+        assert [name for name in ("POSTGRES_PASSWORD", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                if settings[name]] == []
