@@ -103,4 +103,5 @@ def _secret_values(settings: Settings) -> list[str]:
         for name, value in ((name, getattr(settings, name)) for name in type(settings).model_fields)
         if isinstance(value, SecretStr) and name not in NOT_REDACTED_IN_LOGS
     ]
-    return secrets + settings.url_passwords()
+    # Each NOTIFY_URLS entry on its own (the setting as a whole is already among the secrets).
+    return secrets + settings.url_passwords() + settings.notify_url_list

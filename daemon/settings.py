@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from daemon.errors import SettingsError
+from daemon.notify_urls import split_urls, url_problems
 from daemon.schedule import ScheduleError, is_disabled, parse_crontab
 
 DumpFormat = Literal["custom", "plain", "directory"]
@@ -45,6 +46,7 @@ SECRET_FIELDS = (
     "aws_secret_access_key",
     "slack_webhook_url",
     "webhook_url",
+    "notify_urls",
     *PING_URL_FIELDS,
 )
 
@@ -145,6 +147,8 @@ class Settings(BaseSettings):
     slack_webhook_url_file: Path | None = None
     webhook_url: SecretStr | None = None
     webhook_url_file: Path | None = None
+    notify_urls: SecretStr | None = None  # Apprise URLs, separated by whitespace (daemon/notify_urls.py)
+    notify_urls_file: Path | None = None
     notify_on_success: bool = False
     notify_timeout_seconds: float = Field(10, gt=0, le=120)
 
@@ -273,6 +277,18 @@ class Settings(BaseSettings):
                                  f"https:// URL, e.g. {example}; leave it unset for none")
         return self
 
+    @model_validator(mode="after")
+    def _apprise_urls(self) -> Settings:
+        """Every NOTIFY_URLS entry must be an Apprise URL it can send to; the message never shows a URL."""
+        if self.notify_urls is None:
+            return self
+        problems = url_problems(self.notify_url_list)
+        if problems:
+            raise ValueError(f"NOTIFY_URLS (or the content of NOTIFY_URLS_FILE): {'; '.join(problems)}; "
+                             "use Apprise URLs separated by spaces or new lines, e.g. "
+                             "'mailto://user:password@smtp.example.com?to=ops@example.com ntfy://ntfy.sh/my-topic'")
+        return self
+
     @field_validator(*HOOK_FIELDS)
     @classmethod
     def _command_or_none(cls, command: str | None) -> str | None:
@@ -317,6 +333,11 @@ class Settings(BaseSettings):
         if is_disabled(expression):
             return None
         return parse_crontab(expression, self.timezone)
+
+    @property
+    def notify_url_list(self) -> list[str]:
+        """The Apprise URLs of NOTIFY_URLS (or its _FILE), in order; secrets all."""
+        return split_urls(self.notify_urls.get_secret_value()) if self.notify_urls is not None else []
 
     def url_passwords(self) -> list[str]:
         """Passwords written into DOCKER_HOST or S3_ENDPOINT_URL (scheme://user:password@host)."""

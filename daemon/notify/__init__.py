@@ -1,5 +1,6 @@
-"""Notifications: a Slack incoming webhook and a generic JSON webhook, told about every failed
-run (and every successful one with NOTIFY_ON_SUCCESS=true).
+"""Notifications: a Slack incoming webhook, a generic JSON webhook and any Apprise URLs
+(NOTIFY_URLS: e-mail, ntfy, Telegram, ...; ``apprise_channel``), told about every failed run (and
+every successful one with NOTIFY_ON_SUCCESS=true). ``http`` is the one POST the webhooks and pings use.
 
 A notifier that fails is logged (without its URL) and counted in
 pgbackup_notification_failures_total{channel}; it never breaks or holds up a backup for longer

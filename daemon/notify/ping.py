@@ -21,8 +21,9 @@ from daemon.backup.extensions import RunExtensions
 from daemon.backup.outcome import RunOutcome
 from daemon.logs import get_logger, redactor
 from daemon.monitoring.metrics import Metrics
+from daemon.notify.http import post
 from daemon.notify.message import notice_for_run
-from daemon.notify.send import deliver, post
+from daemon.notify.send import deliver
 from daemon.settings import Settings
 
 log = get_logger(__name__)
