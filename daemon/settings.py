@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from daemon.errors import SettingsError
@@ -47,6 +47,14 @@ SECRET_FIELDS = (
     "webhook_url",
     *PING_URL_FIELDS,
 )
+
+
+# The DATABASE:NAME[,NAME];DATABASE:NAME settings: what a NAME is, and an example for the error message.
+PER_DATABASE_SYNTAX = {
+    "backup_tables": ("TABLE", "'authdb:users;admindb:documents,knowledge_bases'"),
+    "exclude_table_data": ("TABLE", "'apidb:request_logs,sessions;authdb:audit.events'"),
+    "backup_schemas": ("SCHEMA", "'apidb:api,public;authdb:auth'"),
+}
 
 
 def _comma_list(value: object) -> object:
@@ -186,25 +194,11 @@ class Settings(BaseSettings):
     def _split_comma_list(cls, value: object) -> object:
         return _comma_list(value)
 
-    @field_validator("backup_tables", mode="before")
+    @field_validator(*PER_DATABASE_SYNTAX, mode="before")
     @classmethod
-    def _parse_tables(cls, value: object) -> object:
+    def _parse_per_database(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
-            return parse_table_selection(value)
-        return value
-
-    @field_validator("exclude_table_data", mode="before")
-    @classmethod
-    def _parse_excluded_table_data(cls, value: object) -> object:
-        if isinstance(value, str):
-            return parse_per_database(value, "TABLE", "'apidb:request_logs,sessions;authdb:audit.events'")
-        return value
-
-    @field_validator("backup_schemas", mode="before")
-    @classmethod
-    def _parse_schemas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return parse_per_database(value, "SCHEMA", "'apidb:api,public;authdb:auth'")
+            return parse_per_database(value, *PER_DATABASE_SYNTAX[info.field_name])
         return value
 
     @field_validator("s3_upload_kinds")
@@ -375,7 +369,7 @@ class Settings(BaseSettings):
 
 def parse_table_selection(text: str) -> dict[str, tuple[str, ...]]:
     """``authdb:users;admindb:documents,knowledge_bases`` -> {db: (table, ...)}."""
-    return parse_per_database(text, "TABLE", "'authdb:users;admindb:documents,knowledge_bases'")
+    return parse_per_database(text, *PER_DATABASE_SYNTAX["backup_tables"])
 
 
 def parse_per_database(text: str, item: str, example: str) -> dict[str, tuple[str, ...]]:
