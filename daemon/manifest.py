@@ -33,6 +33,8 @@ class Manifest:
     method: str = ""
     databases: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
+    # What the dump left out (backup/exclusions.py): databases, table_data, only_schemas; empty in older manifests.
+    excluded: dict[str, list[str]] = field(default_factory=dict)
     row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     offsite: dict[str, object] = field(default_factory=dict)
     details: dict[str, object] = field(default_factory=dict)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from daemon.errors import SettingsError
@@ -51,6 +51,14 @@ SECRET_FIELDS = (
 )
 
 
+# The DATABASE:NAME[,NAME];DATABASE:NAME settings: what a NAME is, and an example for the error message.
+PER_DATABASE_SYNTAX = {
+    "backup_tables": ("TABLE", "'authdb:users;admindb:documents,knowledge_bases'"),
+    "exclude_table_data": ("TABLE", "'apidb:request_logs,sessions;authdb:audit.events'"),
+    "backup_schemas": ("SCHEMA", "'apidb:api,public;authdb:auth'"),
+}
+
+
 def _comma_list(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -84,6 +92,10 @@ class Settings(BaseSettings):
     # --- what to back up, and where --------------------------------------------------
     backup_databases: Annotated[list[str], NoDecode] = Field(default_factory=list)
     backup_tables: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    # What dumps leave out (daemon/backup/exclusions.py).
+    exclude_databases: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    exclude_table_data: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    backup_schemas: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
     backup_dir: Path = Path("/backups")
     instance_name: str | None = None
     backup_format: DumpFormat = "custom"
@@ -181,16 +193,16 @@ class Settings(BaseSettings):
     restore_test_image: str | None = None
 
     # --- validators ------------------------------------------------------------------
-    @field_validator("backup_databases", "s3_upload_kinds", mode="before")
+    @field_validator("backup_databases", "exclude_databases", "s3_upload_kinds", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         return _comma_list(value)
 
-    @field_validator("backup_tables", mode="before")
+    @field_validator(*PER_DATABASE_SYNTAX, mode="before")
     @classmethod
-    def _parse_tables(cls, value: object) -> object:
+    def _parse_per_database(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
-            return parse_table_selection(value)
+            return parse_per_database(value, *PER_DATABASE_SYNTAX[info.field_name])
         return value
 
     @field_validator("s3_upload_kinds")
@@ -308,6 +320,21 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _exclusions_agree(self) -> Settings:
+        """A database cannot be both backed up and left out, nor have its rows or schemas chosen when left out."""
+        both = [name for name in self.backup_databases if name in self.exclude_databases]
+        if both:
+            raise ValueError(f"{', '.join(map(repr, both))} is both in BACKUP_DATABASES and EXCLUDE_DATABASES; "
+                             "name each database in one of them only")
+        for variable, selection in (("EXCLUDE_TABLE_DATA", self.exclude_table_data),
+                                    ("BACKUP_SCHEMAS", self.backup_schemas)):
+            excluded = [name for name in selection if name in self.exclude_databases]
+            if excluded:
+                raise ValueError(f"{variable} names {', '.join(map(repr, excluded))}, which EXCLUDE_DATABASES "
+                                 "leaves out; remove it from one of them")
+        return self
+
+    @model_validator(mode="after")
     def _complete_s3(self) -> Settings:
         if self.s3_bucket and (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
             raise ValueError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together; set both or neither")
@@ -363,6 +390,11 @@ class Settings(BaseSettings):
 
 def parse_table_selection(text: str) -> dict[str, tuple[str, ...]]:
     """``authdb:users;admindb:documents,knowledge_bases`` -> {db: (table, ...)}."""
+    return parse_per_database(text, *PER_DATABASE_SYNTAX["backup_tables"])
+
+
+def parse_per_database(text: str, item: str, example: str) -> dict[str, tuple[str, ...]]:
+    """``db:name,name;db2:name`` -> {db: (name, ...)}; ``item`` and ``example`` word the error."""
     selection: dict[str, tuple[str, ...]] = {}
     for part in text.split(";"):
         part = part.strip()
@@ -372,8 +404,7 @@ def parse_table_selection(text: str) -> dict[str, tuple[str, ...]]:
         names = tuple(table.strip() for table in tables.split(",") if table.strip())
         if not sep or not database.strip() or not names:
             raise ValueError(
-                f"{part!r} is not DATABASE:TABLE[,TABLE...]; separate databases with ';', "
-                "e.g. 'authdb:users;admindb:documents,knowledge_bases'"
+                f"{part!r} is not DATABASE:{item}[,{item}...]; separate databases with ';', e.g. {example}"
             )
         selection[database.strip()] = selection.get(database.strip(), ()) + names
     return selection

@@ -164,6 +164,7 @@ def _manifest_for(
         method=context.method,
         databases=list(plan.databases),
         tables=list(plan.tables),
+        excluded=plan.excluded.as_record(),
         pgbackup_version=__version__,
         run_id=context.run_id,
         instance=context.instance,

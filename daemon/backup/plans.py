@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from daemon import naming
+from daemon.backup.exclusions import Exclusions, LeftOut
 from daemon.sources.postgres import PostgresServer, conninfo_dbname
 
 # Dumps a directory-format archive to a temporary directory next to the tool, then
@@ -36,6 +37,7 @@ class DumpPlan:
     # privileges) for the manifest: a plain database dump is taken without --create, so that it
     # loads into a database of any name, and would otherwise carry none of that.
     definition_argv: tuple[str, ...] = ()
+    excluded: LeftOut = LeftOut()  # recorded in the manifest (backup/exclusions.py)
 
     @property
     def compression(self) -> str:
@@ -44,37 +46,47 @@ class DumpPlan:
         return "pg_dump" if self.dump_format in ("custom", "directory") else "none"
 
 
-def plan_full(server: PostgresServer, databases: Sequence[str], *, pre_migration: bool = False) -> list[DumpPlan]:
+def plan_full(server: PostgresServer, databases: Sequence[str], *, pre_migration: bool = False,
+              exclusions: Exclusions = Exclusions()) -> list[DumpPlan]:
+    """pg_dumpall of every database but the excluded ones (``databases``: the ones it dumps)."""
+    left_out = exclusions.of_cluster()
     return [
         DumpPlan(
             kind="pre_migration" if pre_migration else "full",
             target="all",
             name=naming.pre_migration_name if pre_migration else naming.full_backup_name,
-            argv=tuple(server.tool("pg_dumpall")),
+            argv=tuple(server.tool("pg_dumpall", *left_out.pg_dumpall_options())),
             dump_format="plain",
             gzip=True,
             keep_forever=pre_migration,
-            databases=tuple(databases),
+            databases=tuple(exclusions.kept(databases)),
+            excluded=left_out,
         )
     ]
 
 
 def plan_databases(
-    server: PostgresServer, databases: Sequence[str], dump_format: str, level: int, jobs: int
+    server: PostgresServer, databases: Sequence[str], dump_format: str, level: int, jobs: int,
+    exclusions: Exclusions = Exclusions(),
 ) -> list[DumpPlan]:
-    return [
-        DumpPlan(
-            kind="database",
-            target=database,
-            name=_namer(naming.database_backup_name, database, dump_format),
-            argv=_pg_dump_argv(server, database, dump_format, level, jobs),
-            dump_format=dump_format,
-            gzip=dump_format == "plain",
-            databases=(database,),
-            definition_argv=_definition_argv(server, database) if dump_format == "plain" else (),
-        )
-        for database in databases
-    ]
+    return [plan_database(server, database, dump_format, level, jobs, exclusions.of_database(database))
+            for database in databases]
+
+
+def plan_database(
+    server: PostgresServer, database: str, dump_format: str, level: int, jobs: int, left_out: LeftOut
+) -> DumpPlan:
+    return DumpPlan(
+        kind="database",
+        target=database,
+        name=_namer(naming.database_backup_name, database, dump_format),
+        argv=_pg_dump_argv(server, database, dump_format, level, jobs, left_out.pg_dump_options()),
+        dump_format=dump_format,
+        gzip=dump_format == "plain",
+        databases=(database,),
+        definition_argv=_definition_argv(server, database) if dump_format == "plain" else (),
+        excluded=left_out,
+    )
 
 
 def plan_tables(

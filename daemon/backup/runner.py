@@ -17,6 +17,7 @@ import structlog
 
 from daemon.backup.artifact import BackupContext, take_artifact
 from daemon.backup.compression import Gzip
+from daemon.backup.exclusions import Exclusions
 from daemon.backup.extensions import RunExtensions
 from daemon.backup.outcome import RunOutcome, TargetFailure
 from daemon.backup.plans import DumpPlan, plan_databases, plan_full, plan_tables
@@ -201,19 +202,21 @@ class BackupRunner:
 
     def _plans(self, request: str, database: str | None, connection: Connection) -> list[DumpPlan]:
         settings, server = self.settings, connection.server
+        exclusions = Exclusions.from_settings(settings)
         if request in ("full", "pre_migration"):
-            return plan_full(server, self._databases_to_back_up(server), pre_migration=request == "pre_migration")
+            return plan_full(server, self._databases_to_back_up(server), pre_migration=request == "pre_migration",
+                             exclusions=exclusions)
         if request == "database":
-            databases = [database]
+            databases = [database]  # asked for by name: taken even when EXCLUDE_DATABASES names it
         elif request == "databases":
-            databases = settings.backup_databases or self._databases_to_back_up(server)
+            databases = settings.backup_databases or exclusions.kept(self._databases_to_back_up(server))
         else:
             return plan_tables(
                 server, settings.backup_tables, settings.backup_format, settings.compression_level,
                 settings.dump_jobs,
             )
         return plan_databases(
-            server, databases, settings.backup_format, settings.compression_level, settings.dump_jobs
+            server, databases, settings.backup_format, settings.compression_level, settings.dump_jobs, exclusions
         )
 
     @staticmethod

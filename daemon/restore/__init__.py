@@ -15,5 +15,6 @@ Modules:
 ``feed``          streaming an artifact into psql or pg_restore next to the server
 ``toc``           an archive's table of contents (pg_restore --list)
 ``confirm``       naming and confirming destructive steps
+``left_out``      what the backup left out on purpose (EXCLUDE_*, BACKUP_SCHEMAS), as notes and refusals
 ``rows``          copying lost rows back from a restored copy
 """

@@ -26,6 +26,7 @@ from daemon.restore.base import (
     require_backup_of,
 )
 from daemon.restore.feed import feed_command
+from daemon.restore.left_out import excluded_database_hint, left_out_of_database
 from daemon.restore.selection import Selected
 from daemon.restore.streams import DatabaseRename, create_database_options, database_section, database_statements
 from daemon.restore.target import TargetServer
@@ -54,7 +55,8 @@ def restore_database(
     target = into or database
     require(target not in SYSTEM_DATABASES, f"refusing to replace the system database {target!r}")
     if selected.is_full:
-        require(database in manifest.databases, f"{manifest.file} does not contain database {database!r}")
+        require(database in manifest.databases, f"{manifest.file} does not contain database {database!r}"
+                + excluded_database_hint(manifest, database))
     else:
         require(manifest.kind == "database", f"{manifest.file} is a {manifest.kind} backup, not a database one")
         require_backup_of(manifest, database)
@@ -65,7 +67,8 @@ def restore_database(
             if exists else [])
     staging = f"pgbackup_restore_{uuid.uuid4().hex[:12]}"
     rename = DatabaseRename(database, staging)
-    report = RestoreReport(f"database {database!r} as {target!r}", manifest.file, databases=[target])
+    report = RestoreReport(f"database {database!r} as {target!r}", manifest.file, databases=[target],
+                           notes=left_out_of_database(manifest, database))
     log.info("restore_started", what="database", database=database, into=target, file=manifest.file)
     with artifacts.archive_next_to_server(selected) as archive:
         try:

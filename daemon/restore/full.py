@@ -15,6 +15,7 @@ from daemon.manifest import Manifest
 from daemon.restore.artifacts import ArtifactReader
 from daemon.restore.base import MAINTENANCE_DB, SYSTEM_DATABASES, Confirm, RestoreFailed, RestoreReport, require
 from daemon.restore.feed import feed_command
+from daemon.restore.left_out import databases_left_out
 from daemon.restore.selection import Selected
 from daemon.restore.streams import (
     globals_section,
@@ -81,7 +82,7 @@ def restore_full(
     confirm([f"drop database {db!r} on {server.where()}" for db in clashing])
     for database in clashing:
         server.replace_database(database)
-    report = RestoreReport("the whole server", manifest.file, databases=restored)
+    report = RestoreReport("the whole server", manifest.file, databases=restored, notes=databases_left_out(manifest))
     chunks = roles_made_safe(server, artifacts.plain_stream(selected, f"restore {manifest.file}"), report.notes)
     log.info("restore_started", what="full", file=manifest.file, databases=restored)
     try:

@@ -7,6 +7,7 @@ import time
 
 from daemon.restore.artifacts import ArtifactReader
 from daemon.restore.base import Confirm, RestoreReport, quote_ident, require, require_backup_of, split_table
+from daemon.restore.left_out import rows_left_out
 from daemon.restore.selection import Selected
 from daemon.restore.target import TargetServer
 from daemon.restore.triggers import paused_triggers
@@ -25,6 +26,8 @@ def restore_table(
         f"restore the database with --into and copy the table from there",
     )
     require_backup_of(manifest, database)
+    require(not rows_left_out(manifest, table), f"{manifest.file} has no rows of {database}.{table}: "
+            "EXCLUDE_TABLE_DATA left them out (restore the database to get the table's definition)")
     schema, name = split_table(table)
     qualified = f"{quote_ident(schema)}.{quote_ident(name)}"
     started = time.monotonic()
