@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     gzip_level: int = Field(5, ge=1, le=9)
     gzip_threads: int = Field(0, ge=0, le=64)
     dump_jobs: int = Field(2, ge=1, le=64)
+    database_jobs: int = Field(0, ge=0, le=64)  # 0: one per CPU the sidecar may use, at most 4
 
     # --- when ------------------------------------------------------------------------
     schedule_full: str = "0 3 * * *"

@@ -8,6 +8,12 @@ from datetime import datetime
 from daemon.manifest import Manifest
 
 
+def worker_thread_prefix(run_id: str) -> str:
+    """The name prefix of the threads that take a run's artifacts side by side (the run log
+    copies their lines as it does the run's own thread's)."""
+    return f"run-{run_id}"
+
+
 @dataclass
 class TargetFailure:
     kind: str

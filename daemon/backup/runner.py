@@ -4,10 +4,12 @@ nothing here deletes or touches an earlier backup."""
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime
 from typing import TextIO
@@ -16,10 +18,10 @@ import docker
 import structlog
 
 from daemon.backup.artifact import BackupContext, take_artifact
-from daemon.backup.compression import Gzip
+from daemon.backup.compression import Gzip, available_cpus
 from daemon.backup.exclusions import Exclusions
 from daemon.backup.extensions import RunExtensions
-from daemon.backup.outcome import RunOutcome, TargetFailure
+from daemon.backup.outcome import RunOutcome, TargetFailure, worker_thread_prefix
 from daemon.backup.plans import DumpPlan, plan_databases, plan_full, plan_tables
 from daemon.errors import Cancelled, PgBackupError
 from daemon.identity import this_instance
@@ -47,6 +49,32 @@ METRIC_KIND = {
     "tables": "table",
     "pre_migration": "pre_migration",
 }
+
+
+MAX_AUTO_DATABASE_JOBS = 4
+
+
+def take_side_by_side(plans: list[DumpPlan], take: Callable[[DumpPlan], None], jobs: int, thread_prefix: str) -> None:
+    """``take(plan)`` for every plan, ``jobs`` at a time. Each worker runs in a copy of the
+    caller's context (the run's log fields); a failure of one plan is recorded by ``take`` and
+    never stops the others; a cancellation propagates once every started plan has ended."""
+    if jobs <= 1 or len(plans) <= 1:
+        for plan in plans:
+            take(plan)
+        return
+    with ThreadPoolExecutor(max_workers=min(jobs, len(plans)), thread_name_prefix=thread_prefix) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, take, plan) for plan in plans]
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+
+
+def _in_plan_order(outcome: RunOutcome, plans: list[DumpPlan]) -> None:
+    """Artifacts and failures listed in the order of the plans, however the workers finished."""
+    order = {plan.target: index for index, plan in enumerate(plans)}
+    outcome.artifacts.sort(key=lambda manifest: order.get(manifest.target, len(order)))
+    outcome.failures.sort(key=lambda failure: order.get(failure.target, len(order)))
 
 
 class BackupRunner:
@@ -196,9 +224,19 @@ class BackupRunner:
         if request in SCHEDULED_REQUESTS:
             self.metrics.cover_targets(outcome.kind, [plan.target for plan in plans])
         context = self._context(connection, outcome.run_id)
-        for plan in plans:
+
+        def take_plan(plan: DumpPlan) -> None:
             with structlog.contextvars.bound_contextvars(target=plan.target):
                 self.take_target(outcome, plan.target, lambda: take_artifact(plan, context))
+
+        take_side_by_side(plans, take_plan, self._jobs(request), worker_thread_prefix(outcome.run_id))
+        _in_plan_order(outcome, plans)
+
+    def _jobs(self, request: str) -> int:
+        """How many artifacts of one run are taken at once (DATABASE_JOBS for databases and tables)."""
+        if request not in ("databases", "tables"):
+            return 1
+        return self.settings.database_jobs or min(available_cpus(), MAX_AUTO_DATABASE_JOBS)
 
     def _plans(self, request: str, database: str | None, connection: Connection) -> list[DumpPlan]:
         settings, server = self.settings, connection.server

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from daemon.backup.outcome import RunOutcome
+from daemon.backup.outcome import RunOutcome, worker_thread_prefix
 from daemon.logs import get_logger, shared_processors
 from daemon.naming import stamp
 
@@ -40,16 +40,19 @@ def is_our_run_log(path: Path) -> bool:
         return False
 
 
-class _ThreadFilter(logging.Filter):
-    def __init__(self, thread_id: int):
+class _RunThreadsFilter(logging.Filter):
+    """The lines of the run's own thread and of its worker threads (named by run id)."""
+
+    def __init__(self, thread_id: int, worker_prefix: str):
         super().__init__()
         self.thread_id = thread_id
+        self.worker_prefix = worker_prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread == self.thread_id
+        return record.thread == self.thread_id or (record.threadName or "").startswith(self.worker_prefix)
 
 
-def _file_handler(path: Path) -> logging.Handler:
+def _file_handler(path: Path, run_id: str) -> logging.Handler:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
     handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
     handler.setFormatter(
@@ -59,17 +62,18 @@ def _file_handler(path: Path) -> logging.Handler:
                         structlog.processors.JSONRenderer()],
         )
     )
-    handler.addFilter(_ThreadFilter(threading.get_ident()))
+    handler.addFilter(_RunThreadsFilter(threading.get_ident(), worker_thread_prefix(run_id)))
     return handler
 
 
 @contextmanager
 def run_log(directory: Path, moment: datetime, run_id: str, kind: str) -> Iterator[Path]:
-    """Copy every log line of this thread to the run's log file while the block runs.
+    """Copy every log line of this thread (and of the run's worker threads) to the run's log
+    file while the block runs.
 
     Two runs starting in the same second share a file (appended, each with its header)."""
     path = directory / run_log_name(moment)
-    handler = _file_handler(path)
+    handler = _file_handler(path, run_id)
     handler.stream.write(json.dumps({HEADER_KEY: 1, "run_id": run_id, "kind": kind,
                                      "started_at": moment.isoformat()}) + "\n")
     handler.stream.flush()

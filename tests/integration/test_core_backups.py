@@ -129,6 +129,23 @@ class TestDatabaseBackups:
         manifest = json.loads((tmp_path / (artifacts["authdb"].name + ".manifest.json")).read_text())
         assert manifest["method"] == method and manifest["format"] == "custom"
 
+    @pytest.mark.parametrize("jobs", [2, 1])
+    def test_databases_are_dumped_side_by_side(self, source, tmp_path, jobs):
+        """DATABASE_JOBS=2 dumps two databases at once (their manifests' start-to-finish intervals
+        overlap); 1 dumps one after another. Either way the run log holds every dump's lines."""
+        env = exec_env(source, tmp_path, BACKUP_DATABASES=",".join(DATABASES), DATABASE_JOBS=str(jobs))
+        result = pgbackup("backup", "databases", env=env)
+        assert result.returncode == 0, result.stderr
+        manifests = sorted((json.loads(path.read_text()) for path in tmp_path.glob("*.manifest.json")),
+                           key=lambda manifest: manifest["started_at"])
+        assert [m["target"] for m in manifests] and {m["target"] for m in manifests} == set(DATABASES)
+        first, second = manifests[0], manifests[1]
+        overlapping = second["started_at"] < first["finished_at"]
+        assert overlapping is (jobs == 2), [(m["target"], m["started_at"], m["finished_at"]) for m in manifests]
+        (run_log,) = tmp_path.glob("backup_*.log")
+        written = [json.loads(line) for line in run_log.read_text().splitlines()]
+        assert sorted(e["target"] for e in written if e.get("event") == "artifact_written") == sorted(DATABASES)
+
     def test_plain_and_directory_formats_round_trip(self, source, postgres_factory, tmp_path):
         """BACKUP_FORMAT=plain gives .sql.gz and directory gives a tar of -Fd; both restore equal."""
         plain = pgbackup("backup", "database", "apidb", env=exec_env(source, tmp_path, BACKUP_FORMAT="plain"))
