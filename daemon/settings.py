@@ -31,6 +31,9 @@ MAX_AGE_HOURS = 8_784  # a leap year
 MAX_SECONDS = 86_400  # a day
 MAX_MIN_KEEP = 1_000
 MAX_SIZE_BYTES = 2**50  # 1 PiB
+# A snapshot stopped by SIGTERM finishes its stop, then starts the database (no ready-wait while
+# shutting down): that fits the sidecar's stop_grace_period (3m in compose.yaml) with room to spare.
+MAX_VOLUME_STOP_SECONDS = 120
 
 # Secrets accept NAME or NAME_FILE (Docker secrets), never both.
 SECRET_FIELDS = (
@@ -130,7 +133,7 @@ class Settings(BaseSettings):
     # --- volume snapshots ------------------------------------------------------------
     volume_name: str | None = None
     volume_snapshot_mode: SnapshotMode = "stop"
-    volume_stop_timeout_seconds: int = Field(120, ge=1, le=MAX_SECONDS)
+    volume_stop_timeout_seconds: int = Field(120, ge=1, le=MAX_VOLUME_STOP_SECONDS)
     helper_image: str | None = None
 
     # --- restore ---------------------------------------------------------------------
