@@ -12,6 +12,7 @@ started containers from a record of any age.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import time
@@ -21,7 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
+from daemon.service import equipped_runner
+from daemon.settings import Settings
 from daemon.volumes.containers import STATE_FILE, ContainerRef, ContainerStopper
+from daemon.volumes.snapshot import run_volume_snapshot
 from tests.support import docker_env
 from tests.support.daemon_http import get, metric
 from tests.support.pgbackup_cli import exec_env, log_events, start_pgbackup
@@ -156,6 +162,46 @@ class TestRestartThatFails:
         assert len(failed) >= 2 and all(e["container"] == server.name and e["snapshot"] == SNAPSHOT for e in failed)
         assert "exited" in failed[0]["error"]
         assert any(e["event"] == "database_restarted" and e["container"] == server.name for e in events)
+
+
+class TestRestartAfterASnapshot:
+    def test_a_database_that_does_not_come_back_is_retried_by_the_daemon_job(
+        self, database_on_volume, docker_client, receiver, tmp_path
+    ):
+        """A snapshot whose own start of the database fails (postgresql.conf was edited while the server
+        ran; it reads it only at start) fails its run and leaves the record; the daemon's volume_restart
+        job then reports the container down and keeps trying until the repaired server runs."""
+        server, volume = database_on_volume
+        break_config(docker_client, server.image, volume)  # the running server has not read it
+        settings = Settings(postgres_container=server.name, postgres_user=server.user, volume_name=volume,
+                            backup_dir=tmp_path, webhook_url=receiver.url("/hook"), volume_stop_timeout_seconds=30,
+                            _env_file=None)
+        metrics = Metrics()
+        health = HealthState(datetime.now(settings.timezone), timedelta(hours=24))
+        runner, jobs = equipped_runner(settings, metrics, health, docker_client=docker_client)
+        runner.progress_stream = io.StringIO()
+        (restart_job,) = [job for job in jobs if job.job_id == "volume_restart"]
+
+        outcome = run_volume_snapshot(runner, settings, docker_client)
+        assert not outcome.ok and "did not come back" in outcome.failures[0].error
+        assert len(list(tmp_path.glob("postgres_volume_*.tar.gz"))) == 1  # the copy itself is good and kept
+        assert status(server) == "exited" and (tmp_path / STATE_FILE).exists()
+
+        restart_job.func()  # its first look after the run: an attempt is due at once
+        assert server.name in health.problem("database_stopped_by_sidecar")
+        assert metrics.registry.get_sample_value(GAUGE, {"container": server.name}) == 1
+        assert metrics.registry.get_sample_value(FAILURES, {"container": server.name}) == 1
+        assert any(failure["target"] == server.name for request in receiver.requests
+                   for failure in request.body["failures"])
+        restart_job.func()  # within the back-off: no new attempt
+        assert metrics.registry.get_sample_value(FAILURES, {"container": server.name}) == 1
+
+        repair_config(docker_client, server.image, volume)
+        wait_for(lambda: restart_job.func() or status(server) == "running", 60, "the retry after the back-off")
+        assert not (tmp_path / STATE_FILE).exists() and health.problem("database_stopped_by_sidecar") is None
+        assert metrics.registry.get_sample_value(GAUGE, {"container": server.name}) == 0
+        server.wait_ready(60)
+        assert server.psql("SELECT count(*) FROM kept") == "1"
 
 
 class TestStaleRecord:
