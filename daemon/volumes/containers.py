@@ -261,7 +261,7 @@ class ContainerStopper:
         )
         if self._stop_began is not None:
             self.report.downtime_seconds = round(time.monotonic() - self._stop_began, 3)
-        if not self.report.restart_problems:
+        if not self.report.restart_problems and not _shutting_down(self.cancel):
             clear_record(self.backup_dir)
         if self.report.stopped:
             log.info(
@@ -282,7 +282,8 @@ def start_containers(
 
     Once ``cancel`` is set (the daemon is stopping) a container that runs counts as started
     without waiting for it to accept connections: the stop grace (compose.yaml) has room for
-    the stop and the start, not for a full ready-wait after them (docs/reliability.md)."""
+    the stop and the start, not for a full ready-wait after them (docs/reliability.md). Its
+    callers then keep the record, so the next daemon checks that it really runs."""
     problems = []
     for ref in refs:
         try:
@@ -317,12 +318,15 @@ def _wait_running(
         if container.status in ("exited", "dead"):
             code = (container.attrs.get("State") or {}).get("ExitCode")
             return f"container {container.name!r} exited (status {code}) right after it was started again"
-        shutting_down = cancel is not None and cancel.is_set()
-        if container.status == "running" and (ready_check is None or shutting_down or ready_check(container)):
+        if container.status == "running" and (ready_check is None or _shutting_down(cancel) or ready_check(container)):
             return None
         if time.monotonic() > deadline:
             return f"container {container.name!r} was not ready {timeout:.0f} s after it was started again"
         time.sleep(READY_POLL_SECONDS)
+
+
+def _shutting_down(cancel: threading.Event | None) -> bool:
+    return cancel is not None and cancel.is_set()
 
 
 def postgres_ready_check(user: str) -> Callable[[Container], bool]:
@@ -400,7 +404,8 @@ def start_recorded(
             result.failed[ref.name] = "; ".join(problems)
         else:
             result.started.append(ref)
-    if not result.failed and not result.stale:
+    unconfirmed = bool(result.started) and _shutting_down(cancel)  # not waited for: the next daemon checks
+    if not result.failed and not result.stale and not unconfirmed:
         clear_record(backup_dir)
     return result
 

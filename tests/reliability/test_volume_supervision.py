@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.errors import Cancelled
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
 from daemon.service import equipped_runner
@@ -119,6 +121,15 @@ def stop_daemon(daemon: subprocess.Popen) -> list[dict]:
     return log_events(stdout)
 
 
+def daemon_parts(settings: Settings, docker_client) -> tuple:
+    """What a daemon assembles: runner, jobs, metrics and health (its start-up look at the record included)."""
+    metrics = Metrics()
+    health = HealthState(datetime.now(settings.timezone), timedelta(hours=24))
+    runner, jobs = equipped_runner(settings, metrics, health, docker_client=docker_client)
+    runner.progress_stream = io.StringIO()
+    return runner, jobs, metrics, health
+
+
 class TestRestartThatFails:
     def test_is_retried_with_back_off_and_reported_until_the_database_runs(
         self, database_on_volume, docker_client, receiver, tmp_path
@@ -176,10 +187,7 @@ class TestRestartAfterASnapshot:
         settings = Settings(postgres_container=server.name, postgres_user=server.user, volume_name=volume,
                             backup_dir=tmp_path, webhook_url=receiver.url("/hook"), volume_stop_timeout_seconds=30,
                             _env_file=None)
-        metrics = Metrics()
-        health = HealthState(datetime.now(settings.timezone), timedelta(hours=24))
-        runner, jobs = equipped_runner(settings, metrics, health, docker_client=docker_client)
-        runner.progress_stream = io.StringIO()
+        runner, jobs, metrics, health = daemon_parts(settings, docker_client)
         (restart_job,) = [job for job in jobs if job.job_id == "volume_restart"]
 
         outcome = run_volume_snapshot(runner, settings, docker_client)
@@ -202,6 +210,45 @@ class TestRestartAfterASnapshot:
         assert metrics.registry.get_sample_value(GAUGE, {"container": server.name}) == 0
         server.wait_ready(60)
         assert server.psql("SELECT count(*) FROM kept") == "1"
+
+
+class TestShutdownDuringASnapshot:
+    def test_the_database_is_started_without_the_ready_wait_and_checked_by_the_next_daemon(
+        self, database_on_volume, docker_client, tmp_path
+    ):
+        """Stopped (cancel set, as SIGTERM does) during a snapshot, the daemon starts the database again
+        without waiting for it to accept connections and ends within seconds (stop plus start fit
+        compose's grace); it keeps the record, since readiness was not confirmed, and the next daemon
+        finds the database running and clears it."""
+        server, volume = database_on_volume
+        settings = Settings(postgres_container=server.name, postgres_user=server.user, volume_name=volume,
+                            backup_dir=tmp_path, volume_stop_timeout_seconds=30, _env_file=None)
+        runner, _, _, _ = daemon_parts(settings, docker_client)
+        ended: list[BaseException | object] = []
+
+        def snapshot() -> None:
+            try:
+                ended.append(run_volume_snapshot(runner, settings, docker_client))
+            except Cancelled as error:
+                ended.append(error)
+
+        thread = threading.Thread(target=snapshot, daemon=True)
+        thread.start()
+        wait_for(lambda: (tmp_path / STATE_FILE).exists(), 60, "the snapshot's stop")
+        runner.cancel.set()  # usually lands while the copy streams: the helper's archive read is abandoned
+        cancelled = time.monotonic()
+        thread.join(120)
+        assert not thread.is_alive() and isinstance(ended[0], Cancelled), ended
+        # Before the helper closed the abandoned archive stream, Docker held the helper's removal
+        # until the client's 60 s timeout, and that timeout then replaced the cancellation.
+        assert time.monotonic() - cancelled < 30
+        assert status(server) == "running" and (tmp_path / STATE_FILE).exists()
+        assert not list(tmp_path.glob("postgres_volume_*.tar.gz"))
+
+        _, _, metrics, health = daemon_parts(settings, docker_client)
+        assert not (tmp_path / STATE_FILE).exists() and health.problem("database_stopped_by_sidecar") is None
+        assert metrics.registry.get_sample_value(FAILURES, {"container": server.name}) is None
+        server.wait_ready(60)
 
 
 class TestStaleRecord:
