@@ -102,43 +102,41 @@ class RestartSupervisor:
 
     def _attempt_failed(self, now: datetime, failed: dict[str, str], stale: dict[str, str],
                         result: RecordedRestart | None) -> None:
+        """Back off, then publish every container still down: /healthz, gauge, log, notification."""
         if failed:
             self._failures += 1
         delay = retry_delay(max(self._failures, 1))
         self._next_attempt = now + delay
-        messages = [self._failing_message(name, error, result, delay) for name, error in failed.items()]
-        for name in failed:
-            self.metrics.database_restart_failures.labels(name).inc()
-            log.error("database_restart_failed", container=name, error=failed[name], attempt=self._failures,
-                      next_attempt_in_seconds=delay.total_seconds(), **_record_fields(result))
-        for name, message in stale.items():
-            if self._reported.get(name) != STALE:
-                log.error("stopped_container_record_stale", container=name, error=message, **_record_fields(result))
-        messages += stale.values()
-        self.health.set_problem(PROBLEM, "; ".join(messages))
-        states = {**{name: FAILING for name in failed}, **{name: STALE for name in stale}}
-        for name in states:
+        down = {name: (FAILING, _failing_message(name, error, result, delay)) for name, error in failed.items()}
+        down.update({name: (STALE, message) for name, message in stale.items()})
+        self._log(down, failed, delay, result)
+        self.health.set_problem(PROBLEM, "; ".join(message for _, message in down.values()))
+        for name in down:
             self.metrics.database_stopped_by_sidecar.labels(name).set(1)
-        changed = {name: state for name, state in states.items() if self._reported.get(name) != state}
-        for name in set(self._reported) - set(states):
+        for name in set(self._reported) - set(down):
             self.metrics.database_stopped_by_sidecar.labels(name).set(0)
-        self._reported = states
+        changed = {name: message for name, (state, message) in down.items() if self._reported.get(name) != state}
+        self._reported = {name: state for name, (state, _) in down.items()}
         if changed:
-            self._notify(now, [message for name, message in zip(states, messages, strict=True) if name in changed],
-                         list(changed), result)
+            self._notify(now, changed, result)
 
-    def _failing_message(self, name: str, error: str, result: RecordedRestart | None, delay: timedelta) -> str:
-        if result is None or result.record is None:
-            return f"database container(s) a volume snapshot stopped may be DOWN: {error}; retrying in {delay}"
-        return (f"database container {name!r} is DOWN: it was stopped by {result.record.describe()} and could "
-                f"not be started again: {error}; retrying in {delay.total_seconds():g} s, for at most "
-                f"{RECORD_MAX_AGE} after the stop (see docs/runbook.md)")
+    def _log(self, down: dict[str, tuple[str, str]], failed: dict[str, str], delay: timedelta,
+             result: RecordedRestart | None) -> None:
+        """An error line per failed attempt; a stale record once, when it is first seen."""
+        for name, (state, message) in down.items():
+            if state == FAILING:
+                self.metrics.database_restart_failures.labels(name).inc()
+                log.error("database_restart_failed", container=name, error=failed[name], attempt=self._failures,
+                          next_attempt_in_seconds=delay.total_seconds(), **_record_fields(result))
+            elif self._reported.get(name) != STALE:
+                log.error("stopped_container_record_stale", container=name, error=message, **_record_fields(result))
 
-    def _notify(self, now: datetime, messages: list[str], names: list[str], result: RecordedRestart | None) -> None:
+    def _notify(self, now: datetime, messages: dict[str, str], result: RecordedRestart | None) -> None:
+        """One notice for the containers whose state changed (not one per attempt)."""
         if self.notifier is None:
             return
         run_id = (result.record.run_id if result and result.record else "") or now.strftime("%Y%m%d%H%M%S")
-        failures = [{"target": name, "reason": message} for name, message in zip(names, messages, strict=True)]
+        failures = [{"target": name, "reason": message} for name, message in messages.items()]
         self.notifier.send(Notice(status="failure", kind="volume", run_id=run_id, failures=failures))
 
     def _all_running(self) -> None:
@@ -150,6 +148,15 @@ class RestartSupervisor:
         self._failures = 0
         self._next_attempt = None
         self.health.set_problem(PROBLEM, None)
+
+
+def _failing_message(name: str, error: str, result: RecordedRestart | None, delay: timedelta) -> str:
+    retry = (f"retrying in {delay.total_seconds():g} s, until {RECORD_MAX_AGE.total_seconds() / 3600:g} h "
+             "after the stop (see docs/runbook.md)")
+    if result is None or result.record is None:
+        return f"database container(s) a volume snapshot stopped may be DOWN: {error}; {retry}"
+    return (f"database container {name!r} is DOWN: it was stopped by {result.record.describe()} and could "
+            f"not be started again: {error}; {retry}")
 
 
 def _record_fields(result: RecordedRestart | None) -> dict[str, str]:
