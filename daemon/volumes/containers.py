@@ -422,6 +422,6 @@ def _status(client: docker.DockerClient, ref: ContainerRef) -> str:
 
 
 def restart_recorded(client: docker.DockerClient, backup_dir: Path, ready_timeout: float,
-                     now: datetime | None = None) -> list[str]:
+                     now: datetime | None = None, ready_check: Callable[[Container], bool] | None = None) -> list[str]:
     """``start_recorded`` for callers about to touch the volume: the problems (stale ones too), one line each."""
-    return start_recorded(client, backup_dir, ready_timeout, now or datetime.now().astimezone()).problems
+    return start_recorded(client, backup_dir, ready_timeout, now or datetime.now().astimezone(), ready_check).problems
