@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,11 +32,30 @@ class ScheduledJob:
     trigger: BaseTrigger | None  # the schedule setting, parsed once; None when it is "off"
     func: Callable[[], None]
     health: HealthWatch | None = None  # None for housekeeping jobs
+    quiet: bool = False  # a frequent check: APScheduler's "Running job"/"executed" lines left out
+
+
+class _QuietJobs(logging.Filter):
+    """Drops APScheduler's info lines about the quiet jobs (a check every few seconds would fill
+    the log); their warnings and errors, and the jobs' own log lines, stay."""
+
+    def __init__(self, job_ids: set[str]):
+        super().__init__()
+        self.job_ids = job_ids
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        message = record.getMessage()
+        return not any(f'"{job_id} (' in message for job_id in self.job_ids)
 
 
 def build_scheduler(settings: Settings, jobs: list[ScheduledJob]) -> tuple[BlockingScheduler, ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(max_workers=4)
     scheduler = BlockingScheduler(timezone=settings.timezone, executors={"default": executor})
+    quiet = {job.job_id for job in jobs if job.quiet}
+    if quiet:
+        logging.getLogger("apscheduler.executors.default").addFilter(_QuietJobs(quiet))
     for job in jobs:
         if job.trigger is None:
             log.info("job_disabled", job=job.job_id)

@@ -51,7 +51,7 @@ def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *
     notifier = Notifier(channels_from_settings(settings), metrics, settings.notify_timeout_seconds,
                         settings.notify_on_success)
     jobs = housekeeping.install(settings, extensions, metrics, notifier, runner.clock, cancel)
-    jobs += volume_snapshots.install(settings, runner, extensions, metrics, docker_client)
+    jobs += volume_snapshots.install(settings, runner, extensions, metrics, docker_client, notifier)
     jobs += restore_test.install(settings, metrics, notifier, cancel, docker_client)
     hooks.install(settings, extensions, metrics, cancel)
     ping.install(settings, extensions, metrics)

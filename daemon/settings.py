@@ -34,6 +34,9 @@ MAX_SECONDS = 86_400  # a day
 MAX_MIN_KEEP = 1_000
 MAX_KEEP_PERIODS = 10_000  # GFS tiers: over 27 years of days; a bound only so that a typo is caught
 MAX_SIZE_BYTES = 2**50  # 1 PiB
+# A snapshot stopped by SIGTERM finishes its stop, then starts the database (no ready-wait while
+# shutting down): that fits the sidecar's stop_grace_period (3m in compose.yaml) with room to spare.
+MAX_VOLUME_STOP_SECONDS = 120
 
 # The dead-man ping URLs: PING_URL for every kind, PING_URL_<SCHEDULE> for one kind's runs.
 PING_URL_FIELDS = ("ping_url", "ping_url_full", "ping_url_databases", "ping_url_tables", "ping_url_volume")
@@ -186,7 +189,7 @@ class Settings(BaseSettings):
     # --- volume snapshots ------------------------------------------------------------
     volume_name: str | None = None
     volume_snapshot_mode: SnapshotMode = "stop"
-    volume_stop_timeout_seconds: int = Field(120, ge=1, le=MAX_SECONDS)
+    volume_stop_timeout_seconds: int = Field(120, ge=1, le=MAX_VOLUME_STOP_SECONDS)
     helper_image: str | None = None
 
     # --- restore ---------------------------------------------------------------------

@@ -70,6 +70,13 @@ class Metrics:
         self.volume_downtime = Gauge(
             "pgbackup_volume_downtime_seconds", "Database downtime of the latest volume snapshot", ["target"],
             registry=r)
+        self.database_stopped_by_sidecar = Gauge(
+            "pgbackup_database_stopped_by_sidecar",
+            "1 while a container a volume snapshot stopped is not running again (its start failed and is "
+            "retried, or the record is stale and it is left stopped), else 0", ["container"], registry=r)
+        self.database_restart_failures = Counter(
+            "pgbackup_database_restart_failures",
+            "Failed attempts to start a container a volume snapshot stopped", ["container"], registry=r)
         # restore tests
         self.restore_test_last_success = Gauge(
             "pgbackup_restore_test_last_success_timestamp_seconds", "Time of the newest successful restore test",

@@ -5,4 +5,6 @@ Modules: ``tarscan`` (reads tar headers as the stream passes), ``containers`` (w
 containers to stop, the record of stopped ones, stopping and starting them), ``helper``
 (the short-lived helper container that reads or fills a volume through the Docker
 archive API), ``snapshot`` (the volume job), ``transfer`` (restore and clone),
-``install`` (the daemon's schedule, health allowance and downtime gauge)."""
+``restart_policy`` (when stopped containers are started again: the record's expiry, the
+back-off), ``supervisor`` (starts them, retrying, and reports a database left down),
+``install`` (the daemon's schedule, health allowance, downtime gauge and supervisor job)."""

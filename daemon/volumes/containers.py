@@ -8,13 +8,17 @@ container that mounts the volume is one the user did not name: the snapshot is r
 No running user at all: the volume is copied as it is, nothing is stopped or started.
 
 Before a container is stopped its id goes into BACKUP_DIR/.pgbackup-volume-stopped.json;
-the record is removed once every container on it runs again. A daemon that died in between
-(SIGKILL, host crash) finds the record on start-up and starts those containers.
+the record is removed once every container on it runs again. It says when it was written and
+by which snapshot. A daemon that died in between (SIGKILL, host crash) finds the record on
+start-up and starts those containers, unless the record is stale (``restart_policy``): then
+they are left stopped and reported. A container on the record that runs already (started by
+hand) or is gone needs nothing, and the record is cleared.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +32,7 @@ from docker.models.containers import Container
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.storage.local import replace_file_atomically
+from daemon.volumes.restart_policy import is_stale, parse_time
 
 log = get_logger(__name__)
 
@@ -83,8 +88,10 @@ def select_containers_to_stop(
 @dataclass
 class StoppedRecord:
     volume: str
-    stopped_at: str
+    stopped_at: str  # ISO time the record was written, right before the first stop
     containers: list[ContainerRef] = field(default_factory=list)
+    snapshot: str = ""  # the artifact file the snapshot was writing ("" in records of older versions)
+    run_id: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -93,7 +100,13 @@ class StoppedRecord:
     def from_json(cls, text: str) -> StoppedRecord:
         data = json.loads(text)
         refs = [ContainerRef(str(item["id"]), str(item["name"])) for item in data.get("containers", [])]
-        return cls(volume=str(data["volume"]), stopped_at=str(data["stopped_at"]), containers=refs)
+        return cls(volume=str(data["volume"]), stopped_at=str(data["stopped_at"]), containers=refs,
+                   snapshot=str(data.get("snapshot") or ""), run_id=str(data.get("run_id") or ""))
+
+    def describe(self) -> str:
+        """'volume snapshot postgres_volume_….tar.gz at 2026-…' for messages."""
+        by = f"volume snapshot {self.snapshot}" if self.snapshot else f"a snapshot of volume {self.volume!r}"
+        return f"{by} at {self.stopped_at}"
 
 
 def state_path(backup_dir: Path) -> Path:
@@ -197,6 +210,10 @@ class ContainerStopper:
         stop_timeout: int,
         clock: Callable[[], datetime],
         ready_check: Callable[[Container], bool] | None = None,
+        *,
+        snapshot: str = "",
+        run_id: str = "",
+        cancel: threading.Event | None = None,
     ):
         self.client = client
         self.backup_dir = backup_dir
@@ -204,11 +221,14 @@ class ContainerStopper:
         self.stop_timeout = stop_timeout
         self.clock = clock
         self.ready_check = ready_check
+        self.snapshot = snapshot
+        self.run_id = run_id
+        self.cancel = cancel
         self.report = StopReport()
         self._stop_began: float | None = None
 
     def stop(self, refs: Sequence[ContainerRef]) -> None:
-        record = StoppedRecord(self.volume, self.clock().isoformat())
+        record = StoppedRecord(self.volume, self.clock().isoformat(), snapshot=self.snapshot, run_id=self.run_id)
         for ref in refs:
             record.containers.append(ref)
             write_record(self.backup_dir, record)  # before the stop: a crash right after it is covered
@@ -237,11 +257,11 @@ class ContainerStopper:
 
     def start_again(self) -> StopReport:
         self.report.restart_problems = start_containers(
-            self.client, self.report.stopped, self.stop_timeout, self.ready_check
+            self.client, self.report.stopped, self.stop_timeout, self.ready_check, self.cancel
         )
         if self._stop_began is not None:
             self.report.downtime_seconds = round(time.monotonic() - self._stop_began, 3)
-        if not self.report.restart_problems:
+        if not self.report.restart_problems and not _shutting_down(self.cancel):
             clear_record(self.backup_dir)
         if self.report.stopped:
             log.info(
@@ -256,8 +276,14 @@ def start_containers(
     refs: Sequence[ContainerRef],
     ready_timeout: float,
     ready_check: Callable[[Container], bool] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
-    """Start each container (a running one is left alone); the problems, one line each."""
+    """Start each container (a running one is left alone); the problems, one line each.
+
+    Once ``cancel`` is set (the daemon is stopping) a container that runs counts as started
+    without waiting for it to accept connections: the stop grace (compose.yaml) has room for
+    the stop and the start, not for a full ready-wait after them (docs/reliability.md). Its
+    callers then keep the record, so the next daemon checks that it really runs."""
     problems = []
     for ref in refs:
         try:
@@ -271,7 +297,7 @@ def start_containers(
         try:
             if container.status != "running":
                 container.start()
-            problem = _wait_running(container, ready_timeout, ready_check)
+            problem = _wait_running(container, ready_timeout, ready_check, cancel)
         except docker.errors.DockerException as error:
             problem = f"cannot start container {ref.name!r}: {error}"
         if problem:
@@ -283,7 +309,8 @@ def start_containers(
 
 
 def _wait_running(
-    container: Container, timeout: float, ready_check: Callable[[Container], bool] | None
+    container: Container, timeout: float, ready_check: Callable[[Container], bool] | None,
+    cancel: threading.Event | None = None,
 ) -> str | None:
     deadline = time.monotonic() + timeout
     while True:
@@ -291,11 +318,15 @@ def _wait_running(
         if container.status in ("exited", "dead"):
             code = (container.attrs.get("State") or {}).get("ExitCode")
             return f"container {container.name!r} exited (status {code}) right after it was started again"
-        if container.status == "running" and (ready_check is None or ready_check(container)):
+        if container.status == "running" and (ready_check is None or _shutting_down(cancel) or ready_check(container)):
             return None
         if time.monotonic() > deadline:
             return f"container {container.name!r} was not ready {timeout:.0f} s after it was started again"
         time.sleep(READY_POLL_SECONDS)
+
+
+def _shutting_down(cancel: threading.Event | None) -> bool:
+    return cancel is not None and cancel.is_set()
 
 
 def postgres_ready_check(user: str) -> Callable[[Container], bool]:
@@ -303,29 +334,94 @@ def postgres_ready_check(user: str) -> Callable[[Container], bool]:
 
     def ready(container: Container) -> bool:
         try:
-            code, _ = container.exec_run(["pg_isready", "-q", "-U", user])
+            code, output = container.exec_run(["pg_isready", "-q", "-U", user])
         except docker.errors.DockerException:
             return False
-        # 127/126: no pg_isready in that image; the container running is all we can check.
-        return code in (0, 126, 127)
+        if code in (126, 127):
+            # No pg_isready in that image: the container running is all we can check. The same
+            # codes come from an exec into a container that is exiting (a server that fails at
+            # start): that is not ready.
+            return b"not found" in (output or b"")
+        return code == 0
 
     return ready
 
 
-def restart_recorded(client: docker.DockerClient, backup_dir: Path, ready_timeout: float) -> list[str]:
-    """Start the containers a snapshot stopped and never started (the daemon died meanwhile).
+@dataclass
+class RecordedRestart:
+    """What one look at the record of stopped containers did."""
 
-    Call only while holding the backup lock. Returns the problems; the record stays when
-    there were any, so the next attempt tries again.
-    """
-    record = read_record(backup_dir)
-    if record is None:
-        return []
-    log.warning(
-        "restarting_containers_left_stopped", volume=record.volume, stopped_at=record.stopped_at,
-        containers=[ref.name for ref in record.containers],
+    record: StoppedRecord | None = None
+    started: list[ContainerRef] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # container name -> why it is not running
+    stale: list[ContainerRef] = field(default_factory=list)  # left stopped: the record is too old
+
+    @property
+    def problems(self) -> list[str]:
+        return [*self.failed.values(), *(stale_message(self.record, ref) for ref in self.stale)]
+
+
+def stale_message(record: StoppedRecord, ref: ContainerRef) -> str:
+    return (
+        f"container {ref.name!r} was stopped by {record.describe()} and was not started again automatically: "
+        "the record of stopped containers is stale (older than the bound in docs/reliability.md), and the "
+        "container may have been stopped on purpose since. Start it (docker start "
+        f"{ref.name}) if it should run, or delete {STATE_FILE} in BACKUP_DIR if it should stay stopped"
     )
-    problems = start_containers(client, record.containers, ready_timeout)
-    if not problems:
+
+
+def start_recorded(
+    client: docker.DockerClient, backup_dir: Path, ready_timeout: float, now: datetime,
+    ready_check: Callable[[Container], bool] | None = None, cancel: threading.Event | None = None,
+) -> RecordedRestart:
+    """Start the containers a snapshot stopped and did not start again (the daemon died, or
+    their start failed), unless the record is stale. Call only while holding the backup lock.
+
+    Containers that run already or are gone need nothing. The record is cleared when none is
+    left to start; it stays while any failed (the next attempt tries again) or is stale (left
+    stopped, and reported, until someone starts it or deletes the record).
+    """
+    result = RecordedRestart(record=read_record(backup_dir))
+    if result.record is None:
+        return result
+    record = result.record
+    stale = is_stale(parse_time(record.stopped_at), now)
+    to_start = []
+    for ref in record.containers:
+        status = _status(client, ref)
+        if status in ("running", "gone"):
+            continue
+        if stale:
+            result.stale.append(ref)
+        else:
+            to_start.append(ref)
+    if to_start:
+        log.warning("restarting_containers_left_stopped", volume=record.volume, stopped_at=record.stopped_at,
+                    snapshot=record.snapshot, containers=[ref.name for ref in to_start])
+    for ref in to_start:
+        problems = start_containers(client, [ref], ready_timeout, ready_check, cancel)
+        if problems:
+            result.failed[ref.name] = "; ".join(problems)
+        else:
+            result.started.append(ref)
+    unconfirmed = bool(result.started) and _shutting_down(cancel)  # not waited for: the next daemon checks
+    if not result.failed and not result.stale and not unconfirmed:
         clear_record(backup_dir)
-    return problems
+    return result
+
+
+def _status(client: docker.DockerClient, ref: ContainerRef) -> str:
+    """'running', 'gone' or Docker's other status words; 'unknown' when Docker does not answer."""
+    try:
+        return client.containers.get(ref.id).status
+    except docker.errors.NotFound:
+        log.warning("stopped_container_gone", container=ref.name)
+        return "gone"
+    except docker.errors.DockerException:
+        return "unknown"  # start_containers reports it
+
+
+def restart_recorded(client: docker.DockerClient, backup_dir: Path, ready_timeout: float,
+                     now: datetime | None = None, ready_check: Callable[[Container], bool] | None = None) -> list[str]:
+    """``start_recorded`` for callers about to touch the volume: the problems (stale ones too), one line each."""
+    return start_recorded(client, backup_dir, ready_timeout, now or datetime.now().astimezone(), ready_check).problems

@@ -20,6 +20,7 @@ from types import TracebackType
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 
 from daemon.logs import get_logger
@@ -97,6 +98,7 @@ class HelperContainer:
         self.volume = volume
         self.read_only = read_only
         self.container: Container | None = None
+        self._streams: list[Iterator[bytes]] = []  # archive streams to close before the removal
 
     def __enter__(self) -> HelperContainer:
         name = f"pgbackup-volume-helper-{uuid.uuid4().hex[:10]}"
@@ -112,12 +114,20 @@ class HelperContainer:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        # An archive stream left half-read (a cancelled or failed copy) keeps its connection open
+        # while the exception's traceback holds it, and Docker blocks the removal behind it until
+        # the client's 60 s timeout: close it first.
+        for stream in self._streams:
+            close = getattr(stream, "close", None)
+            if close:
+                close()
+        self._streams.clear()
         if self.container is not None:
             try:
                 self.container.remove(force=True, v=True)
             except docker.errors.NotFound:
                 pass
-            except docker.errors.DockerException as error:
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
                 log.warning("helper_not_removed", helper=self.container.name, error=str(error))
 
     def read_tar(self) -> Iterator[bytes]:
@@ -126,6 +136,7 @@ class HelperContainer:
             chunks, _stat = self.container.get_archive(f"{MOUNT_POINT}/.", chunk_size=CHUNK_BYTES)
         except docker.errors.DockerException as error:
             raise VolumeError(f"cannot read volume {self.volume!r}: {error}") from None
+        self._streams.append(chunks)
         return _reraising(chunks, f"reading volume {self.volume!r}")
 
     def is_empty(self) -> bool:

@@ -1,6 +1,6 @@
 """The volume job in the daemon: its schedule and /healthz allowance, its downtime gauge from
-the manifests, and the start-up check that starts containers a snapshot left stopped when the
-daemon died mid-way."""
+the manifests, and the supervisor that starts containers a snapshot left stopped (the daemon
+died mid-way, or their start failed): at start-up, then as a job every few seconds."""
 
 from __future__ import annotations
 
@@ -9,32 +9,33 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import docker
+from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.backup.extensions import RunExtensions
 from daemon.backup.runner import BackupRunner
-from daemon.errors import Cancelled, LockBusy, PgBackupError
-from daemon.lock import backup_lock
+from daemon.errors import Cancelled
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
 from daemon.monitoring.metrics import Metrics
+from daemon.notify import Notifier
 from daemon.schedule import allowed_age
 from daemon.scheduler import HealthWatch, ScheduledJob
 from daemon.settings import Settings
-from daemon.sources.connect import docker_client
 from daemon.storage.local import ensure_backup_dir
-from daemon.volumes.containers import read_record, restart_recorded
 from daemon.volumes.snapshot import KIND, check_volume_settings, run_volume_snapshot
+from daemon.volumes.supervisor import TICK_SECONDS, RestartSupervisor
 
 log = get_logger(__name__)
 
 
 def install(settings: Settings, runner: BackupRunner, extensions: RunExtensions, metrics: Metrics,
-            client: docker.DockerClient | None = None) -> list[ScheduledJob]:
+            client: docker.DockerClient | None = None, notifier: Notifier | None = None) -> list[ScheduledJob]:
     if not settings.volume_name:
         return []
     check_volume_settings(settings)  # VOLUME_SNAPSHOT_MODE=running stops start-up with a clear line
     ensure_backup_dir(settings.backup_dir)
-    restart_left_stopped(settings, client)
+    supervisor = RestartSupervisor(settings, metrics, runner.health, notifier, client, runner.cancel)
+    supervisor.check()  # containers an interrupted snapshot left stopped, before anything else
     extensions.listen_to_manifests(_downtime_gauge(settings.volume_name, metrics))
     trigger = settings.trigger(settings.schedule_volume)
     health = None
@@ -43,7 +44,8 @@ def install(settings: Settings, runner: BackupRunner, extensions: RunExtensions,
         age = allowed_age(trigger, datetime.now(settings.timezone), timedelta(hours=settings.backup_max_age_hours))
         health = HealthWatch(KIND, max_age=age)
         metrics.declare(KIND, settings.volume_name)  # at 0, so that increase() sees a first failure
-    return [ScheduledJob("volume", trigger, _job(runner, settings, client, runner.cancel), health)]
+    return [ScheduledJob("volume", trigger, _job(runner, settings, client, runner.cancel), health),
+            ScheduledJob("volume_restart", IntervalTrigger(seconds=TICK_SECONDS), supervisor.check, quiet=True)]
 
 
 def _downtime_gauge(volume: str, metrics: Metrics) -> Callable[[list[Manifest]], None]:
@@ -54,24 +56,6 @@ def _downtime_gauge(volume: str, metrics: Metrics) -> Callable[[list[Manifest]],
             metrics.volume_downtime.labels(volume).set(newest.details["downtime_seconds"])
 
     return volume_downtime
-
-
-def restart_left_stopped(settings: Settings, client: docker.DockerClient | None = None) -> None:
-    """On start-up: start the containers an interrupted snapshot stopped. A snapshot that
-    still runs (another process holds the lock) starts its own containers itself."""
-    try:
-        if read_record(settings.backup_dir) is None:
-            return
-        holder = {"kind": KIND, "purpose": "restart containers left stopped"}
-        with backup_lock(settings.backup_dir, holder, wait=False):
-            problems = restart_recorded(client or docker_client(settings), settings.backup_dir,
-                                        settings.volume_stop_timeout_seconds)
-        for problem in problems:
-            log.error("container_left_stopped", error=problem)
-    except LockBusy:
-        log.info("left_stopped_containers_owned_by_running_snapshot")
-    except PgBackupError as error:
-        log.error("container_left_stopped", error=str(error))
 
 
 def _job(runner: BackupRunner, settings: Settings, client: docker.DockerClient | None,

@@ -103,9 +103,10 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, contex
     """Stop, copy, start again; returns the manifest of the written artifact. Holds no lock
     itself: the caller holds the backup lock."""
     volume = settings.volume_name
-    problems = restart_recorded(client, settings.backup_dir, settings.volume_stop_timeout_seconds)
+    problems = restart_recorded(client, settings.backup_dir, settings.volume_stop_timeout_seconds, context.clock(),
+                                postgres_ready_check(settings.postgres_user))
     if problems:
-        raise VolumeError("containers an earlier snapshot stopped could not be started again: " + "; ".join(problems))
+        raise VolumeError("containers an earlier snapshot stopped do not run again: " + "; ".join(problems))
     if not volume_exists(client, volume):
         raise VolumeError(f"volume {volume!r} (VOLUME_NAME) does not exist; check the name with 'docker volume ls'")
     to_stop = select_containers_to_stop(
@@ -119,6 +120,7 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, contex
     stopper = ContainerStopper(
         client, settings.backup_dir, volume, settings.volume_stop_timeout_seconds, context.clock,
         ready_check=postgres_ready_check(settings.postgres_user),
+        snapshot=file_name, run_id=context.run_id, cancel=context.cancel,
     )
     log.info("artifact_started", file=file_name, stopping=[ref.name for ref in to_stop], helper_image=image)
     report: StopReport | None = None

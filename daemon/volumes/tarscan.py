@@ -3,6 +3,9 @@
 The snapshot needs two facts from the tar it streams: the attributes of the volume's root
 entry (``.``), which Docker cannot apply to a mount point itself, and the content of
 ``PG_VERSION``. Both are read from the headers and the one small file as the chunks pass.
+An entry's size is the header's octal field, its GNU base-256 form, or (what Docker's archive
+API writes for files of 8 GiB and more) a pax ``size`` record before it: misreading it would
+take file data for headers and refuse a good volume.
 """
 
 from __future__ import annotations
@@ -60,20 +63,33 @@ def _entry_type(flag: bytes) -> str:
     )
 
 
-def _pax_path(data: bytes) -> str | None:
-    """The ``path`` record of a pax extended header, if any."""
+def pax_records(data: bytes) -> dict[bytes, bytes]:
+    """The ``key=value`` records of a pax extended header (``"%d %s=%s\n"``, the length first)."""
+    records = {}
     position = 0
-    while position < len(data):
+    while position < len(data) and data[position:position + 1] != b"\0":
         space = data.find(b" ", position)
-        if space < 0:
-            break
-        length = int(data[position:space])
-        record = data[space + 1:position + length - 1]
-        key, _, value = record.partition(b"=")
-        if key == b"path":
-            return value.decode("utf-8", "surrogateescape")
+        try:
+            length = int(data[position:space]) if space > position else 0
+        except ValueError:
+            length = 0
+        if length <= space - position or position + length > len(data):
+            raise TarFormatError(f"malformed pax extended header record at byte {position}")
+        key, _, value = data[space + 1:position + length - 1].partition(b"=")
+        records[key] = value
         position += length
-    return None
+    return records
+
+
+def _pax_size(records: dict[bytes, bytes]) -> int | None:
+    """The real size of the next entry when it does not fit the header's octal field: Docker's
+    archive API (Go's archive/tar) then writes 0 there and the size in a pax ``size`` record."""
+    if b"size" not in records:
+        return None
+    text = records[b"size"].decode("ascii", "replace")
+    if not text.isdigit():
+        raise TarFormatError(f"pax size record {text[:24]!r} is not a decimal number")
+    return int(text)
 
 
 class TarScanner:
@@ -98,6 +114,7 @@ class TarScanner:
         self._collect_left = 0
         self._meta: bytes | None = None  # type of a pending long-name / pax header
         self._pending_name: str | None = None
+        self._pending_size: int | None = None  # from a pax ``size`` record: overrides the header's
         self._zero_blocks = 0
 
     def feed(self, chunk: bytes) -> None:
@@ -137,11 +154,13 @@ class TarScanner:
             raise TarFormatError("tar header checksum mismatch")
         flag = header[156:157]
         size = _number(header[124:136])
-        padded = (size + BLOCK - 1) // BLOCK * BLOCK
         if flag in _META_TYPES:
             self._meta = flag
-            self._start_collect(size, padded, "meta", limit=1 << 20)
+            self._start_collect(size, _padded(size), "meta", limit=1 << 20)
             return
+        if self._pending_size is not None:
+            size, self._pending_size = self._pending_size, None
+        padded = _padded(size)
         name = _text(header[0:100])
         prefix = _text(header[345:500]) if header[257:263] in (b"ustar\0", b"ustar ") else ""
         if prefix and header[257:263] == b"ustar\0":
@@ -184,12 +203,17 @@ class TarScanner:
             if meta == b"L":
                 self._pending_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif meta == b"x":
-                path = _pax_path(data)
-                if path is not None:
-                    self._pending_name = path
+                records = pax_records(data)
+                if b"path" in records:
+                    self._pending_name = records[b"path"].decode("utf-8", "surrogateescape")
+                self._pending_size = _pax_size(records)
             return
         self.pg_version = data.decode("ascii", "replace").strip()
         self.pg_version_path = purpose
+
+
+def _padded(size: int) -> int:
+    return (size + BLOCK - 1) // BLOCK * BLOCK
 
 
 def _checksum(header: bytes) -> int:

@@ -112,9 +112,10 @@ def clone_volume(settings: Settings, client: docker.DockerClient, source: str, d
         raise VolumeError("SOURCE and DEST are the same volume")
     if not volume_exists(client, source):
         raise VolumeError(f"source volume {source!r} does not exist")
-    problems = restart_recorded(client, settings.backup_dir, settings.volume_stop_timeout_seconds)
+    problems = restart_recorded(client, settings.backup_dir, settings.volume_stop_timeout_seconds,
+                                ready_check=postgres_ready_check(settings.postgres_user))
     if problems:
-        raise VolumeError("containers an earlier snapshot stopped could not be started again: " + "; ".join(problems))
+        raise VolumeError("containers an earlier snapshot stopped do not run again: " + "; ".join(problems))
     users = running_users(client, source)
     if users and not stop:
         raise VolumeInUse(

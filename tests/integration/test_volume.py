@@ -213,14 +213,15 @@ class TestDatabaseRunsAgain:
         """The daemon starts on start-up the containers recorded as stopped by a snapshot that died."""
         server, volume = database_on_volume
         server.stop()
-        record = {"volume": volume, "stopped_at": "2026-11-29T02:00:00+00:00",
+        # Written minutes ago: a record older than the bound is left alone (tests/reliability/test_volume_supervision.py).
+        record = {"volume": volume, "stopped_at": datetime.now().astimezone().isoformat(),
                   "containers": [{"id": server.container.id, "name": server.name}]}
         (tmp_path / STATE_FILE).write_text(json.dumps(record))
         env = exec_env(server, tmp_path, VOLUME_NAME=volume, METRICS_PORT=str(docker_env.free_port()))
         daemon = start_pgbackup("run", env=env)
         try:
             deadline = time.monotonic() + 120
-            while not is_running(server):
+            while not is_running(server) or (tmp_path / STATE_FILE).exists():  # cleared once PostgreSQL is ready
                 assert daemon.poll() is None and time.monotonic() < deadline, "the daemon did not start the container"
                 time.sleep(0.2)
             server.wait_ready(120)

@@ -14,8 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,6 +27,7 @@ from daemon.monitoring.metrics import Metrics
 from daemon.naming import full_backup_name
 from daemon.restore.selection import Choice, SelectionError, select_backup
 from daemon.schedule import parse_crontab
+from tests.support.daemon_http import get, metric
 from tests.support.docker_env import free_port
 from tests.support.pgbackup_cli import (
     REPO_ROOT,
@@ -156,23 +155,6 @@ def copy_backup(directory, source: Manifest, started: datetime) -> str:
         "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data), "run_id": f"earlier-{name}",
     }))
     return name
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def metric(text: str, name: str, labels: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{") and all(part in line for part in labels.split(",")):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 class TestBackupTakenAYearAhead:

@@ -1,9 +1,17 @@
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from daemon.errors import SettingsError
-from daemon.settings import Settings, environment_variable_names, load_settings, parse_table_selection
+from daemon.settings import (
+    MAX_VOLUME_STOP_SECONDS,
+    Settings,
+    environment_variable_names,
+    load_settings,
+    parse_table_selection,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -230,6 +238,22 @@ class TestBounds:
         settings = load_settings()
         assert datetime.now(UTC) - timedelta(days=settings.retention_full_days) > datetime(1900, 1, 1, tzinfo=UTC)
         assert timedelta(hours=settings.backup_max_age_hours) == timedelta(days=366)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class TestVolumeStopFitsTheStopGrace:
+    def test_a_stop_timeout_beyond_120_seconds_is_refused(self, monkeypatch):
+        """VOLUME_STOP_TIMEOUT_SECONDS above 120 would let a snapshot's stop outlast compose's grace."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", VOLUME_STOP_TIMEOUT_SECONDS="121")
+        assert line.startswith("VOLUME_STOP_TIMEOUT_SECONDS: ") and "less than or equal to 120" in line
+
+    def test_compose_grace_covers_the_longest_stop_with_room_for_the_start(self):
+        """The sidecar's stop_grace_period leaves at least a minute after the longest allowed stop."""
+        compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+        grace = compose["services"]["pgbackup"]["stop_grace_period"]
+        assert grace.endswith("m") and int(grace[:-1]) * 60 >= MAX_VOLUME_STOP_SECONDS + 60
 
 
 class TestEmptySecretFiles:

@@ -87,6 +87,72 @@ class TestTarScanner:
             scan(b"\x1f\x8b" + b"not a tar" * 100, 512)
 
 
+def member_with_size_elsewhere(name: str, data: bytes, size_form: str) -> bytes:
+    """One regular-file entry whose header's octal size field does not hold the size, as Docker's
+    archive API (Go's archive/tar) writes files of 8 GiB and more: ``pax`` puts 0 there and the
+    size in a pax ``size`` record; ``base256`` puts it in GNU's base-256 form."""
+    member = tarfile.TarInfo(name)
+    member.uid, member.gid, member.mode, member.mtime = 999, 999, 0o600, 1_700_000_000
+    if size_form == "pax":
+        member.size = 0
+        member.pax_headers = {"size": str(len(data))}
+        headers = member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    else:
+        member.size = len(data)
+        header = bytearray(member.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+        header[124:136] = b"\x80" + len(data).to_bytes(11, "big")
+        header[148:156] = b" " * 8
+        header[148:156] = b"%06o\0 " % sum(header[:512])
+        headers = bytes(header)
+    return headers + data + bytes(-len(data) % 512)
+
+
+def tar_with_size_elsewhere(size_form: str) -> tuple[bytes, bytes]:
+    """A tar (root, a 3000-byte file sized the other way, PG_VERSION, end marker) and that file's data."""
+    big = bytes(range(256)) * 11 + b"tail"
+    root = tarfile.TarInfo(".")
+    root.type, root.uid, root.gid, root.mode = tarfile.DIRTYPE, 999, 999, 0o700
+    head = root.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    tail = build_tar([PGDATA[1]], tarfile.PAX_FORMAT)
+    return head + member_with_size_elsewhere("./base/16384/1259", big, size_form) + tail, big
+
+
+class TestSizeOutsideTheOctalField:
+    @pytest.mark.parametrize("size_form", ["pax", "base256"])
+    @pytest.mark.parametrize("chunk", [1, 100, 512, 1 << 20])
+    def test_the_real_size_is_honoured(self, size_form, chunk):
+        """A size in a pax ``size`` record (octal field 0) or in base-256 is the entry's size: the
+        scan passes over exactly its data and reads the entries after it."""
+        data, _ = tar_with_size_elsewhere(size_form)
+        scanner = scan(data, chunk)
+        assert scanner.entries == 3 and scanner.pg_version == "15" and scanner.ended
+
+    @pytest.mark.parametrize("size_form", ["pax", "base256"])
+    def test_round_trip_through_python_tarfile(self, size_form):
+        """The hand-built headers are what a real tar reader takes them for: the same entry, size and data."""
+        data, big = tar_with_size_elsewhere(size_form)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.getmember("./base/16384/1259")
+            assert member.size == len(big) and tar.extractfile(member).read() == big
+            assert [m.name for m in tar.getmembers()] == [".", "./base/16384/1259", "./PG_VERSION"]
+
+    def test_the_pax_size_applies_to_the_next_entry_only(self):
+        """An entry after the one the pax header described has its own (octal) size again."""
+        data, _ = tar_with_size_elsewhere("pax")
+        scanner = scan(data, 512)
+        assert scanner.pg_version == "15" and scanner.pg_version_path == "PG_VERSION"  # its own 3 bytes
+
+    def test_a_malformed_pax_record_is_refused(self):
+        """A pax record whose length does not fit is a format error, not a silent misreading."""
+        member = tarfile.TarInfo("./x")
+        member.pax_headers = {"comment": "y"}
+        headers = bytearray(member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        record = headers.index(b"comment=")
+        headers[record - 3:record - 1] = b"99"  # the record claims 99 bytes
+        with pytest.raises(TarFormatError, match="pax"):
+            scan(bytes(headers) + bytes(1024), 512)
+
+
 class TestNormalise:
     @pytest.mark.parametrize(
         ("name", "expected"),
