@@ -479,6 +479,14 @@ class TestComposeStack:
         assert metric_samples(text, "pgbackup_max_age_seconds")[""] == 24 * 3600
         assert metric_samples(text, "pgbackup_scheduler_running")[""] == 1
 
+    def test_status_page_shows_the_backup(self, stack, backup):
+        """The status page on the published port lists the backup taken by hand: green, local and offsite."""
+        status, body = http_get(stack.url("PGBACKUP_METRICS_HOST_PORT", "/"))
+        assert status == 200
+        row = re.search(r'<tr class="(\w+)"><td>full</td><td>all</td>(.*?)</tr>', body.decode(), re.S)
+        assert row and row[1] == "fresh", body.decode()
+        assert backup.name in row[2] and "local + offsite" in row[2]
+
     def test_prometheus_scrapes_the_sidecar(self, stack, backup):
         """Prometheus scrapes job pgbackup and stores the backup's timestamp and size."""
         wait_for("up{job=\"pgbackup\"} == 1", lambda: prometheus_query(stack, 'up{job="pgbackup"} == 1'))

@@ -8,7 +8,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timedelta, timezone
 
-from daemon.manifest import Manifest
+from daemon.manifest import Manifest, write_manifest
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
 from daemon.monitoring.status import (
@@ -36,6 +36,7 @@ from daemon.monitoring.statuspage import (
     render_page,
     size_chart_svg,
 )
+from daemon.monitoring.watcher import ManifestWatcher
 from daemon.schedule import parse_crontab
 from daemon.verify.restore_test import RestoreTestRun, record_metrics
 from daemon.verify.throwaway import TargetResult
@@ -167,6 +168,17 @@ class TestFromMetrics:
         assert not report.healthy and report.problems == ["BACKUP_DIR is read-only"]
         assert row(report, "full", "all").freshness == FRESH
         assert report.next_runs == [NextRun("full", datetime(2026, 12, 6, 3, 0, tzinfo=timezone.utc))]
+
+
+class TestWatcherLastScan:
+    def test_the_page_reads_the_last_scan_without_rescanning(self, tmp_path):
+        """manifests() returns the latest rescan's manifests, also when refresh() found BACKUP_DIR unchanged."""
+        write_manifest(tmp_path, manifest("full", "all", timedelta(hours=1)))
+        watcher = ManifestWatcher(tmp_path, Metrics(), HealthState(NOW, DAY), set(), lambda found: None, lambda: NOW)
+        assert watcher.manifests() == []
+        assert len(watcher.refresh()) == 1
+        assert watcher.refresh() == []  # nothing changed: no rescan
+        assert [m.kind for m in watcher.manifests()] == ["full"]
 
 
 class TestFormatting:
