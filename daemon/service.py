@@ -23,6 +23,8 @@ from daemon.manifest import Manifest
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.httpserver import start_http_server
 from daemon.monitoring.metrics import Metrics
+from daemon.monitoring.status import StatusSource
+from daemon.monitoring.statuspage import render_page
 from daemon.monitoring.watcher import ManifestWatcher
 from daemon.notify import Notifier, channels_from_settings, ping
 from daemon.scheduler import HealthWatch, ScheduledJob, build_scheduler, log_next_runs
@@ -132,9 +134,10 @@ def run_daemon(settings: Settings) -> int:
     _check_backup_dir(settings, health)
     if settings.offsite_enabled:  # in the background: an S3 that does not answer must not delay the start
         threading.Thread(target=check_s3_claim, args=(settings, health), name="s3-claim", daemon=True).start()
+    status = StatusSource(watcher.manifests, health, metrics, [(job.job_id, job.trigger) for job in daemon.jobs])
     http = start_http_server(
         settings.metrics_address, settings.metrics_port, metrics, health, lambda: datetime.now(settings.timezone),
-        before_response=before_response,
+        before_response=before_response, status_page=lambda now: render_page(status.report(now)),
     )
     _stop_on_signals(scheduler, cancel)
 

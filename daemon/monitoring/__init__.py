@@ -1,5 +1,6 @@
-"""What Prometheus and Docker's health check see.
+"""What Prometheus, Docker's health check and a person with a browser see.
 
 Modules: ``metrics`` (every metric defined once), ``health`` (the /healthz verdict as a pure
-function of its state), ``httpserver`` (/metrics and /healthz), ``watcher`` (metrics and
-health brought up to date with the manifests on disk)."""
+function of its state), ``httpserver`` (/metrics, /healthz and the status page /), ``watcher``
+(metrics and health brought up to date with the manifests on disk), ``status`` (what the status
+page shows, gathered) and ``statuspage`` (that as HTML)."""

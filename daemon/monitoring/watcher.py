@@ -40,6 +40,12 @@ class ManifestWatcher:
         self.found = found
         self._seen_mtime: float | None = None
         self._lock = threading.Lock()
+        self._manifests: list[Manifest] = []
+
+    def manifests(self) -> list[Manifest]:
+        """The manifests of the latest rescan (the status page reads them without scanning)."""
+        with self._lock:
+            return list(self._manifests)
 
     def refresh(self) -> list[Manifest]:
         with self._lock:
@@ -53,6 +59,7 @@ class ManifestWatcher:
             scan = scan_manifests(self.directory)
             for path, problem in scan.unreadable:
                 log.warning("manifest_unreadable", file=path.name, error=problem)
+            self._manifests = scan.manifests
             now = self.clock()
             self.metrics.load_manifests(scan.manifests, now)
             taken_elsewhere = [m for m in scan.manifests if m.run_id not in self.own_run_ids]

@@ -61,8 +61,11 @@ COMPOSE_VARIABLES = (
     "PGBACKUP_SETTINGS_FILE", "POSTGRES_SETTINGS_FILE", "S3_SETTINGS_FILE", "POSTGRES_IMAGE", "POSTGRES_CONTAINER", "PGBACKUP_IMAGE",
     "PGBACKUP_BASE_IMAGE", "BACKUP_HOST_DIR", "DOCKER_SOCKET", "PGBACKUP_METRICS_HOST_PORT",
     "S3_IMAGE", "S3_HOST_PORT", "PROMETHEUS_IMAGE", "PROMETHEUS_HOST_PORT", "ALERTMANAGER_IMAGE",
-    "ALERTMANAGER_HOST_PORT",
+    "ALERTMANAGER_HOST_PORT", "GRAFANA_IMAGE", "GRAFANA_HOST_PORT",
 )
+# The services started: all but the monitoring profile's Grafana, whose image no registry here
+# provides (its dashboard's expressions are checked by tests/integration/test_grafana_dashboard.py).
+STARTED_SERVICES = ("postgres", "pgbackup", "s3", "prometheus", "alertmanager")
 
 pytestmark = pytest.mark.docker
 
@@ -289,13 +292,15 @@ def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposePr
         "PROMETHEUS_HOST_PORT": str(docker_env.free_port()),
         "ALERTMANAGER_IMAGE": LOCAL_ALERTMANAGER_IMAGE,
         "ALERTMANAGER_HOST_PORT": str(docker_env.free_port()),
+        "GRAFANA_IMAGE": "grafana/grafana:11.6.0",  # not started (STARTED_SERVICES)
+        "GRAFANA_HOST_PORT": str(docker_env.free_port()),
     }
     env_file = workdir / "compose.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in variables.items()))
     project = ComposeProject(name, variables, env_file, backup_dir, settings, postgres_settings, s3_settings)
     try:
         project.build()
-        project.run("up", "--detach", "--wait", "--wait-timeout", "240", timeout=400)
+        project.run("up", "--detach", "--wait", "--wait-timeout", "240", *STARTED_SERVICES, timeout=400)
         yield project
     finally:
         project.run("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False, timeout=300)
@@ -473,6 +478,14 @@ class TestComposeStack:
         assert metric_samples(text, "pgbackup_min_size_bytes")[""] == MIN_SIZE_BYTES
         assert metric_samples(text, "pgbackup_max_age_seconds")[""] == 24 * 3600
         assert metric_samples(text, "pgbackup_scheduler_running")[""] == 1
+
+    def test_status_page_shows_the_backup(self, stack, backup):
+        """The status page on the published port lists the backup taken by hand: green, local and offsite."""
+        status, body = http_get(stack.url("PGBACKUP_METRICS_HOST_PORT", "/"))
+        assert status == 200
+        row = re.search(r'<tr class="(\w+)"><td>full</td><td>all</td>(.*?)</tr>', body.decode(), re.S)
+        assert row and row[1] == "fresh", body.decode()
+        assert backup.name in row[2] and "local + offsite" in row[2]
 
     def test_prometheus_scrapes_the_sidecar(self, stack, backup):
         """Prometheus scrapes job pgbackup and stores the backup's timestamp and size."""

@@ -6,34 +6,19 @@ must be installed: a missing tool fails these tests, it never skips them.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.prometheus_tools import REPO_ROOT, run_tool
+
 MONITORING = REPO_ROOT / "monitoring"
 ALERTS = MONITORING / "alerts.yml"
 ALERT_TESTS = MONITORING / "tests" / "alerts_test.yml"
 PROMETHEUS_CONFIG = MONITORING / "prometheus.yml"
 ALERTMANAGER_CONFIG = MONITORING / "alertmanager.yml"
 SCRAPE_JOB = "pgbackup"
-
-
-def run_tool(name: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    executable = shutil.which(name)
-    if executable is None:
-        pytest.fail(f"{name} is not installed; it comes with Debian's "
-                    f"{'prometheus-alertmanager' if name == 'amtool' else 'prometheus'} package")
-    result = subprocess.run(
-        [executable, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, (
-        f"{name} {' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-    )
-    return result
 
 
 def load_yaml(path: Path) -> dict:
