@@ -25,6 +25,12 @@ class ThrottledProxy:
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
 
+    def set_rate(self, bytes_per_second: int) -> None:
+        """Change the rate from now on (what was already scheduled is sent at once)."""
+        with self._lock:
+            self.bytes_per_second = bytes_per_second
+            self._next_send = time.monotonic()
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
