@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import docker
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from daemon import catch_up
 from daemon.backup.extensions import RunExtensions
 from daemon.backup.runner import METRIC_KIND, BackupRunner
 from daemon.errors import Cancelled
@@ -127,6 +128,9 @@ def run_daemon(settings: Settings) -> int:
     daemon = assemble(settings, datetime.now(settings.timezone))
     metrics, health, watcher, cancel = daemon.metrics, daemon.health, daemon.watcher, daemon.runner.cancel
     scheduler, executor = build_scheduler(settings, daemon.jobs)
+    if settings.catch_up:  # runs missed while the daemon was stopped, once each (daemon/catch_up.py)
+        catch_up.schedule_catch_up(scheduler, daemon.jobs, daemon.found, datetime.now(settings.timezone),
+                                   timedelta(seconds=settings.catch_up_delay_seconds), settings.misfire_grace_seconds)
     def before_response() -> None:
         watcher.refresh()
         _check_backup_dir(settings, health)

@@ -31,6 +31,7 @@ BACKUP_KINDS = ("full", "database", "table", "pre_migration", "volume")
 MAX_DAYS = 36_500  # a hundred years
 MAX_AGE_HOURS = 8_784  # a leap year
 MAX_SECONDS = 86_400  # a day
+MAX_RUN_SECONDS = 7 * MAX_SECONDS  # a run deadline: a week
 MAX_MIN_KEEP = 1_000
 MAX_KEEP_PERIODS = 10_000  # GFS tiers: over 27 years of days; a bound only so that a typo is caught
 MAX_SIZE_BYTES = 2**50  # 1 PiB
@@ -117,6 +118,11 @@ class Settings(BaseSettings):
     schedule_restore_test: str = "0 5 1 * *"
     tz: str = "UTC"
     misfire_grace_seconds: int = Field(3600, ge=1, le=MAX_SECONDS)
+    catch_up: bool = True  # a scheduled run missed while the daemon was down runs once after start
+    catch_up_delay_seconds: int = Field(60, ge=0, le=MAX_SECONDS)
+    # --- time limits of a run (backup/time_limits.py) ---
+    dump_lock_wait_timeout_seconds: int = Field(600, ge=1, le=MAX_SECONDS)
+    run_deadline_seconds: int = Field(6 * 3600, ge=1, le=MAX_RUN_SECONDS)
 
     # --- monitoring ------------------------------------------------------------------
     metrics_address: str = "0.0.0.0"

@@ -23,7 +23,8 @@ from daemon.backup.exclusions import Exclusions
 from daemon.backup.extensions import RunExtensions
 from daemon.backup.outcome import RunOutcome, TargetFailure, worker_thread_prefix
 from daemon.backup.plans import DumpPlan, plan_databases, plan_full, plan_tables
-from daemon.errors import Cancelled, PgBackupError
+from daemon.backup.time_limits import RunDeadline, RunDeadlinePassed, explain_lock_wait
+from daemon.errors import Cancelled, CommandFailed, PgBackupError
 from daemon.identity import this_instance
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
@@ -99,6 +100,7 @@ class BackupRunner:
         self.progress_stream = progress_stream
         self.clock = clock or (lambda: datetime.now(settings.timezone))
         self.own_run_ids: set[str] = set()  # runs of this process, whose outcome health already knows
+        self._deadline: RunDeadline | None = None  # of the run holding the lock
 
     def run(self, request: str, database: str | None = None, *, wait: bool = True) -> RunOutcome:
         """Run one kind of backup now (request: full, databases, database, tables, pre_migration)."""
@@ -155,12 +157,21 @@ class BackupRunner:
 
     def take_target(self, outcome: RunOutcome, target: str, take: Callable[[], Manifest]) -> None:
         """One artifact of the run: its success or failure recorded; a failure never stops the
-        other targets, except a cancellation, which is recorded and propagates."""
+        other targets, except a cancellation, which is recorded and propagates. Past the run's
+        deadline the target fails with the deadline as its reason, and is not started."""
+        if self._deadline_passed():
+            self.record_failure(outcome, target, self._deadline_error(outcome))
+            return
         try:
             manifest = take()
         except Cancelled as error:
+            if self._deadline_passed():  # the deadline, not a shutdown: the daemon goes on
+                self.record_failure(outcome, target, self._deadline_error(outcome))
+                return
             self.record_failure(outcome, target, error)
             raise
+        except CommandFailed as error:
+            self.record_failure(outcome, target, explain_lock_wait(error, self.settings.dump_lock_wait_timeout_seconds))
         except PgBackupError as error:
             self.record_failure(outcome, target, error)
         except Exception as error:  # a disk error or a bug: still a failed backup, never a crash
@@ -169,6 +180,12 @@ class BackupRunner:
         else:
             self.metrics.record_success(manifest)
             outcome.artifacts.append(manifest)
+
+    def _deadline_passed(self) -> bool:
+        return self._deadline is not None and self._deadline.passed
+
+    def _deadline_error(self, outcome: RunOutcome) -> RunDeadlinePassed:
+        return RunDeadlinePassed(outcome.kind, self.settings.run_deadline_seconds)
 
     def record_failure(self, outcome: RunOutcome, target: str, error: BaseException) -> None:
         self.metrics.record_failure(outcome.kind, target)
@@ -203,8 +220,10 @@ class BackupRunner:
         try:
             self._remove_leftover_partials()
             self.own_run_ids.add(outcome.run_id)
-            take_all(outcome)
+            with RunDeadline(self.cancel, self.settings.run_deadline_seconds) as self._deadline:
+                take_all(outcome)
         finally:
+            self._deadline = None
             outcome.finished_at = self.clock()
             self.metrics.in_progress.labels(kind).set(0)
         log.info(
@@ -289,7 +308,7 @@ class BackupRunner:
             gzip=Gzip(self.settings.gzip_level, self.settings.gzip_threads),
             clock=self.clock,
             progress=self.progress,
-            cancel=self.cancel,
+            cancel=self._deadline.event if self._deadline else self.cancel,
             method=connection.method,
             instance=this_instance(self.settings).name,
             sinks=self.extensions.sinks,

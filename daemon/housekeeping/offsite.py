@@ -157,9 +157,11 @@ class OffsiteSink:
         self.upload: MultipartUpload | None = None
         self.setup_error = ""
         try:
-            # source: past the parts that stream from memory, the rest is read back from the artifact
+            # source: past the parts that stream from memory, the rest is read back from the
+            # artifact. wait_for_s3=False: a slow S3 never slows the dump (its snapshot and locks
+            # would last as long as the upload); the upload catches up from the committed file.
             self.upload = MultipartUpload(offsite.owned_bucket(), file_name, source=offsite.settings.backup_dir / file_name,
-                                          **offsite._part_size())
+                                          wait_for_s3=False, **offsite._part_size())
         except Exception as error:  # noqa: BLE001 - e.g. an unusable endpoint URL: the local backup goes on
             self.setup_error = describe(error)
 

@@ -47,7 +47,8 @@ def docker_client(settings: Settings) -> docker.DockerClient:
 
 def connect(settings: Settings, client: docker.DockerClient | None = None) -> Connection:
     password = settings.postgres_password.get_secret_value() if settings.postgres_password else None
-    options = ConnectionOptions(user=settings.postgres_user, password=password)
+    options = ConnectionOptions(user=settings.postgres_user, password=password,
+                                lock_wait_timeout_seconds=settings.dump_lock_wait_timeout_seconds)
     if not settings.uses_docker_exec:
         return _connect_tcp(settings, replace(options, host=settings.postgres_host, port=settings.postgres_port))
     transport = DockerExecTransport(client or docker_client(settings), settings.postgres_container)

@@ -42,6 +42,16 @@ class ConnectionOptions:
     host: str | None = None  # None: the server's local socket (inside its container)
     port: int = 5432
     bin_dir: Path | None = None
+    lock_wait_timeout_seconds: int | None = None  # pg_dump and pg_dumpall give up waiting for a table lock then
+
+
+DUMP_TOOLS = ("pg_dump", "pg_dumpall")
+
+
+def lock_wait_option(program: str, seconds: int) -> list[str]:
+    """``--lock-wait-timeout`` (in milliseconds, which every pg_dump version reads) for a dump tool:
+    a dump queued behind another session's lock gives up instead of holding the backup lock."""
+    return [f"--lock-wait-timeout={seconds * 1000}"] if program in DUMP_TOOLS else []
 
 
 def conninfo_dbname(database: str) -> str:
@@ -61,6 +71,8 @@ class PostgresServer:
         argv = [executable, "--no-password", f"--username={self.options.user}"]
         if self.options.host:
             argv += [f"--host={self.options.host}", f"--port={self.options.port}"]
+        if self.options.lock_wait_timeout_seconds:
+            argv += lock_wait_option(program, self.options.lock_wait_timeout_seconds)
         return argv + list(args)
 
     def environment(self) -> dict[str, str]:

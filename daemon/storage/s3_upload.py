@@ -114,19 +114,27 @@ class MultipartUpload:
 
     As a runner sink it never raises from ``write``: an S3 failure must not fail the local
     backup. ``error`` says what went wrong; ``complete`` raises OffsiteError then.
+
+    With ``wait_for_s3=False`` (a sink fed by a running dump) ``write`` never waits for S3:
+    when the parts in flight are all taken, S3 is slower than the disk, and the stream stops
+    being uploaded from memory there; ``complete`` uploads the rest from ``source``. A slow S3
+    then cannot hold pg_dump's snapshot and locks open for the length of the upload.
     """
 
     def __init__(self, bucket: Bucket, file_name: str, part_size: int = PART_SIZE, *,
-                 source: Path | None = None, max_parts: int | None = None):
+                 source: Path | None = None, max_parts: int | None = None, wait_for_s3: bool = True):
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
+        if not wait_for_s3 and source is None:
+            raise ValueError("an upload that does not wait for S3 needs the local file (source) to catch up from")
         self.bucket = bucket
         self.file_name = file_name
         self.key = bucket.key(file_name)
         self.part_size = part_size
         self.source = source
         self.max_parts = max_parts or MAX_PARTS
-        self.streamed_parts = streamed_parts_limit(self.max_parts)
+        self.streamed_parts = streamed_parts_limit(self.max_parts)  # lowered when S3 falls behind
+        self.wait_for_s3 = wait_for_s3
         self.error: BaseException | None = None
         self.size_bytes = 0
         self.peak_held_bytes = 0
@@ -172,6 +180,9 @@ class MultipartUpload:
         self._buffer += data
         self._note_held()
         while len(self._buffer) >= self.part_size and self.error is None:
+            if self._s3_is_behind():
+                self._leave_the_rest_to_source()
+                return
             with memoryview(self._buffer) as view:
                 part = bytes(view[:self.part_size])  # one copy (a bytearray slice would be a second)
             self._hold(len(part))
@@ -180,6 +191,18 @@ class MultipartUpload:
             if self.streaming_done:
                 self._buffer = bytearray()  # the rest of it is in the tail
             self._submit(part)
+
+    def _s3_is_behind(self) -> bool:
+        """Every part in flight is taken, so the next one would wait (only the upload thread
+        empties the queue, so a part put after this said False never waits)."""
+        return not self.wait_for_s3 and self._queue.full()
+
+    def _leave_the_rest_to_source(self) -> None:
+        """Upload nothing more from the stream: ``complete`` sends every byte after the parts
+        already cut from ``source``, the committed artifact."""
+        self.streamed_parts = self._parts_cut
+        self._buffer = bytearray()
+        log.info("offsite_upload_behind", key=self.key, from_byte=self.streamed_bytes)
 
     def _hold(self, size: int) -> None:
         with self._held_lock:
