@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ from daemon.commands import (
     volume,
 )
 from daemon.errors import PgBackupError, SettingsError
+from daemon.interrupt import Interrupted, StopOnSignals
 from daemon.logs import configure_logging, get_logger
 from daemon.settings import Settings, load_settings
 
@@ -58,9 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stdout if args.command == "run" else sys.stderr,
         secrets=_secret_values(settings),
     )
+    stop = StopOnSignals()
+    if args.command != "run":  # the daemon stops on signals in its own way (service.py)
+        stop.install()
+    args.cancel = stop.cancel  # set by SIGTERM/SIGINT: the commands' threads see the stop
     try:
-        return COMMANDS[args.command](settings, args)
+        status = COMMANDS[args.command](settings, args)
+        return stop.exit_code(status) if status else status
+    except Interrupted as error:
+        return _stopped(args.command, error.signum)
     except PgBackupError as error:
+        if stop.signum is not None:  # ended by the stop (Cancelled), not by a failure of its own
+            return _stopped(args.command, stop.signum)
         log.error("command_failed", command=args.command, error=str(error))
         print(f"pgbackup: {error}", file=sys.stderr)
         return error.exit_code
@@ -73,6 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("command_failed", command=args.command, error=str(error))
         print(f"pgbackup: {error}", file=sys.stderr)
         return 1
+
+
+def _stopped(command: str, signum: int) -> int:
+    name = signal.Signals(signum).name
+    log.warning("command_stopped", command=command, signal=name)
+    print(f"pgbackup: {command} stopped by {name}; what it had started was stopped and cleaned up "
+          "(no partial backup is kept)", file=sys.stderr)
+    return 128 + signum
 
 
 # Kept out of `pgbackup config`, but an identifier rather than a secret: blanking it out of the

@@ -35,12 +35,14 @@ BACKUP_DIR_PROBLEM = "backup_dir_unwritable"
 
 
 def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *,
-                    docker_client: docker.DockerClient | None = None) -> tuple[BackupRunner, list[ScheduledJob]]:
+                    docker_client: docker.DockerClient | None = None,
+                    cancel: threading.Event | None = None) -> tuple[BackupRunner, list[ScheduledJob]]:
     """A runner with every feature installed on its extensions, and the jobs the features
     schedule besides the backups: the daemon's, and that of a backup taken by hand (which gets
-    what a scheduled one gets: run log, offsite copy, notification, retention after success)."""
+    what a scheduled one gets: run log, offsite copy, notification, retention after success).
+    ``cancel``: the stop of a one-shot command (SIGTERM/SIGINT); the daemon's is made here."""
     extensions = RunExtensions()
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
     runner = BackupRunner(settings, metrics, health, extensions, cancel=cancel, docker_client=docker_client)
     notifier = Notifier(channels_from_settings(settings), metrics, settings.notify_timeout_seconds,
                         settings.notify_on_success)

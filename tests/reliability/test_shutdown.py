@@ -1,0 +1,197 @@
+"""Item 2: a stop reaches every phase, and a stopped command leaves nothing behind.
+
+The dump is made reliably "mid-run" by a real lock: another session holds ACCESS EXCLUSIVE on
+a table in an open transaction, so pg_dump has started (pg_dumpall has already printed the
+roles, the hidden ``.partial`` exists) but waits, printing nothing, until the lock is released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psutil
+import pytest
+
+from daemon.errors import Cancelled
+from daemon.manifest import scan_manifests
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
+from daemon.naming import is_partial
+from daemon.service import equipped_runner
+from daemon.settings import Settings
+from tests.support.pgbackup_cli import artifact_paths, exec_env, pgbackup, start_pgbackup, tcp_env
+from tests.support.postgres import PgServer
+from tests.support.sample_data import seeded_server
+
+UTC = ZoneInfo("UTC")
+LOCKER = "pgbackup-test-locker"
+OUR_SESSIONS = "application_name = 'pgbackup'"  # the sidecar's connections name themselves so
+# Every process in the container whose command line starts with a client tool of ours.
+_CLIENT_PROCESSES = (
+    "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done "
+    "| grep -E '^(pg_dump|pg_dumpall|psql|pg_restore) ' || true"
+)
+
+
+@pytest.fixture(scope="module")
+def source(docker_client, postgres_image) -> Iterator[PgServer]:
+    """One seeded server for the module (each test releases the locks it takes)."""
+    with seeded_server(docker_client, postgres_image) as server:
+        yield server
+
+
+def hold_exclusive_lock(server: PgServer, database: str, table: str) -> None:
+    """Another session takes ACCESS EXCLUSIVE on ``table`` and keeps its transaction open."""
+    sql = f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600);"
+    server.container.exec_run(["psql", "-X", "-U", server.user, "-d", database, "-c", sql], user="postgres",
+                              environment={"PGAPPNAME": LOCKER}, detach=True)
+    wait_for(lambda: server.psql(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        f"WHERE a.application_name = '{LOCKER}' AND l.mode = 'AccessExclusiveLock' AND l.granted") == "1",
+        "the locking session holds its lock")
+
+
+def release_locks(server: PgServer) -> None:
+    server.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{LOCKER}'")
+
+
+def dump_sessions_waiting(server: PgServer) -> int:
+    return int(server.psql("SELECT count(*) FROM pg_stat_activity "
+                           f"WHERE {OUR_SESSIONS} AND wait_event_type = 'Lock'"))
+
+
+def dump_sessions(server: PgServer) -> int:
+    return int(server.psql(f"SELECT count(*) FROM pg_stat_activity WHERE {OUR_SESSIONS}"))
+
+
+def client_processes(server: PgServer) -> list[str]:
+    _, output = server.container.exec_run(["sh", "-c", _CLIENT_PROCESSES])
+    return [line for line in output.decode().splitlines() if line.strip()]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(0.2)
+
+
+def partials(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir() if is_partial(path.name))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_nothing_left(server: PgServer, backup_dir: Path, earlier: Path, earlier_sha: str) -> None:
+    """No partial file, only the earlier backup listed and intact, no client tool still running, and
+    the server never crashed (an orphaned tool that dies of a signal is reaped by the postmaster,
+    PID 1 of the container, which takes it for a crashed backend and restarts every session)."""
+    assert partials(backup_dir) == []
+    assert [m.file for m in scan_manifests(backup_dir).manifests] == [earlier.name]
+    assert sha256(earlier) == earlier_sha
+    wait_for(lambda: client_processes(server) == [], "no pg_dump is left in the database container", 10)
+    release_locks(server)
+    wait_for(lambda: dump_sessions(server) == 0, "the dump's server session has ended", 15)
+    assert "terminated by signal" not in server.container.logs().decode(errors="replace")
+
+
+class TestOneShotBackupStopped:
+    @pytest.mark.parametrize(("method", "signum"), [
+        ("exec", signal.SIGTERM), ("exec", signal.SIGINT), ("tcp", signal.SIGTERM),
+    ])
+    def test_signal_mid_dump_cleans_up(self, source, tmp_path, method, signum):
+        """SIGTERM or SIGINT to `pgbackup backup full` while pg_dump waits on a lock: the command exits
+        128+signal at once saying so, the .partial is gone, nothing new is listed, the earlier backup is
+        intact and no pg_dump is left running, in the database container (docker exec) or on this host
+        (TCP)."""
+        backup_dir = tmp_path / "backups"
+        env = (exec_env if method == "exec" else tcp_env)(source, backup_dir)
+        first = pgbackup("backup", "database", "authdb", env=env)
+        assert first.returncode == 0, first.stderr
+        (earlier,) = artifact_paths(first)
+        earlier_sha = sha256(earlier)
+
+        hold_exclusive_lock(source, "admindb", "documents")
+        command = start_pgbackup("backup", "full", env=env)
+        try:
+            wait_for(lambda: dump_sessions_waiting(source) == 1 and partials(backup_dir) != [],
+                     "pg_dump waits on the lock with the .partial written")
+            started = time.monotonic()
+            command.send_signal(signum)
+            _, stderr = command.communicate(timeout=30)
+        finally:
+            if command.poll() is None:
+                command.kill()
+            release_locks(source)
+        assert time.monotonic() - started < 15
+        assert command.returncode == 128 + signum, stderr
+        assert f"stopped by {signal.Signals(signum).name}" in stderr
+        assert local_dump_processes(source) == []
+        assert_nothing_left(source, backup_dir, earlier, earlier_sha)
+
+
+def local_dump_processes(server: PgServer) -> list[str]:
+    """Client tools on this host connected to ``server``'s port (the TCP method's children)."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        command = " ".join(process.info["cmdline"] or ())
+        if process.info["name"] in ("pg_dump", "pg_dumpall") and str(server.port) in command:
+            found.append(command)
+    return found
+
+
+def daemon_runner(settings: Settings, docker_client):
+    runner, _ = equipped_runner(settings, Metrics(), HealthState(datetime.now(UTC), timedelta(hours=24)),
+                                docker_client=docker_client)
+    runner.progress_stream = io.StringIO()
+    return runner
+
+
+class TestDaemonStopsASilentDump:
+    def test_cancel_ends_a_dump_waiting_on_a_lock(self, source, docker_client, tmp_path):
+        """The daemon's stop (the cancel event, set from the signal handler) ends a pg_dump that prints
+        nothing because it waits on an ACCESS EXCLUSIVE lock: the run raises Cancelled within seconds,
+        not at Docker's SIGKILL, and leaves no partial file, no artifact and no pg_dump behind."""
+        backup_dir = tmp_path / "backups"
+        settings = Settings(postgres_container=source.name, backup_dir=backup_dir)
+        runner = daemon_runner(settings, docker_client)
+        earlier = runner.run("database", "apidb")
+        assert earlier.ok, earlier.failures
+        earlier_path = backup_dir / earlier.artifacts[0].file
+        earlier_sha = sha256(earlier_path)
+
+        hold_exclusive_lock(source, "authdb", "sessions")
+        result: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                result["outcome"] = runner.run("database", "authdb")
+            except BaseException as error:  # handed to the test thread
+                result["error"] = error
+
+        job = threading.Thread(target=run)
+        try:
+            job.start()
+            wait_for(lambda: dump_sessions_waiting(source) == 1, "pg_dump waits on the lock")
+            time.sleep(1)  # the dump has printed nothing for a while: its reader is blocked in a read
+            started = time.monotonic()
+            runner.cancel.set()
+            job.join(timeout=20)
+            stopped_after = time.monotonic() - started
+        finally:
+            release_locks(source)
+            job.join(timeout=60)
+        assert stopped_after < 10, "the run did not see the stop"
+        assert isinstance(result.get("error"), Cancelled), result
+        assert_nothing_left(source, backup_dir, earlier_path, earlier_sha)
