@@ -15,6 +15,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from daemon.backup.extensions import RunExtensions
 from daemon.backup.runner import METRIC_KIND, BackupRunner
 from daemon.errors import Cancelled
+from daemon.housekeeping import debris
 from daemon.housekeeping import install as housekeeping
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
@@ -129,6 +130,9 @@ def run_daemon(settings: Settings) -> int:
         before_response=before_response,
     )
     _stop_on_signals(scheduler, cancel)
+    # Leftovers of a sidecar that was killed (SIGKILL, OOM): in the background, so that /healthz
+    # answers at once; it holds the backup lock only for its short sweeps.
+    threading.Thread(target=debris.sweep_debris, args=(settings, metrics), name="debris-sweep", daemon=True).start()
 
     log.info("daemon_started", backup_dir=str(settings.backup_dir), metrics_port=settings.metrics_port,
              method=_configured_method(settings), artifacts_found=len(daemon.found))

@@ -7,7 +7,9 @@ restore ends (``throwaway_server``).
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +38,11 @@ log = get_logger(__name__)
 
 LABEL = "pgbackup.restore-test"
 RUN_LABEL = "pgbackup.restore-test.run"
+# Who made the container, so that a sidecar killed meanwhile can have its leftovers removed at the
+# next start (housekeeping/debris.py) without touching those of a running `pgbackup verify` or of
+# another install on the same engine.
+OWNER_LABEL = "pgbackup.restore-test.owner"  # install_owner(settings)
+CREATOR_LABEL = "pgbackup.restore-test.creator"  # this_process(): "<hostname>/<pid>"
 READY_TIMEOUT_SECONDS = 120
 SUPERUSER = "postgres"
 
@@ -148,6 +155,18 @@ def _wait_ready(container: Container) -> None:
         time.sleep(0.5)
 
 
+def install_owner(settings: Settings) -> str:
+    """The install a throwaway container belongs to: its database container (names are unique on
+    an engine), or the database server's address."""
+    return settings.postgres_container or f"{settings.postgres_host}:{settings.postgres_port}"
+
+
+def this_process() -> str:
+    """The process that creates a throwaway container: the host (in Docker, the sidecar
+    container's id) and the process id."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
 def restore_into_throwaway(
     settings: Settings, selections: list[Selected], client: docker.DockerClient | None = None,
     labels: dict[str, str] | None = None,
@@ -156,6 +175,7 @@ def restore_into_throwaway(
     roles the database dumps refer to), then each database dump over its database."""
     client = client or docker_client(settings)
     results = []
+    labels = {OWNER_LABEL: install_owner(settings), CREATOR_LABEL: this_process(), **(labels or {})}
     with throwaway_server(client, image_for(settings, selections, client), labels) as server:
         restorer = Restorer(server, jobs=settings.restore_jobs, yes=True, progress_stream=StringIO(),
                             progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,

@@ -27,11 +27,13 @@ from daemon.monitoring.metrics import Metrics
 from daemon.naming import is_partial
 from daemon.service import equipped_runner
 from daemon.settings import Settings
-from tests.support.pgbackup_cli import artifact_paths, exec_env, pgbackup, start_pgbackup, tcp_env
+from tests.support.docker_env import free_port
+from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup, start_pgbackup, tcp_env
 from tests.support.postgres import PgServer
 from tests.support.sample_data import seeded_server
 
 UTC = ZoneInfo("UTC")
+FAR_AWAY = "0 3 1 1 *"  # once a year: never during a test
 LOCKER = "pgbackup-test-locker"
 OUR_SESSIONS = "application_name = 'pgbackup'"  # the sidecar's connections name themselves so
 # Every process in the container whose command line starts with a client tool of ours.
@@ -195,3 +197,35 @@ class TestDaemonStopsASilentDump:
         assert stopped_after < 10, "the run did not see the stop"
         assert isinstance(result.get("error"), Cancelled), result
         assert_nothing_left(source, backup_dir, earlier_path, earlier_sha)
+
+
+class TestDaemonShutdown:
+    def test_sigterm_during_a_silent_dump_stops_the_daemon_promptly(self, source, tmp_path):
+        """SIGTERM to `pgbackup run` while its scheduled pg_dump waits on a lock: the daemon logs the
+        cancelled run and stops within seconds (compose's grace is 10 s by default), with exit status 0
+        and no partial file or pg_dump left."""
+        backup_dir = tmp_path / "backups"
+        env = exec_env(source, backup_dir, METRICS_PORT=str(free_port()), BACKUP_DATABASES="authdb",
+                       SCHEDULE_DATABASES="* * * * *", SCHEDULE_FULL=FAR_AWAY, SCHEDULE_RETENTION=FAR_AWAY,
+                       SCHEDULE_RESTORE_TEST=FAR_AWAY)
+        first = pgbackup("backup", "database", "authdb", env=env)
+        assert first.returncode == 0, first.stderr
+        (earlier,) = artifact_paths(first)
+        earlier_sha = sha256(earlier)
+
+        hold_exclusive_lock(source, "authdb", "users")
+        daemon = start_pgbackup("run", env=env)
+        try:
+            wait_for(lambda: dump_sessions_waiting(source) == 1, "the scheduled dump waits on the lock", 75)
+            started = time.monotonic()
+            daemon.send_signal(signal.SIGTERM)
+            stdout, stderr = daemon.communicate(timeout=30)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+            release_locks(source)
+        assert time.monotonic() - started < 8, "the daemon waited for the dump"
+        assert daemon.returncode == 0, stderr
+        events = [event["event"] for event in log_events(stdout)]
+        assert "run_cancelled" in events and events[-1] == "daemon_stopped"
+        assert_nothing_left(source, backup_dir, earlier, earlier_sha)
