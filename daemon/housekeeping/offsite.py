@@ -9,6 +9,7 @@ artifact is uploaded by the backlog pass after a later run.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -32,8 +33,10 @@ class Offsite:
     """Offsite copies for one daemon: the sinks, the backlog and the offsite metrics."""
 
     def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], datetime],
-                 bucket: Bucket | None = None, part_size: int | None = None):
+                 bucket: Bucket | None = None, part_size: int | None = None,
+                 cancel: threading.Event | None = None):
         self.settings = settings
+        self.cancel = cancel or threading.Event()  # a stop ends the backlog between two uploads
         self.metrics = metrics
         self.clock = clock
         self._bucket = bucket
@@ -105,7 +108,8 @@ class Offsite:
     # --- after a run -------------------------------------------------------------------
     def upload_backlog(self, skip: set[str] = frozenset()) -> int:
         """Upload every local artifact not yet off-site, newest first; stops at the first failure
-        (S3 is then most likely down: the rest waits for the next run). Returns the uploads."""
+        (S3 is then most likely down: the rest waits for the next run) and, between two uploads,
+        at a stop. Returns the uploads."""
         directory = self.settings.backup_dir
         pending = [
             manifest for manifest in scan_manifests(directory).manifests
@@ -115,6 +119,9 @@ class Offsite:
         pending.sort(key=lambda manifest: manifest.started_at, reverse=True)
         uploaded = 0
         for manifest in pending:
+            if self.cancel.is_set():
+                log.info("offsite_backlog_stopped", reason="a stop was requested", left=len(pending) - uploaded)
+                break
             log.info("offsite_backlog_upload", file=manifest.file)
             if not self.upload_existing(directory / manifest.file, manifest):
                 break

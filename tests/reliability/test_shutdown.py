@@ -21,13 +21,16 @@ import psutil
 import pytest
 
 from daemon.errors import Cancelled
-from daemon.manifest import scan_manifests
+from daemon.housekeeping.offsite import Offsite
+from daemon.manifest import Manifest, scan_manifests
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
 from daemon.naming import is_partial
 from daemon.service import equipped_runner
 from daemon.settings import Settings
-from tests.support.docker_env import free_port
+from daemon.verify import throwaway
+from daemon.verify.restore_test import run_restore_test
+from tests.support.docker_env import SESSION_ID, SESSION_LABEL, docker_labels, free_port
 from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup, start_pgbackup, tcp_env
 from tests.support.postgres import PgServer
 from tests.support.sample_data import seeded_server
@@ -229,3 +232,60 @@ class TestDaemonShutdown:
         events = [event["event"] for event in log_events(stdout)]
         assert "run_cancelled" in events and events[-1] == "daemon_stopped"
         assert_nothing_left(source, backup_dir, earlier, earlier_sha)
+
+
+class TestRestoreTestStopped:
+    def test_cancel_removes_the_throwaway_at_once(self, source, docker_client, postgres_image, tmp_path):
+        """A stop during the restore test removes its throwaway container (a copy of production data) at
+        once; the cut-short run is logged, neither counted as a failure nor notified."""
+        backup_dir = tmp_path / "backups"
+        env = exec_env(source, backup_dir, BACKUP_FORMAT="plain")
+        assert pgbackup("backup", "full", env=env).returncode == 0
+        settings = Settings(postgres_container=source.name, backup_dir=backup_dir, restore_test_image=postgres_image)
+        metrics, cancel, notified, result = Metrics(), threading.Event(), [], {}
+        job = threading.Thread(target=lambda: result.update(run=run_restore_test(
+            settings, metrics, docker_client, labels=docker_labels(), notify=notified.append, cancel=cancel)))
+        job.start()
+        try:
+            wait_for(lambda: own_throwaways(docker_client) != [], "the throwaway container runs", 60)
+            started = time.monotonic()
+            cancel.set()
+            job.join(timeout=30)
+            stopped_after = time.monotonic() - started
+        finally:
+            cancel.set()
+            job.join(timeout=120)
+        assert stopped_after < 10
+        assert own_throwaways(docker_client) == []
+        assert "cancelled" in result["run"].error
+        assert metrics.registry.get_sample_value("pgbackup_restore_test_runs_total", {"status": "failure"}) is None
+        assert notified == []
+
+
+def own_throwaways(client) -> list:
+    return client.containers.list(all=True, filters={"label": [throwaway.LABEL, f"{SESSION_LABEL}={SESSION_ID}"]})
+
+
+class StopAfterFirstUpload(Offsite):
+    """The backlog with a stop arriving while its first upload finishes."""
+
+    def succeeded(self, manifest: Manifest, record: dict) -> None:
+        super().succeeded(manifest, record)
+        self.cancel.set()
+
+
+class TestBacklogStopped:
+    def test_a_stop_ends_the_backlog_between_two_uploads(self, source, s3_server, tmp_path):
+        """With two backups waiting for their offsite copy, a stop during the first upload ends the backlog
+        after it: one copy complete, the other left for the next run (its manifest says nothing yet)."""
+        backup_dir = tmp_path / "backups"
+        env = exec_env(source, backup_dir)
+        for database in ("authdb", "apidb"):
+            assert pgbackup("backup", "database", database, env=env).returncode == 0
+        settings = Settings(postgres_container=source.name, backup_dir=backup_dir,
+                            s3_endpoint_url=s3_server.endpoint_url, s3_bucket=s3_server.bucket,
+                            aws_access_key_id=s3_server.access_key, aws_secret_access_key=s3_server.secret_key)
+        offsite = StopAfterFirstUpload(settings, Metrics(), lambda: datetime.now(UTC), cancel=threading.Event())
+        assert offsite.upload_backlog() == 1
+        statuses = sorted(m.offsite.get("status", "none") for m in scan_manifests(backup_dir).manifests)
+        assert statuses == ["complete", "none"]
