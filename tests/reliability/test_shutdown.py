@@ -146,6 +146,47 @@ class TestOneShotBackupStopped:
         assert_nothing_left(source, backup_dir, earlier, earlier_sha)
 
 
+class TestOneShotRestoreStopped:
+    def test_sigterm_mid_restore_cleans_up(self, source, tmp_path):
+        """SIGTERM to `pgbackup restore database` while pg_restore -j fills the staging database: exit 143
+        with the message, the staging database dropped, no target created, no pg_restore or psql left in the
+        container, its archive copy in /tmp removed, and the server never crashed."""
+        source.psql("CREATE DATABASE bigdb")
+        source.psql("CREATE TABLE filler AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
+                    "FROM generate_series(1, 1500000) AS g", db="bigdb")
+        env = exec_env(source, tmp_path / "backups", RESTORE_JOBS="2")
+        try:
+            assert pgbackup("backup", "database", "bigdb", env=env).returncode == 0
+            command = start_pgbackup("restore", "database", "bigdb", "--latest", "--into", "bigdb_copy", "--yes",
+                                     env=env)
+            try:
+                wait_for(lambda: restore_copying(source), "pg_restore copies rows into the staging database", 60)
+                command.send_signal(signal.SIGTERM)
+                _, stderr = command.communicate(timeout=60)
+            finally:
+                if command.poll() is None:
+                    command.kill()
+            assert command.returncode == 143, stderr
+            assert "stopped by SIGTERM" in stderr
+            wait_for(lambda: client_processes(source) == [], "no pg_restore is left in the container", 15)
+            left = {name for name in databases_named(source) if name.startswith(("pgbackup_restore_", "bigdb_"))}
+            assert left == set()
+            _, scratch = source.container.exec_run(["sh", "-c", "ls -d /tmp/pgbackup-restore.* 2>/dev/null; true"])
+            assert scratch.decode().split() == []
+            assert "terminated by signal" not in source.container.logs().decode(errors="replace")
+        finally:
+            source.psql("DROP DATABASE IF EXISTS bigdb_copy; DROP DATABASE bigdb WITH (FORCE);")
+
+
+def restore_copying(server: PgServer) -> bool:
+    return server.psql("SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'pgbackup_restore_%' "
+                       "AND query LIKE 'COPY%'") != "0"
+
+
+def databases_named(server: PgServer) -> list[str]:
+    return server.psql("SELECT datname FROM pg_database").splitlines()
+
+
 def local_dump_processes(server: PgServer) -> list[str]:
     """Client tools on this host connected to ``server``'s port (the TCP method's children)."""
     found = []
