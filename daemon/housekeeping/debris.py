@@ -31,7 +31,6 @@ A sweep never fails the start: an error is logged and counted in
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -165,11 +164,11 @@ def _remove_throwaways(settings: Settings, client: docker.DockerClient | None) -
 
 
 def _creator_alive(creator: str, client: docker.DockerClient) -> bool:
-    """Whether the process that made a throwaway container may still run: a process of this host
-    (same pid namespace) that exists, or another container (the host name Docker gives a container
-    is its id) that is running. Unknown counts as alive."""
+    """Whether the process that made a throwaway container may still run: a process of this
+    container or host (same pid namespace) that exists, or another container that is running.
+    Unknown counts as alive."""
     host, _, pid = creator.rpartition("/")
-    if host == socket.gethostname():
+    if host == throwaway.this_host():
         return not pid.isdigit() or _pid_exists(int(pid))
     try:
         return client.containers.get(host).status in ("running", "restarting", "paused")

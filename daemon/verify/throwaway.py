@@ -8,6 +8,7 @@ restore ends (``throwaway_server``).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import threading
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from io import StringIO
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -46,6 +48,9 @@ RUN_LABEL = "pgbackup.restore-test.run"
 OWNER_LABEL = "pgbackup.restore-test.owner"  # install_owner(settings)
 CREATOR_LABEL = "pgbackup.restore-test.creator"  # this_process(): "<hostname>/<pid>"
 READY_TIMEOUT_SECONDS = 120
+# mountinfo's root and mount point of /etc/hostname. Only that line: on a Docker host, mountinfo
+# also lists the mounts of every running container (their shm), which name other containers.
+_HOSTNAME_MOUNT = re.compile(r"^\S+ \S+ \S+ \S*/containers/([0-9a-f]{64})/hostname /etc/hostname ", re.MULTILINE)
 CANCELLED = "restore test cancelled: a stop was requested"
 SUPERUSER = "postgres"
 
@@ -173,9 +178,24 @@ def install_owner(settings: Settings) -> str:
 
 
 def this_process() -> str:
-    """The process that creates a throwaway container: the host (in Docker, the sidecar
-    container's id) and the process id."""
-    return f"{socket.gethostname()}/{os.getpid()}"
+    """The process that creates a throwaway container: ``this_host()`` and the process id."""
+    return f"{this_host()}/{os.getpid()}"
+
+
+def this_host() -> str:
+    """The id of the container this process runs in (Docker mounts /etc/hostname from its
+    directory, whatever `hostname:` says), else the host name."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        mountinfo = ""
+    return container_id(mountinfo) or socket.gethostname()
+
+
+def container_id(mountinfo: str) -> str | None:
+    """The id of the container whose /etc/hostname is mounted, from /proc/self/mountinfo's text."""
+    found = _HOSTNAME_MOUNT.search(mountinfo)
+    return found.group(1) if found else None
 
 
 def restore_into_throwaway(

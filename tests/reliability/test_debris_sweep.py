@@ -9,7 +9,6 @@ killed upload leaves it), real labelled containers, a real PostgreSQL server.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -90,17 +89,23 @@ def clear_restore_debris(server: PgServer) -> None:
 class TestDaemonStart:
     def test_the_daemon_sweeps_what_a_kill_left(self, source, docker_client, postgres_image, tmp_path):
         """`pgbackup run` removes at start the staging database, the archive copy in the database container
-        and a restore-test container of this install whose creator is gone, logs each, and leaves alone
-        the look-alikes, a container of another install and one whose creator still runs."""
+        and the restore-test containers of this install whose creator is gone (a process here, or another
+        container), logs each, and leaves alone the look-alikes, a container of another install, an
+        unlabelled one and those whose creator still runs."""
         leave_restore_debris(source)
         owner = source.name  # throwaway.install_owner for POSTGRES_CONTAINER=source
         gone = throwaway_container(docker_client, postgres_image, **{
-            throwaway.OWNER_LABEL: owner, throwaway.CREATOR_LABEL: f"{socket.gethostname()}/{dead_pid()}"})
+            throwaway.OWNER_LABEL: owner, throwaway.CREATOR_LABEL: f"{throwaway.this_host()}/{dead_pid()}"})
         running = throwaway_container(docker_client, postgres_image, **{
             throwaway.OWNER_LABEL: owner, throwaway.CREATOR_LABEL: throwaway.this_process()})
         foreign = throwaway_container(docker_client, postgres_image, **{
-            throwaway.OWNER_LABEL: "another-db", throwaway.CREATOR_LABEL: f"{socket.gethostname()}/{dead_pid()}"})
+            throwaway.OWNER_LABEL: "another-db", throwaway.CREATOR_LABEL: f"{throwaway.this_host()}/{dead_pid()}"})
         unowned = throwaway_container(docker_client, postgres_image)
+        # made by a `pgbackup verify` in another container: running (kept) or removed since (swept)
+        verify_running = throwaway_container(docker_client, postgres_image, **{
+            throwaway.OWNER_LABEL: owner, throwaway.CREATOR_LABEL: f"{source.container.id}/7"})
+        verify_gone = throwaway_container(docker_client, postgres_image, **{
+            throwaway.OWNER_LABEL: owner, throwaway.CREATOR_LABEL: f"{'0' * 64}/7"})
         env = exec_env(source, tmp_path / "backups", METRICS_PORT=str(free_port()), SCHEDULE_FULL=FAR_AWAY,
                        SCHEDULE_DATABASES=FAR_AWAY, SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_RESTORE_TEST=FAR_AWAY)
         daemon = start_pgbackup("run", env=env)
@@ -111,18 +116,18 @@ class TestDaemonStart:
         finally:
             if daemon.poll() is None:
                 daemon.kill()
-            for container in (gone, running, foreign, unowned):
+            for container in (gone, running, foreign, unowned, verify_running, verify_gone):
                 remove_container(container)
             leftover = databases(source), scratch_left(source)
             clear_restore_debris(source)
         assert daemon.returncode == 0, stderr
         assert STAGING not in leftover[0] and set(NOT_STAGING) <= leftover[0]
         assert leftover[1] == [NOT_SCRATCH]
-        assert not exists(docker_client, gone.name)
+        assert not exists(docker_client, gone.name) and not exists(docker_client, verify_gone.name)
         events = log_events(stdout + rest)
         removed = {(e["what"], e["name"]) for e in events if e["event"] == "debris_removed"}
         assert removed == {("staging_database", STAGING), ("restore_copy", SCRATCH),
-                           ("restore_test_container", gone.name)}
+                           ("restore_test_container", gone.name), ("restore_test_container", verify_gone.name)}
         [unowned_warning] = [e for e in events if e["event"] == "restore_test_containers_unowned"]
         assert unowned.name in unowned_warning["containers"]
 

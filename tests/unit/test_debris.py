@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.housekeeping.debris import abandoned_throwaways, abandoned_uploads, staging_databases
 from daemon.restore.database import STAGING_NAME, staging_name
-from daemon.verify.throwaway import CREATOR_LABEL, OWNER_LABEL
+from daemon.verify.throwaway import CREATOR_LABEL, OWNER_LABEL, container_id
 
 NOW = datetime(2026, 12, 5, 7, 0, tzinfo=ZoneInfo("UTC"))
 
@@ -53,3 +53,20 @@ class TestStagingDatabases:
                  "pgbackup_restore_0123456789abc", "authdb"]
         assert staging_databases(names) == names[:1]
         assert STAGING_NAME.fullmatch(staging_name())
+
+
+class TestContainerId:
+    ID = "05812fc21868223c6250c5901b545984f4b59dd785f97059421001cffefefa99"
+    OTHER = "f7abb48a82dcf813624fcc7e2cc3838443b0cca8d3995a4a6996d305424504ae"
+
+    def test_the_container_of_this_process(self):
+        """Inside a container: the id from the /etc/hostname mount, whatever `hostname:` is."""
+        mountinfo = (f"175 120 254:0 /var/lib/docker/containers/{self.ID}/hostname /etc/hostname rw,relatime - "
+                     "ext4 /dev/vda rw\n")
+        assert container_id(mountinfo) == self.ID
+
+    def test_none_on_a_docker_host(self):
+        """On the host, the shm mounts of running containers name other containers: not ours."""
+        mountinfo = (f"412 29 0:61 / /var/lib/docker/containers/{self.OTHER}/mounts/shm rw - tmpfs shm rw\n"
+                     "29 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n")
+        assert container_id(mountinfo) is None
