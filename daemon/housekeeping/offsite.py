@@ -20,7 +20,7 @@ from daemon.manifest import Manifest, scan_manifests, write_manifest
 from daemon.monitoring.metrics import WHOLE_KIND, Metrics
 from daemon.settings import Settings
 from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
-from daemon.storage.s3_upload import MultipartUpload, upload_file
+from daemon.storage.s3_upload import MultipartUpload, UploadStopped, upload_file
 
 log = get_logger(__name__)
 
@@ -130,10 +130,13 @@ class Offsite:
 
     def upload_existing(self, path: Path, manifest: Manifest) -> bool:
         try:
-            record = upload_file(self.bucket, path, manifest, **self._part_size())
+            record = upload_file(self.bucket, path, manifest, stop=self.cancel, **self._part_size())
             manifest.offsite = dict(record)
             MultipartUpload(self.bucket, manifest.file, **self._part_size()).upload_manifest(manifest)
             self.succeeded(manifest, record)
+        except UploadStopped as stopped:  # no failure of S3: the next run's backlog uploads it
+            log.warning("offsite_upload_stopped", file=manifest.file, reason=str(stopped))
+            return False
         except S3_ERRORS + (OffsiteError, ValueError) as error:
             self.failed(manifest, describe(error))
             write_manifest(self.settings.backup_dir, manifest)
@@ -156,7 +159,7 @@ class OffsiteSink:
         try:
             # source: past the parts that stream from memory, the rest is read back from the artifact
             self.upload = MultipartUpload(offsite.bucket, file_name, source=offsite.settings.backup_dir / file_name,
-                                          **offsite._part_size())
+                                          stop=offsite.cancel, **offsite._part_size())
         except Exception as error:  # noqa: BLE001 - e.g. an unusable endpoint URL: the local backup goes on
             self.setup_error = describe(error)
 
@@ -177,6 +180,8 @@ class OffsiteSink:
             manifest.offsite = dict(record)
             self.upload.upload_manifest(manifest)  # last: its presence marks the copy complete
             self.offsite.succeeded(manifest, record)
+        except UploadStopped as stopped:  # no failure of S3: the backlog uploads it after the restart
+            log.warning("offsite_upload_stopped", file=manifest.file, reason=str(stopped))
         except Exception as error:  # noqa: BLE001 - whatever happens, the local backup stands
             self.offsite.failed(manifest, describe(error))
         try:

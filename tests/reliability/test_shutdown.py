@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import signal
 import threading
 import time
@@ -22,12 +23,13 @@ import pytest
 
 from daemon.errors import Cancelled
 from daemon.housekeeping.offsite import Offsite
-from daemon.manifest import Manifest, scan_manifests
+from daemon.manifest import Manifest, scan_manifests, write_manifest
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
-from daemon.naming import is_partial
+from daemon.naming import full_backup_name, is_partial
 from daemon.service import equipped_runner
 from daemon.settings import Settings
+from daemon.storage.s3_upload import MIN_PART_SIZE
 from daemon.verify import throwaway
 from daemon.verify.restore_test import run_restore_test
 from tests.support.docker_env import SESSION_ID, SESSION_LABEL, docker_labels, free_port
@@ -330,3 +332,33 @@ class TestBacklogStopped:
         assert offsite.upload_backlog() == 1
         statuses = sorted(m.offsite.get("status", "none") for m in scan_manifests(backup_dir).manifests)
         assert statuses == ["complete", "none"]
+
+    def test_a_stop_aborts_the_upload_in_progress_at_the_next_part(self, s3_server, tmp_path):
+        """A stop while a large backlog upload runs: aborted at the next part, nothing incomplete is left
+        in the bucket, no upload failure is counted, and the manifest still waits for its copy."""
+        backup_dir = tmp_path / "backups"
+        backup_dir.mkdir()
+        data = os.urandom(8 * MIN_PART_SIZE)
+        started = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
+        artifact = Manifest(kind="full", target="all", file=full_backup_name(started), size_bytes=len(data),
+                            sha256=hashlib.sha256(data).hexdigest(), started_at=started,
+                            finished_at=started + timedelta(seconds=5), server_version="15.8", format="plain",
+                            compression="gzip")
+        (backup_dir / artifact.file).write_bytes(data)
+        write_manifest(backup_dir, artifact)
+        settings = Settings(postgres_container="unused", backup_dir=backup_dir,
+                            s3_endpoint_url=s3_server.endpoint_url, s3_bucket=s3_server.bucket,
+                            aws_access_key_id=s3_server.access_key, aws_secret_access_key=s3_server.secret_key)
+        cancel, metrics = threading.Event(), Metrics()
+        offsite = Offsite(settings, metrics, lambda: datetime.now(UTC), part_size=MIN_PART_SIZE, cancel=cancel)
+        # The stop arrives once the first part is in S3 (boto3's own event hook on the real client).
+        offsite.bucket.client.meta.events.register("after-call.s3.UploadPart", lambda **kwargs: cancel.set())
+
+        assert offsite.upload_backlog() == 0
+        client = s3_server.client()
+        assert client.list_multipart_uploads(Bucket=s3_server.bucket).get("Uploads", []) == []
+        assert client.list_objects_v2(Bucket=s3_server.bucket).get("KeyCount", 0) == 0
+        assert metrics.registry.get_sample_value("pgbackup_s3_upload_failures_total",
+                                                 {"kind": "full", "target": "all"}) in (None, 0)
+        [after] = scan_manifests(backup_dir).manifests
+        assert after.offsite.get("status") is None
