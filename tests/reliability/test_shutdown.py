@@ -153,9 +153,7 @@ class TestOneShotRestoreStopped:
         """SIGTERM to `pgbackup restore database` while pg_restore -j fills the staging database: exit 143
         with the message, the staging database dropped, no target created, no pg_restore or psql left in the
         container, its archive copy in /tmp removed, and the server never crashed."""
-        source.psql("CREATE DATABASE bigdb")
-        source.psql("CREATE TABLE filler AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
-                    "FROM generate_series(1, 1500000) AS g", db="bigdb")
+        fill_big_database(source)
         env = exec_env(source, tmp_path / "backups", RESTORE_JOBS="2")
         try:
             assert pgbackup("backup", "database", "bigdb", env=env).returncode == 0
@@ -178,6 +176,13 @@ class TestOneShotRestoreStopped:
             assert "terminated by signal" not in source.container.logs().decode(errors="replace")
         finally:
             source.psql("DROP DATABASE IF EXISTS bigdb_copy; DROP DATABASE bigdb WITH (FORCE);")
+
+
+def fill_big_database(server: PgServer) -> None:
+    """Database bigdb with about 100 MB of rows."""
+    server.psql("CREATE DATABASE bigdb")
+    server.psql("CREATE TABLE filler AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
+                "FROM generate_series(1, 1500000) AS g", db="bigdb")
 
 
 def restore_copying(server: PgServer) -> bool:
@@ -283,7 +288,11 @@ class TestRestoreTestStopped:
         once; the cut-short run is logged, neither counted as a failure nor notified."""
         backup_dir = tmp_path / "backups"
         env = exec_env(source, backup_dir, BACKUP_FORMAT="plain")
-        assert pgbackup("backup", "full", env=env).returncode == 0
+        fill_big_database(source)  # a restore of several seconds: the stop reliably finds it running
+        try:
+            assert pgbackup("backup", "full", env=env).returncode == 0
+        finally:
+            source.psql("DROP DATABASE bigdb WITH (FORCE)")
         settings = Settings(postgres_container=source.name, backup_dir=backup_dir, restore_test_image=postgres_image)
         metrics, cancel, notified, result = Metrics(), threading.Event(), [], {}
         job = threading.Thread(target=lambda: result.update(run=run_restore_test(
