@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from daemon.commands import (
     volume,
 )
 from daemon.errors import PgBackupError, SettingsError
+from daemon.interrupt import Interrupted, StopOnSignals
 from daemon.logs import RedactingStream, configure_logging, get_logger, redactor
 from daemon.settings import Settings, load_settings
 
@@ -75,9 +77,18 @@ def redacted_output() -> Iterator[None]:
 
 
 def _run_command(settings: Settings, args: argparse.Namespace) -> int:
+    stop = StopOnSignals()
+    if args.command != "run":  # the daemon stops on signals in its own way (service.py)
+        stop.install()
+    args.cancel = stop.cancel  # set by SIGTERM/SIGINT: the commands' threads see the stop
     try:
-        return COMMANDS[args.command](settings, args)
+        status = COMMANDS[args.command](settings, args)
+        return stop.exit_code(status) if status else status
+    except Interrupted as error:
+        return _stopped(args.command, error.signum)
     except PgBackupError as error:
+        if stop.signum is not None:  # ended by the stop (Cancelled), not by a failure of its own
+            return _stopped(args.command, stop.signum)
         log.error("command_failed", command=args.command, error=str(error))
         print(f"pgbackup: {error}", file=sys.stderr)
         return error.exit_code
@@ -90,6 +101,14 @@ def _run_command(settings: Settings, args: argparse.Namespace) -> int:
         log.error("command_failed", command=args.command, error=str(error))
         print(f"pgbackup: {error}", file=sys.stderr)
         return 1
+
+
+def _stopped(command: str, signum: int) -> int:
+    name = signal.Signals(signum).name
+    log.warning("command_stopped", command=command, signal=name)
+    print(f"pgbackup: {command} stopped by {name}; what it had started was stopped and cleaned up "
+          "(no partial backup is kept)", file=sys.stderr)
+    return 128 + signum
 
 
 # Kept out of `pgbackup config`, but an identifier rather than a secret: blanking it out of the

@@ -17,6 +17,7 @@ from daemon.backup.extensions import RunExtensions
 from daemon.backup.runner import METRIC_KIND, BackupRunner
 from daemon.errors import Cancelled
 from daemon.hooks import install as hooks
+from daemon.housekeeping import debris
 from daemon.housekeeping import install as housekeeping
 from daemon.identity import this_instance
 from daemon.logs import get_logger
@@ -43,13 +44,15 @@ S3_CLAIM_PROBLEM = "s3_prefix_claimed_elsewhere"
 
 
 def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *,
-                    docker_client: docker.DockerClient | None = None) -> tuple[BackupRunner, list[ScheduledJob]]:
+                    docker_client: docker.DockerClient | None = None,
+                    cancel: threading.Event | None = None) -> tuple[BackupRunner, list[ScheduledJob]]:
     """A runner with every feature installed on its extensions, and the jobs the features
     schedule besides the backups: the daemon's, and that of a backup taken by hand (which gets
     what a scheduled one gets: run log, offsite copy, notification, retention after success,
-    hooks and pings)."""
+    hooks and pings). ``cancel``: the stop of a one-shot command (SIGTERM/SIGINT); the daemon's
+    is made here."""
     extensions = RunExtensions()
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
     runner = BackupRunner(settings, metrics, health, extensions, cancel=cancel, docker_client=docker_client)
     notifier = Notifier(channels_from_settings(settings), metrics, settings.notify_timeout_seconds,
                         settings.notify_on_success)
@@ -144,6 +147,9 @@ def run_daemon(settings: Settings) -> int:
         before_response=before_response, status_page=lambda now: render_page(status.report(now)),
     )
     _stop_on_signals(scheduler, cancel)
+    # Leftovers of a sidecar that was killed (SIGKILL, OOM): in the background, so that /healthz
+    # answers at once; it holds the backup lock only for its short sweeps.
+    threading.Thread(target=debris.sweep_debris, args=(settings, metrics), name="debris-sweep", daemon=True).start()
 
     log.info("daemon_started", backup_dir=str(settings.backup_dir), metrics_port=settings.metrics_port,
              method=_configured_method(settings), artifacts_found=len(daemon.found))

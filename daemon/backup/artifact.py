@@ -8,7 +8,8 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from daemon import __version__
 from daemon.backup.compression import Gzip
 from daemon.backup.pipeline import PipelinedWriter
 from daemon.backup.plans import DumpPlan
-from daemon.errors import BackupDirFull, Cancelled
+from daemon.errors import BackupDirFull, Cancelled, CommandFailed
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
 from daemon.progress import Progress
@@ -28,6 +29,7 @@ from daemon.storage.local import AtomicArtifact
 log = get_logger(__name__)
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+CANCELLED = "backup cancelled: a stop was requested (shutdown or signal)"
 
 
 class StreamObserver(Protocol):
@@ -83,10 +85,10 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
     try:
         with AtomicArtifact(context.directory, file_name) as artifact:
             with PipelinedWriter(write_block, gzip) as writer:
-                with context.server.run_stream(plan.argv) as chunks:
+                with _cancellable(context.cancel), context.server.run_stream(plan.argv, context.cancel) as chunks:
                     for chunk in chunks:
                         if context.cancel.is_set():
-                            raise Cancelled("backup cancelled: the daemon is shutting down")
+                            raise Cancelled(CANCELLED)
                         progress.read(len(chunk))
                         for observer in observers:
                             observer.feed(chunk)
@@ -110,6 +112,18 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
         duration_seconds=round(manifest.duration_seconds, 3), sha256=manifest.sha256,
     )
     return manifest
+
+
+@contextmanager
+def _cancellable(cancel: threading.Event) -> Iterator[None]:
+    """A dump that the stop ended (the transport stops it when ``cancel`` is set) is a cancelled
+    run, not a failure of the tool: its message says the run was stopped."""
+    try:
+        yield
+    except CommandFailed as error:
+        if cancel.is_set():
+            raise Cancelled(CANCELLED) from error
+        raise
 
 
 def _database_definition(plan: DumpPlan, context: BackupContext) -> str:

@@ -54,7 +54,7 @@ def command_backup(settings: Settings, args: argparse.Namespace) -> int:
     # boto3 (about 0.4 s of import time) that the other verbs need not pay.
     from daemon.service import equipped_runner
 
-    runner, _ = equipped_runner(settings, Metrics(), health)
+    runner, _ = equipped_runner(settings, Metrics(), health, cancel=getattr(args, "cancel", None))
     if request == "volume":
         return _report(run_volume_snapshot(runner, settings, wait=not args.no_wait), settings)
     outcome = runner.run(request, args.name, wait=not args.no_wait)

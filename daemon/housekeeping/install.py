@@ -27,7 +27,7 @@ log = get_logger(__name__)
 def install(settings: Settings, extensions: RunExtensions, metrics: Metrics, notifier: Notifier,
             clock: Callable[[], datetime], cancel: threading.Event) -> list[ScheduledJob]:
     """Register the run log, offsite copies, retention and notification; returns the retention job."""
-    offsite = Offsite(settings, metrics, clock) if settings.offsite_enabled else None
+    offsite = Offsite(settings, metrics, clock, cancel=cancel) if settings.offsite_enabled else None
     extensions.wrap_runs(run_log_wrapper(settings.backup_dir, clock))
     if offsite is not None:
         offsite.declare_known_targets()

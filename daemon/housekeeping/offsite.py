@@ -9,6 +9,7 @@ artifact is uploaded by the backlog pass after a later run.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from daemon.monitoring.metrics import WHOLE_KIND, Metrics
 from daemon.settings import Settings
 from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
 from daemon.storage.s3_claim import ensure_claimed
-from daemon.storage.s3_upload import MultipartUpload, upload_file
+from daemon.storage.s3_upload import MultipartUpload, UploadStopped, upload_file
 
 log = get_logger(__name__)
 
@@ -34,8 +35,10 @@ class Offsite:
     """Offsite copies for one daemon: the sinks, the backlog and the offsite metrics."""
 
     def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], datetime],
-                 bucket: Bucket | None = None, part_size: int | None = None):
+                 bucket: Bucket | None = None, part_size: int | None = None,
+                 cancel: threading.Event | None = None):
         self.settings = settings
+        self.cancel = cancel or threading.Event()  # a stop ends the backlog between two uploads
         self.metrics = metrics
         self.clock = clock
         self._bucket = bucket
@@ -114,7 +117,8 @@ class Offsite:
     # --- after a run -------------------------------------------------------------------
     def upload_backlog(self, skip: set[str] = frozenset()) -> int:
         """Upload every local artifact not yet off-site, newest first; stops at the first failure
-        (S3 is then most likely down: the rest waits for the next run). Returns the uploads."""
+        (S3 is then most likely down: the rest waits for the next run) and, between two uploads,
+        at a stop. Returns the uploads."""
         directory = self.settings.backup_dir
         own, _ = split_by_owner(scan_manifests(directory).manifests, this_instance(self.settings))
         pending = [
@@ -125,6 +129,9 @@ class Offsite:
         pending.sort(key=lambda manifest: manifest.started_at, reverse=True)
         uploaded = 0
         for manifest in pending:
+            if self.cancel.is_set():
+                log.info("offsite_backlog_stopped", reason="a stop was requested", left=len(pending) - uploaded)
+                break
             log.info("offsite_backlog_upload", file=manifest.file)
             if not self.upload_existing(directory / manifest.file, manifest):
                 break
@@ -133,10 +140,13 @@ class Offsite:
 
     def upload_existing(self, path: Path, manifest: Manifest) -> bool:
         try:
-            record = upload_file(self.owned_bucket(), path, manifest, **self._part_size())
+            record = upload_file(self.owned_bucket(), path, manifest, stop=self.cancel, **self._part_size())
             manifest.offsite = dict(record)
             MultipartUpload(self.bucket, manifest.file, **self._part_size()).upload_manifest(manifest)
             self.succeeded(manifest, record)
+        except UploadStopped as stopped:  # no failure of S3: the next run's backlog uploads it
+            log.warning("offsite_upload_stopped", file=manifest.file, reason=str(stopped))
+            return False
         except S3_ERRORS + (OffsiteError, ValueError) as error:
             self.failed(manifest, describe(error))
             write_manifest(self.settings.backup_dir, manifest)
@@ -161,7 +171,7 @@ class OffsiteSink:
             # artifact. wait_for_s3=False: a slow S3 never slows the dump (its snapshot and locks
             # would last as long as the upload); the upload catches up from the committed file.
             self.upload = MultipartUpload(offsite.owned_bucket(), file_name, source=offsite.settings.backup_dir / file_name,
-                                          wait_for_s3=False, **offsite._part_size())
+                                          wait_for_s3=False, stop=offsite.cancel, **offsite._part_size())
         except Exception as error:  # noqa: BLE001 - e.g. an unusable endpoint URL: the local backup goes on
             self.setup_error = describe(error)
 
@@ -182,6 +192,8 @@ class OffsiteSink:
             manifest.offsite = dict(record)
             self.upload.upload_manifest(manifest)  # last: its presence marks the copy complete
             self.offsite.succeeded(manifest, record)
+        except UploadStopped as stopped:  # no failure of S3: the backlog uploads it after the restart
+            log.warning("offsite_upload_stopped", file=manifest.file, reason=str(stopped))
         except Exception as error:  # noqa: BLE001 - whatever happens, the local backup stands
             self.offsite.failed(manifest, describe(error))
         try:

@@ -55,6 +55,13 @@ class Metrics:
             "Start time of the newest backup whose offsite copy is complete", by_artifact, registry=r)
         self.s3_upload_failures = Counter(
             "pgbackup_s3_upload_failures", "Offsite uploads that failed", by_artifact, registry=r)
+        # leftovers of a killed sidecar, swept once at start (housekeeping/debris.py)
+        self.debris_removed = Counter(
+            "pgbackup_debris_removed", "Leftovers of a killed sidecar removed at start, by what they were",
+            ["what"], registry=r)
+        self.debris_sweep_errors = Counter(
+            "pgbackup_debris_sweep_errors", "Sweeps of leftovers at start that failed (the log says why)",
+            ["what"], registry=r)
         # retention and notifications
         self.retention_deleted = Counter(
             "pgbackup_retention_deleted", "Backups deleted by retention", ["kind", "location"], registry=r)

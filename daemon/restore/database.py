@@ -7,6 +7,7 @@ it was.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,6 +35,15 @@ from daemon.restore.verification import verify
 from daemon.sources.postgres import conninfo_dbname
 
 log = get_logger(__name__)
+
+# Staging databases are named so that nothing else matches: a killed restore leaves one behind,
+# which the daemon drops at its next start (housekeeping/debris.py), under the backup lock.
+STAGING_NAME = re.compile(r"pgbackup_restore_[0-9a-f]{12}")
+
+
+def staging_name() -> str:
+    return f"pgbackup_restore_{uuid.uuid4().hex[:12]}"
+
 
 
 @dataclass
@@ -65,7 +75,7 @@ def restore_database(
     exists = target in server.all_databases()
     confirm([f"drop database {target!r} on {server.where()} and replace it with {database!r} from {manifest.file}"]
             if exists else [])
-    staging = f"pgbackup_restore_{uuid.uuid4().hex[:12]}"
+    staging = staging_name()
     rename = DatabaseRename(database, staging)
     report = RestoreReport(f"database {database!r} as {target!r}", manifest.file, databases=[target],
                            notes=left_out_of_database(manifest, database))

@@ -147,9 +147,14 @@ def _read_frames(connection: socket.socket, tail: StderrTail, ended: threading.E
 
 # --- copying an archive into the container, for pg_restore -j (which needs a file) ----
 
+# A killed restore leaves its copy behind; the daemon removes such directories at its next start
+# (housekeeping/debris.py), under the backup lock that every restore holds.
+SCRATCH_TEMPLATE = "/tmp/pgbackup-restore.XXXXXX"
+SCRATCH_GLOB = SCRATCH_TEMPLATE.replace("X", "?")
+
 def make_temp_dir(server: PostgresServer) -> str:
     """A fresh directory next to the server for an archive copy."""
-    output = server.transport.run(["mktemp", "-d", "/tmp/pgbackup-restore.XXXXXX"])
+    output = server.transport.run(["mktemp", "-d", SCRATCH_TEMPLATE])
     return output.decode().strip()
 
 

@@ -8,6 +8,7 @@ session leader), which lets an aborted run stop it and everything it started.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,12 +18,13 @@ import docker.errors
 from docker.models.containers import Container
 
 from daemon.errors import CommandFailed, ConnectionFailed
-from daemon.sources.transport import StderrTail, collect
+from daemon.sources.transport import StderrTail, collect, stopped_on
 
 # Prints the process id on stderr first, then becomes the command.
 _ANNOUNCE_PID = 'echo "pgbackup-pid $$" >&2; exec "$@"'
 _PID_PREFIX = "pgbackup-pid "
 INSPECT_WAIT_SECONDS = 10
+PID_WAIT_SECONDS = 5  # a cancel right after the start waits this long for the announced pid
 
 
 class DockerExecTransport:
@@ -50,7 +52,8 @@ class DockerExecTransport:
         return container
 
     @contextmanager
-    def stream(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Iterator[Iterator[bytes]]:
+    def stream(self, argv: Sequence[str], env: Mapping[str, str] | None = None, *,
+               cancel: threading.Event | None = None) -> Iterator[Iterator[bytes]]:
         container = self.running_container()
         api = self.client.api
         command = announcing_pid(argv)
@@ -64,7 +67,8 @@ class DockerExecTransport:
         tail = PidAwareTail()
         state = {"exhausted": False}
         try:
-            yield _stdout_of(frames, tail, state)
+            with stopped_on(cancel, lambda: self.stop(container, tail.wait_for_pid(PID_WAIT_SECONDS))):
+                yield _stdout_of(frames, tail, state)
         except BaseException:
             self.stop(container, tail.pid)
             _drain(frames, tail)
@@ -95,14 +99,41 @@ class DockerExecTransport:
 
     def stop(self, container: Container, pid: int | None) -> None:
         """Stop an abandoned command's whole process group inside the container (``pid`` as
-        PidAwareTail read it; nothing to do without one)."""
+        PidAwareTail read it; nothing to do without one), leaves first: see STOP_GROUP_LEAVES_FIRST."""
         if pid is None:
             return
-        script = f"kill -TERM -- -{pid} 2>/dev/null; sleep 2; kill -KILL -- -{pid} 2>/dev/null; true"
         try:
-            container.exec_run(["sh", "-c", script], detach=True)
+            container.exec_run(["sh", "-c", STOP_GROUP_LEAVES_FIRST, "pgbackup-stop", str(pid)], detach=True)
         except docker.errors.DockerException:
             pass
+
+
+# Signals only the processes of group $1 that have no child left in it, again each second, until
+# the group is gone (TERM for 10 s, then KILL). Never the whole group at once: in the official
+# image the container's PID 1 is the postmaster, which adopts every orphan, and an orphan that
+# then dies of a signal is taken for a crashed backend: PostgreSQL ends every session and runs
+# crash recovery (seen with pg_dumpall: its `sh -c pg_dump` child, orphaned by a group-wide
+# SIGTERM). A parent whose child ends exits by itself, with a status, and is never orphaned; the
+# group's leader is the exec's own process, whose parent is outside the container.
+STOP_GROUP_LEAVES_FIRST = r"""
+group=$1
+members() {
+  for stat in /proc/[0-9]*/stat; do
+    line=$(cat "$stat" 2>/dev/null) || continue
+    set -- ${line##*) }
+    if [ "$3" = "$group" ] && [ "$1" != Z ]; then pid=${stat#/proc/}; echo "${pid%/stat} $2"; fi
+  done
+}
+signal_leaves() {
+  found=$(members)
+  [ -n "$found" ] || return 1
+  for pid in $(echo "$found" | cut -d' ' -f1); do
+    echo "$found" | cut -d' ' -f2 | grep -qx "$pid" || kill -"$1" "$pid" 2>/dev/null
+  done
+}
+for round in 1 2 3 4 5 6 7 8 9 10; do signal_leaves TERM || exit 0; sleep 1; done
+for round in 1 2 3 4 5 6 7 8 9 10; do signal_leaves KILL || exit 0; sleep 1; done
+"""
 
 
 def announcing_pid(argv: Sequence[str]) -> list[str]:
@@ -118,6 +149,12 @@ class PidAwareTail(StderrTail):
         super().__init__()
         self.pid: int | None = None
         self._head = b""
+        self._announced = threading.Event()
+
+    def wait_for_pid(self, timeout: float) -> int | None:
+        """The announced pid, waiting up to ``timeout`` seconds for the stream to bring it."""
+        self._announced.wait(timeout)
+        return self.pid
 
     def feed(self, data: bytes) -> None:
         if self.pid is None and self._head is not None:
@@ -132,6 +169,7 @@ class PidAwareTail(StderrTail):
                 data = rest
             else:
                 data = line + newline + rest
+            self._announced.set()
         if data:
             super().feed(data)
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from daemon.errors import CommandFailed
-from daemon.sources.transport import CHUNK_SIZE, StderrTail, collect
+from daemon.sources.transport import CHUNK_SIZE, StderrTail, collect, stopped_on
 
 TERMINATE_GRACE_SECONDS = 10
 # pg_dump writes its output a few KB at a time. Read one by one, that is ~200,000 reads and
@@ -40,7 +40,8 @@ class LocalProcessTransport:
         return dict(self._base_env)
 
     @contextmanager
-    def stream(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Iterator[Iterator[bytes]]:
+    def stream(self, argv: Sequence[str], env: Mapping[str, str] | None = None, *,
+               cancel: threading.Event | None = None) -> Iterator[Iterator[bytes]]:
         tail = StderrTail()
         try:
             process = subprocess.Popen(
@@ -57,7 +58,8 @@ class LocalProcessTransport:
         reader.start()
         state = {"exhausted": False}
         try:
-            yield _read_stdout(process, state)
+            with stopped_on(cancel, lambda: _signal_group(process)):
+                yield _read_stdout(process, state)
         except BaseException:
             _stop(process)
             reader.join(timeout=5)
@@ -103,12 +105,10 @@ def _drain_into(pipe: BinaryIO, tail: StderrTail) -> None:
     pipe.close()
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the command and everything it started (it runs in its own session)."""
-    if process.stdout and not process.stdout.closed:
-        process.stdout.close()
-    if process.poll() is not None:
-        return
+def _signal_group(process: subprocess.Popen) -> None:
+    """Stop the command's session from another thread than its reader: signals only (closing
+    the pipe under a blocked read would free its descriptor for reuse); the reader then sees the
+    end of the output."""
     for sig, wait in ((signal.SIGTERM, TERMINATE_GRACE_SECONDS), (signal.SIGKILL, None)):
         try:
             os.killpg(process.pid, sig)
@@ -119,3 +119,11 @@ def _stop(process: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the command and everything it started (it runs in its own session)."""
+    if process.stdout and not process.stdout.closed:
+        process.stdout.close()
+    if process.poll() is None:
+        _signal_group(process)

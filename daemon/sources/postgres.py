@@ -4,6 +4,7 @@ connection options, a few catalogue queries, and the server's version."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,9 @@ class PostgresServer:
         """Databases left invalid by an interrupted DROP DATABASE (they cannot be dumped)."""
         return self.query(INVALID_DATABASES_SQL)
 
-    def run_stream(self, argv: Sequence[str]):
-        return self.transport.stream(argv, self.environment())
+    def run_stream(self, argv: Sequence[str], cancel: threading.Event | None = None):
+        """``argv`` streamed with the connection's environment; a set ``cancel`` stops it (Transport.stream)."""
+        return self.transport.stream(argv, self.environment(), cancel=cancel)
 
 
 def parse_client_major(version_output: bytes) -> int | None:

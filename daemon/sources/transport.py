@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 CHUNK_SIZE = 1 << 20
+CANCEL_POLL_SECONDS = 0.2
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_BYTES = 8192
 
@@ -44,12 +45,14 @@ class Transport(Protocol):
     is_local: bool
 
     def stream(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, *, cancel: threading.Event | None = None
     ) -> AbstractContextManager[Iterator[bytes]]:
         """Yield an iterator over stdout; on leaving the block the exit status is checked.
 
         Leaving the block by an exception stops the command. Leaving it normally before
         the iterator was exhausted is an error too: a half-read dump is never a backup.
+        A ``cancel`` set while the block runs stops the command too, even one that prints
+        nothing (waiting on a lock): its output then ends and the exit status says it failed.
         """
 
     def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> bytes:
@@ -59,3 +62,32 @@ class Transport(Protocol):
 def collect(transport: Transport, argv: Sequence[str], env: Mapping[str, str] | None = None) -> bytes:
     with transport.stream(argv, env) as chunks:
         return b"".join(chunks)
+
+
+@contextmanager
+def stopped_on(cancel: threading.Event | None, stop: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, a set ``cancel`` calls ``stop`` from a watching thread.
+
+    The thread that reads a command's output cannot check ``cancel`` itself while it is blocked
+    in a read, and a pg_dump waiting on a lock prints nothing for as long as the lock is held:
+    without this, a stop would wait for the lock (or for Docker's SIGKILL).
+    """
+    if cancel is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if cancel.wait(CANCEL_POLL_SECONDS):
+                if not finished.is_set():
+                    stop()
+                return
+
+    watcher = threading.Thread(target=watch, name="stop-on-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        watcher.join(timeout=CANCEL_POLL_SECONDS * 2)

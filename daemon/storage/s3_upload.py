@@ -101,6 +101,10 @@ class FileRegion(io.RawIOBase):
         return len(data)
 
 
+class UploadStopped(OffsiteError):
+    """A stop (shutdown, signal) ended the upload; it was aborted and is no failure of S3."""
+
+
 class MultipartUpload:
     """A file-like upload of one artifact: ``write()`` fills a part, full parts go to S3 on a
     worker thread while the caller keeps writing, ``complete(manifest)`` finishes the upload,
@@ -122,7 +126,8 @@ class MultipartUpload:
     """
 
     def __init__(self, bucket: Bucket, file_name: str, part_size: int = PART_SIZE, *,
-                 source: Path | None = None, max_parts: int | None = None, wait_for_s3: bool = True):
+                 source: Path | None = None, max_parts: int | None = None, wait_for_s3: bool = True,
+                 stop: threading.Event | None = None):
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
         if not wait_for_s3 and source is None:
@@ -148,6 +153,7 @@ class MultipartUpload:
         self._queue: queue.Queue = queue.Queue(maxsize=PARTS_IN_FLIGHT)
         self._worker: threading.Thread | None = None
         self._finished = False
+        self._stop = stop  # a set stop ends what is read from disk (the tail, the backlog) between parts
 
     @property
     def held_bytes(self) -> int:
@@ -227,6 +233,8 @@ class MultipartUpload:
             self.error = self.error or error
         if self.error is not None:
             self.abort()
+            if isinstance(self.error, UploadStopped):
+                raise self.error
             raise OffsiteError(f"upload of {self.file_name} failed: {describe(self.error)}") from self.error
         self._finished = True
         return {"status": "complete", "bucket": self.bucket.name, "key": self.key,
@@ -358,9 +366,11 @@ class MultipartUpload:
             self._drain_worker()
             if self.error is not None:
                 return
+            self.check_stop()
             if self.size_bytes > self.streamed_bytes:
                 self._upload_tail()
             self._check_against(manifest)
+            self.check_stop()
             self.bucket.client.complete_multipart_upload(
                 Bucket=self.bucket.name, Key=self.key, UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},
@@ -384,6 +394,7 @@ class MultipartUpload:
         try:
             with self.source.open("rb") as file:
                 for offset in range(start, end, size):
+                    self.check_stop()
                     self._upload_region(file, offset, min(size, end - offset))
         except OSError as error:
             raise OffsiteError(f"cannot read {self.source.name}: {error.strerror}") from error
@@ -409,6 +420,10 @@ class MultipartUpload:
         )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
+    def check_stop(self) -> None:
+        if self._stop is not None and self._stop.is_set():
+            raise UploadStopped(f"upload of {self.file_name} stopped: a stop was requested")
+
     def upload_manifest(self, manifest: Manifest) -> None:
         """The manifest object, uploaded last: its presence marks the copy complete."""
         self.bucket.client.put_object(
@@ -418,12 +433,17 @@ class MultipartUpload:
         )
 
 
-def upload_file(bucket: Bucket, path: Path, manifest: Manifest, part_size: int = PART_SIZE) -> dict:
-    """Upload a local artifact (the backlog), then its manifest; returns the offsite record."""
-    upload = MultipartUpload(bucket, manifest.file, part_size, source=path)
+def upload_file(bucket: Bucket, path: Path, manifest: Manifest, part_size: int = PART_SIZE,
+                stop: threading.Event | None = None) -> dict:
+    """Upload a local artifact (the backlog), then its manifest; returns the offsite record.
+    A set ``stop`` aborts the upload at the next part and raises UploadStopped."""
+    upload = MultipartUpload(bucket, manifest.file, part_size, source=path, stop=stop)
     try:
         with path.open("rb") as file:
             for chunk in iter(lambda: file.read(READ_CHUNK), b""):
+                if stop is not None and stop.is_set():
+                    upload.abort()
+                    upload.check_stop()
                 upload.write(chunk)
                 if upload.error is not None:
                     break

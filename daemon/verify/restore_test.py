@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import docker
 
-from daemon.errors import PgBackupError
+from daemon.errors import Cancelled, PgBackupError
 from daemon.logs import get_logger
 from daemon.monitoring.metrics import Metrics
 from daemon.notify import Notice, Notifier
@@ -47,8 +47,11 @@ NotifyFailure = Callable[["RestoreTestRun"], None]
 def run_restore_test(
     settings: Settings, metrics: Metrics, client: docker.DockerClient | None = None,
     labels: dict[str, str] | None = None, notify: NotifyFailure | None = None,
+    cancel: threading.Event | None = None,
 ) -> RestoreTestRun:
-    """One scheduled restore test: restore, compare, record metrics, ``notify`` on failure."""
+    """One scheduled restore test: restore, compare, record metrics, ``notify`` on failure.
+    A stop (``cancel``) removes the throwaway container at once; a run cut short that way is no
+    result: logged, neither counted nor notified."""
     started = time.monotonic()
     run = RestoreTestRun()
     try:
@@ -64,7 +67,11 @@ def run_restore_test(
                 target = "all" if selected.is_full else selected.manifest.target
                 run.results.append(TargetResult(target, selected.manifest.file, False, str(error)))
         if checked:
-            run.results += restore_into_throwaway(settings, checked, client, labels)
+            run.results += restore_into_throwaway(settings, checked, client, labels, cancel)
+    except Cancelled as error:
+        log.warning("restore_test_cancelled", reason=str(error), seconds=round(time.monotonic() - started, 1))
+        run.error = str(error)
+        return run
     except PgBackupError as error:
         run.error = str(error)
     run.seconds = time.monotonic() - started
@@ -114,7 +121,7 @@ def install(settings: Settings, metrics: Metrics, notifier: Notifier, cancel: th
     def restore_test() -> None:
         if cancel.is_set():
             return
-        run_restore_test(settings, metrics, client, notify=notify)
+        run_restore_test(settings, metrics, client, notify=notify, cancel=cancel)
 
     trigger = settings.trigger(settings.schedule_restore_test)
     if trigger is not None:

@@ -7,7 +7,11 @@ restore ends (``throwaway_server``).
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,13 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from io import StringIO
+from pathlib import Path
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
 from daemon.clock import is_future
-from daemon.errors import PgBackupError
+from daemon.errors import Cancelled, PgBackupError
 from daemon.identity import split_by_owner, this_instance
 from daemon.logs import get_logger
 from daemon.manifest import scan_manifests
@@ -32,12 +37,22 @@ from daemon.settings import Settings
 from daemon.sources.connect import docker_client
 from daemon.sources.docker_exec import DockerExecTransport
 from daemon.sources.postgres import ConnectionOptions, PostgresServer
+from daemon.sources.transport import stopped_on
 
 log = get_logger(__name__)
 
 LABEL = "pgbackup.restore-test"
 RUN_LABEL = "pgbackup.restore-test.run"
+# Who made the container, so that a sidecar killed meanwhile can have its leftovers removed at the
+# next start (housekeeping/debris.py) without touching those of a running `pgbackup verify` or of
+# another install on the same engine.
+OWNER_LABEL = "pgbackup.restore-test.owner"  # install_owner(settings)
+CREATOR_LABEL = "pgbackup.restore-test.creator"  # this_process(): "<hostname>/<pid>"
 READY_TIMEOUT_SECONDS = 120
+# mountinfo's root and mount point of /etc/hostname. Only that line: on a Docker host, mountinfo
+# also lists the mounts of every running container (their shm), which name other containers.
+_HOSTNAME_MOUNT = re.compile(r"^\S+ \S+ \S+ \S*/containers/([0-9a-f]{64})/hostname /etc/hostname ", re.MULTILINE)
+CANCELLED = "restore test cancelled: a stop was requested"
 SUPERUSER = "postgres"
 
 
@@ -93,9 +108,10 @@ def image_for(settings: Settings, selections: list[Selected], client: docker.Doc
 
 
 @contextmanager
-def throwaway_server(client: docker.DockerClient, image: str, labels: dict[str, str] | None = None
-                     ) -> Iterator[PostgresServer]:
-    """A fresh PostgreSQL container, removed on leaving the block however it is left."""
+def throwaway_server(client: docker.DockerClient, image: str, labels: dict[str, str] | None = None,
+                     cancel: threading.Event | None = None) -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL container, removed on leaving the block however it is left, and at once
+    when ``cancel`` is set (whatever runs in it then fails: it is a throwaway)."""
     _ensure_image(client, image)
     run_id = uuid.uuid4().hex[:12]
     name = f"pgbackup-restore-test-{run_id}"
@@ -107,15 +123,22 @@ def throwaway_server(client: docker.DockerClient, image: str, labels: dict[str, 
             labels={LABEL: "1", RUN_LABEL: run_id, **(labels or {})},
         )
         log.info("restore_test_container_started", container=name, image=image)
-        _wait_ready(container)
-        yield PostgresServer(DockerExecTransport(client, name), ConnectionOptions(user=SUPERUSER))
+        with stopped_on(cancel, lambda: _remove(container)):
+            _wait_ready(container)
+            yield PostgresServer(DockerExecTransport(client, name), ConnectionOptions(user=SUPERUSER))
     finally:
         if container is not None:
-            try:
-                container.remove(force=True, v=True)
-                log.info("restore_test_container_removed", container=name)
-            except docker.errors.DockerException as error:
-                log.error("restore_test_container_left", container=name, error=str(error))
+            _remove(container)
+
+
+def _remove(container: Container) -> None:
+    try:
+        container.remove(force=True, v=True)
+        log.info("restore_test_container_removed", container=container.name)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.DockerException as error:
+        log.error("restore_test_container_left", container=container.name, error=str(error))
 
 
 def _ensure_image(client: docker.DockerClient, image: str) -> None:
@@ -150,25 +173,65 @@ def _wait_ready(container: Container) -> None:
         time.sleep(0.5)
 
 
+def install_owner(settings: Settings) -> str:
+    """The install a throwaway container belongs to: its database container (names are unique on
+    an engine), or the database server's address."""
+    return settings.postgres_container or f"{settings.postgres_host}:{settings.postgres_port}"
+
+
+def this_process() -> str:
+    """The process that creates a throwaway container: ``this_host()`` and the process id."""
+    return f"{this_host()}/{os.getpid()}"
+
+
+def this_host() -> str:
+    """The id of the container this process runs in (Docker mounts /etc/hostname from its
+    directory, whatever `hostname:` says), else the host name."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        mountinfo = ""
+    return container_id(mountinfo) or socket.gethostname()
+
+
+def container_id(mountinfo: str) -> str | None:
+    """The id of the container whose /etc/hostname is mounted, from /proc/self/mountinfo's text."""
+    found = _HOSTNAME_MOUNT.search(mountinfo)
+    return found.group(1) if found else None
+
+
 def restore_into_throwaway(
     settings: Settings, selections: list[Selected], client: docker.DockerClient | None = None,
-    labels: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None, cancel: threading.Event | None = None,
 ) -> list[TargetResult]:
     """Restore each selection into one throwaway server: the full backup first (it brings the
     roles the database dumps refer to), then each database dump over its database."""
     client = client or docker_client(settings)
     results = []
-    with throwaway_server(client, image_for(settings, selections, client), labels) as server:
-        restorer = Restorer(server, jobs=settings.restore_jobs, yes=True, progress_stream=StringIO(),
-                            progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,
-                            confirm=_throwaway_needs_no_confirmation)
-        fulls = [selected for selected in selections if selected.is_full]
-        _make_tablespace_directories(restorer, fulls[0] if fulls else _newest_full(settings))
-        if not fulls:
-            _roles_first(settings, restorer)
-        for selected in selections:
-            results.append(_restore_one(restorer, selected))
+    labels = {OWNER_LABEL: install_owner(settings), CREATOR_LABEL: this_process(), **(labels or {})}
+    try:
+        with throwaway_server(client, image_for(settings, selections, client), labels, cancel) as server:
+            restorer = Restorer(server, jobs=settings.restore_jobs, yes=True, progress_stream=StringIO(),
+                                progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,
+                                confirm=_throwaway_needs_no_confirmation)
+            fulls = [selected for selected in selections if selected.is_full]
+            _make_tablespace_directories(restorer, fulls[0] if fulls else _newest_full(settings))
+            if not fulls:
+                _roles_first(settings, restorer)
+            for selected in selections:
+                _raise_if_cancelled(cancel)
+                results.append(_restore_one(restorer, selected))
+    except Exception as error:
+        if cancel is not None and cancel.is_set():  # the failure is the container removed under it
+            raise Cancelled(CANCELLED) from error
+        raise
+    _raise_if_cancelled(cancel)  # a restore that failed because its container went is no result
     return results
+
+
+def _raise_if_cancelled(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(CANCELLED)
 
 
 def _throwaway_needs_no_confirmation(steps: list[str], yes: bool) -> None:

@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from tests.support.docker_env import remove_container
 from tests.support.pgbackup_cli import (
     REPO_ROOT,
     artifact_paths,
@@ -24,8 +23,7 @@ from tests.support.pgbackup_cli import (
     start_pgbackup,
     tcp_env,
 )
-from tests.support.postgres import start_postgres
-from tests.support.sample_data import seed, server_fingerprints
+from tests.support.sample_data import seeded_server, server_fingerprints
 
 DATABASES = ["authdb", "apidb", "admindb"]
 
@@ -50,12 +48,8 @@ def pg_restore(target, artifact, database: str, *extra: str) -> subprocess.Compl
 @pytest.fixture(scope="module")
 def source(docker_client, postgres_image):
     """One seeded server for the module's tests, which only read from it."""
-    server = start_postgres(docker_client, postgres_image)
-    try:
-        seed(server)
+    with seeded_server(docker_client, postgres_image) as server:
         yield server
-    finally:
-        remove_container(server.container)
 
 
 class TestFullBackupRoundTrip:

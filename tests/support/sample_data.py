@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.support.postgres import PgServer, quote_identifier
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import docker
+
+from tests.support.docker_env import remove_container
+from tests.support.postgres import PgServer, quote_identifier, start_postgres
 
 # Types a real application uses, an odd table name, a sequence, an index, a view, and a role.
 SAMPLE_SQL = {
@@ -48,6 +54,17 @@ FROM information_schema.tables
 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
 ORDER BY 1
 """
+
+
+@contextmanager
+def seeded_server(client: docker.DockerClient, image: str) -> Iterator[PgServer]:
+    """A server with the sample data, for a module's tests; removed afterwards."""
+    server = start_postgres(client, image)
+    try:
+        seed(server)
+        yield server
+    finally:
+        remove_container(server.container)
 
 
 def seed(server: PgServer) -> None:
