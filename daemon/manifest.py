@@ -38,6 +38,9 @@ class Manifest:
     details: dict[str, object] = field(default_factory=dict)
     database_definition: str = ""  # plain database dumps: pg_dump --create's database part (see plans.py)
     instance: str = ""  # the install that took it (daemon/identity.py); empty in manifests older than the field
+    encryption: str = ""  # "age" when the stored bytes are an age file (daemon/encryption.py); "" plain
+    recipients: list[str] = field(default_factory=list)  # fingerprints of the age recipients it was encrypted to
+    signature: str = ""  # HMAC-SHA256 of the other fields but offsite, with MANIFEST_SIGNING_KEY (daemon/signing.py)
     schema_version: int = SCHEMA_VERSION
     pgbackup_version: str = ""
     run_id: str = ""
@@ -46,12 +49,20 @@ class Manifest:
     def duration_seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
 
-    def to_json(self) -> str:
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.encryption)
+
+    def record(self) -> dict[str, object]:
+        """The manifest as its JSON object."""
         record = asdict(self)
         record["started_at"] = self.started_at.isoformat()
         record["finished_at"] = self.finished_at.isoformat()
         record["duration_seconds"] = round(self.duration_seconds, 3)
-        return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+        return record
+
+    def to_json(self) -> str:
+        return json.dumps(self.record(), indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:

@@ -161,7 +161,7 @@ def restore_into_throwaway(
     with throwaway_server(client, image_for(settings, selections, client), labels) as server:
         restorer = Restorer(server, jobs=settings.restore_jobs, yes=True, progress_stream=StringIO(),
                             progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,
-                            confirm=_throwaway_needs_no_confirmation)
+                            confirm=_throwaway_needs_no_confirmation, decryption=settings.decryption)
         fulls = [selected for selected in selections if selected.is_full]
         _make_tablespace_directories(restorer, fulls[0] if fulls else _newest_full(settings))
         if not fulls:

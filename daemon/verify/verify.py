@@ -38,11 +38,14 @@ class VerifyResult:
 
 
 def verify_selections(settings: Settings, selections: list[Selected], restore: bool = True) -> list[VerifyResult]:
+    for selected in selections:
+        if selected.manifest.encrypted:
+            settings.decryption.identities(selected.manifest.file)  # exit 2 naming ENCRYPT_IDENTITY_FILE
     results, good = [], []
     for selected in selections:
         result = VerifyResult(selected.manifest.file)
         try:
-            result.checks += static_checks(selected)
+            result.checks += static_checks(selected, decryption=settings.decryption)
             good.append((selected, result))
         except (PgBackupError, tarfile.TarError) as error:
             result.error = str(error)
