@@ -116,7 +116,7 @@ def assemble(settings: Settings, started: datetime) -> AssembledDaemon:
     metrics.publish_allowances(health.allowances())
     # One scan of BACKUP_DIR restores metrics, health and the features' gauges from the manifests.
     watcher = ManifestWatcher(settings.backup_dir, metrics, health, runner.own_run_ids,
-                              runner.extensions.manifests_found, runner.clock)
+                              runner.extensions.manifests_found, runner.clock, settings.signing_key)
     found = watcher.refresh()
     return AssembledDaemon(metrics, health, runner, jobs, watcher, found)
 

@@ -24,7 +24,6 @@ from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
 from daemon.naming import encrypted_name
 from daemon.progress import Progress
-from daemon.signing import sign
 from daemon.sources.postgres import PostgresServer, ServerVersion
 from daemon.storage.local import AtomicArtifact
 
@@ -141,7 +140,7 @@ def _record_or_retract(plan: DumpPlan, context: BackupContext, artifact: AtomicA
         manifest.database_definition = definition
         for observer in observers:
             observer.record(manifest)
-        sign(manifest, context.signing_key)
+        manifest.sign(context.signing_key)
         write_manifest(context.directory, manifest)
     except BaseException:
         artifact.retract()

@@ -100,7 +100,7 @@ def _restore_locked(settings: Settings, args: argparse.Namespace, choice: Choice
                   and (m.kind == "database" or _has_table(m.tables, args.table)))
         description = f"table {args.table!r} of database {args.database!r}"
     try:
-        selected = select_backup(directory, choice, wanted, description, manifests)
+        selected = select_backup(directory, choice, wanted, description, manifests, settings.signing_key)
     except SelectionError as error:
         raise with_other_installs(error, others, wanted) from None
     for future in selected.skipped_future:

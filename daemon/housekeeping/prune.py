@@ -106,9 +106,9 @@ def _tiers(settings: Settings, prefix: str) -> Tiers:
     return Tiers(**counts, zone=settings.timezone)
 
 
-def local_manifests(directory: Path) -> list[Manifest]:
+def local_manifests(directory: Path, signing_key: bytes | None = None) -> list[Manifest]:
     """The manifests in BACKUP_DIR (daemon.manifest.scan_manifests), each one it cannot use logged."""
-    scan = scan_manifests(directory)
+    scan = scan_manifests(directory, signing_key)
     for path, problem in scan.unreadable:
         log.warning("manifest_unreadable", file=path.name, error=problem)
     return scan.manifests
@@ -211,7 +211,7 @@ def _item(location: str, decision: Decision) -> SweepItem:
 
 def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
-    own = _own(local_manifests(directory), this_instance(settings, create=False), LOCAL, report)
+    own = _own(local_manifests(directory, settings.signing_key), this_instance(settings, create=False), LOCAL, report)
     manifests = _usable([(m, artifact_problem(directory, m)) for m in own], LOCAL, report)
     decisions = _plan(manifests, now, local_retention_days(settings), settings.retention_min_keep,
                       local_tiers(settings), LOCAL, report, metrics)

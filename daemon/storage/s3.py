@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -87,6 +87,7 @@ class Bucket:
     storage_class: str | None = None
     sse: str | None = None
     sse_kms_key_id: str | None = None
+    signing_key: bytes | None = field(default=None, repr=False)  # MANIFEST_SIGNING_KEY: others' manifests are foreign
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Bucket:
@@ -97,6 +98,7 @@ class Bucket:
             storage_class=settings.s3_storage_class,
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
+            signing_key=settings.signing_key,
         )
 
     def key(self, file_name: str) -> str:
@@ -131,6 +133,10 @@ class Bucket:
                 continue
             manifest = self._read_manifest(key)
             if manifest is None or self.prefix + manifest_name(manifest.file) != key:
+                continue
+            problem = manifest.signature_problem(self.signing_key)
+            if problem is not None:  # foreign: never restored, counted or deleted
+                log.error("manifest_tampered", key=key, location="s3", problem=problem)
                 continue
             artifact_key = self.prefix + manifest.file
             if artifact_key in objects:

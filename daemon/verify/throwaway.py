@@ -58,7 +58,7 @@ def latest_backups(settings: Settings, now: datetime) -> list[Selected]:
     """The newest full backup and the newest dump of each database, with their manifests.
     Backups dated in the future (a clock that was wrong) and other installs' backups are skipped."""
     newest: dict[str, Selected] = {}
-    own, _ = split_by_owner(scan_manifests(settings.backup_dir).manifests, this_instance(settings, create=False))
+    own, _ = split_by_owner(scan_manifests(settings.backup_dir, settings.signing_key).manifests, this_instance(settings, create=False))
     for manifest in own:  # newest first
         if is_future(manifest.started_at, now):
             log.warning("future_dated_backup_skipped", file=manifest.file, kind=manifest.kind,

@@ -71,7 +71,7 @@ def verify_selections(settings: Settings, selections: list[Selected], restore: b
 
 
 def verify_artifact(settings: Settings, path: Path, restore: bool = True) -> VerifyResult:
-    return verify_selections(settings, [from_path(path)], restore)[0]
+    return verify_selections(settings, [from_path(path, settings.signing_key)], restore)[0]
 
 
 def verify_latest(settings: Settings, restore: bool = True) -> list[VerifyResult]:

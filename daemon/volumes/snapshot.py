@@ -148,6 +148,7 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, contex
         progress.close()
     manifest = _manifest(settings, file_name, artifact, started, context.clock(), scanner, report, image)
     manifest.run_id = context.run_id
+    manifest.sign(settings.signing_key)
     write_manifest(settings.backup_dir, manifest)
     log.info(
         "artifact_written", file=file_name, size_bytes=manifest.size_bytes, sha256=manifest.sha256,

@@ -2,7 +2,7 @@
 command: what the sidecar writes is an age file on disk and in the bucket, restores with
 ENCRYPT_IDENTITY_FILE, and decrypts by hand with `age -d`; without the identity, restore and
 verify exit 2 naming the variable; a damaged or forged artifact is refused before the server
-is touched."""
+is touched; with MANIFEST_SIGNING_KEY_FILE, unsigned or badly signed manifests are foreign."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import json
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.support.docker_env import remove_container
-from tests.support.pgbackup_cli import artifact_paths, exec_env, pgbackup
+from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup
 from tests.support.postgres import start_postgres
 from tests.support.sample_data import seed, server_fingerprints, table_fingerprints
 
@@ -207,3 +208,108 @@ class TestDamage:
         assert result.returncode == 1 and "cannot decrypt" in result.stderr, result.stderr
         assert target.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'app_user'") == "0"
         assert "authdb" not in target.psql("SELECT datname FROM pg_database")
+
+
+def s3_env(s3_server) -> dict[str, str]:
+    return {"S3_ENDPOINT_URL": s3_server.endpoint_url, "S3_BUCKET": s3_server.bucket,
+            "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
+
+
+def aged(manifest: dict, file: str, days: int) -> dict:
+    """The manifest moved ``days`` into the past under another file name."""
+    started = datetime.fromisoformat(manifest["started_at"]) - timedelta(days=days)
+    finished = datetime.fromisoformat(manifest["finished_at"]) - timedelta(days=days)
+    return {**manifest, "file": file, "started_at": started.isoformat(), "finished_at": finished.isoformat()}
+
+
+def tampering_events(stderr: str) -> list[dict]:
+    return [event for event in log_events(stderr) if event.get("event") == "manifest_tampered"]
+
+
+class TestSignedManifests:
+    def test_a_forged_pair_in_the_bucket_is_never_restored_and_reported(self, source, postgres_factory, age_key,
+                                                                        s3_server, tmp_path):
+        """With MANIFEST_SIGNING_KEY_FILE, the genuine backup's S3 pair replaced by an attacker's (a valid
+        dump and a manifest that matches it, unsigned): `restore --latest` refuses it as tampering and leaves
+        the server alone; with the genuine pair back it restores."""
+        signing_key = tmp_path / "signing.key"
+        signing_key.write_text("0123456789abcdef" * 4 + "\n")
+        env = exec_env(source, tmp_path / "backups", ENCRYPT_RECIPIENTS=age_key.recipient,
+                       ENCRYPT_IDENTITY_FILE=str(age_key.identity_file),
+                       MANIFEST_SIGNING_KEY_FILE=str(signing_key), **s3_env(s3_server))
+        (genuine,) = backup(env, "database", "authdb")
+        manifest = manifest_of(genuine)
+        assert manifest["signature"].startswith("hmac-sha256:")
+        # The attacker's pair: a real dump (encrypted to the public recipient), with a matching manifest.
+        (theirs,) = backup(exec_env(source, tmp_path / "attacker", ENCRYPT_RECIPIENTS=age_key.recipient),
+                           "database", "authdb")
+        forged_data = theirs.read_bytes()
+        forged_manifest = {**manifest_of(theirs), "file": genuine.name, "size_bytes": len(forged_data),
+                           "sha256": hashlib.sha256(forged_data).hexdigest()}
+        bucket = s3_server.client()
+        bucket.put_object(Bucket=s3_server.bucket, Key=manifest["offsite"]["key"], Body=forged_data)
+        bucket.put_object(Bucket=s3_server.bucket, Key=manifest["offsite"]["key"] + ".manifest.json",
+                          Body=json.dumps(forged_manifest).encode())
+        saved = tmp_path / "saved"
+        saved.mkdir()
+        for path in (genuine, genuine.with_name(genuine.name + ".manifest.json")):
+            path.rename(saved / path.name)
+
+        target = postgres_factory(databases=())
+        target_env = {**env, **exec_env(target, tmp_path / "backups")}
+        result = pgbackup("restore", "database", "authdb", "--latest", "--yes", env=target_env)
+        assert result.returncode == 2, result.stderr
+        assert "no backup of database 'authdb'" in result.stderr
+        (event,) = tampering_events(result.stderr)
+        assert event["location"] == "s3" and event["problem"] == "it is not signed"
+        assert "authdb" not in target.psql("SELECT datname FROM pg_database")
+
+        listing = pgbackup("list", "--json", env=target_env)
+        assert listing.returncode == 0 and json.loads(listing.stdout) == []
+        assert tampering_events(listing.stderr)
+
+        for path in saved.iterdir():
+            path.rename(genuine.with_name(path.name))
+        target.psql("CREATE ROLE app_user")
+        result = pgbackup("restore", "database", "authdb", "--latest", "--yes", env=target_env)
+        assert result.returncode == 0, result.stderr
+        assert table_fingerprints(target, "authdb") == table_fingerprints(source, "authdb")
+
+    def test_retention_neither_counts_nor_deletes_foreign_manifests(self, source, age_key, s3_server, tmp_path):
+        """Old unsigned backups (locally and in S3) are left alone by `pgbackup prune` and reported, and a
+        badly signed manifest named on the command line is refused by restore and verify."""
+        signing_key = tmp_path / "signing.key"
+        signing_key.write_text("fedcba9876543210" * 4)
+        directory = tmp_path / "backups"
+        env = exec_env(source, directory, MANIFEST_SIGNING_KEY_FILE=str(signing_key), RETENTION_DATABASE_DAYS="1",
+                       S3_RETENTION_DAYS="1", **s3_env(s3_server))
+        (unsigned,) = backup(exec_env(source, directory, **s3_env(s3_server)), "database", "authdb")
+        old_name = unsigned.name.replace("_2", "_1", 1)
+        old = unsigned.rename(unsigned.with_name(old_name))
+        write_manifest(old, aged(manifest_of(unsigned), old_name, days=30))
+        unsigned.with_name(unsigned.name + ".manifest.json").unlink()
+        bucket = s3_server.client()
+        bucket.delete_object(Bucket=s3_server.bucket, Key=unsigned.name)
+        bucket.delete_object(Bucket=s3_server.bucket, Key=unsigned.name + ".manifest.json")
+        bucket.put_object(Bucket=s3_server.bucket, Key=old_name, Body=old.read_bytes())
+        bucket.put_object(Bucket=s3_server.bucket, Key=old_name + ".manifest.json",
+                          Body=json.dumps(manifest_of(old)).encode())
+        (fresh,) = backup(env, "database", "authdb")
+        without_key = {name: value for name, value in env.items() if name != "MANIFEST_SIGNING_KEY_FILE"}
+        dry_run = pgbackup("prune", "--dry-run", env=without_key)
+        assert dry_run.stdout.count(old_name) == 2, dry_run.stdout  # without the key both copies would go
+
+        result = pgbackup("prune", env=env)
+        assert result.returncode == 0, result.stderr
+        assert old.exists() and fresh.exists()
+        keys = {item["Key"] for item in bucket.list_objects_v2(Bucket=s3_server.bucket)["Contents"]}
+        assert {manifest_of(fresh)["offsite"]["key"], old_name, old_name + ".manifest.json"} <= keys
+        assert {event["location"] for event in tampering_events(result.stderr)} == {"local", "s3"}
+
+        tampered = {**manifest_of(fresh), "sha256": "0" * 64}
+        write_manifest(fresh, tampered)
+        for verb in (("restore", "database", "authdb", "--from", str(fresh), "--yes"),
+                     ("verify", str(fresh), "--no-restore")):
+            result = pgbackup(*verb, env=env)
+            assert result.returncode == 2, result.stderr
+            assert "signature does not match MANIFEST_SIGNING_KEY" in result.stderr
