@@ -132,44 +132,32 @@ class Decryption:
         return load_identities(self.identity_file)
 
 
-# --- writing ------------------------------------------------------------------------------------
+# --- the file objects pyrage reads and writes ----------------------------------------------------
 
-class _QueueReader(io.RawIOBase):
-    """The plaintext side of the cipher thread: blocks taken from a queue as a readable file."""
+class ChunkReader(io.RawIOBase):
+    """An iterator of byte chunks as a readable file (for pyrage and tarfile)."""
 
-    def __init__(self, blocks: queue.Queue, stopped: threading.Event):
-        self._blocks = blocks
-        self._stopped = stopped
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
         self._current = memoryview(b"")
-        self._ended = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray) -> int:
-        while not self._current and not self._ended:
-            item = self._next()
-            if item is _END:
-                self._ended = True
-            else:
-                self._current = memoryview(item)
+        while not self._current:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._current = memoryview(chunk)
         count = min(len(buffer), len(self._current))
         buffer[:count] = self._current[:count]
         self._current = self._current[count:]
         return count
 
-    def _next(self) -> object:
-        while True:
-            if self._stopped.is_set():
-                raise EncryptionError("encryption stopped")
-            try:
-                return self._blocks.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
-                continue
 
-
-class _BlockWriter(io.RawIOBase):
-    """The ciphertext side: pyrage's 64 KiB pieces gathered into OUTPUT_BLOCK blocks for ``downstream``."""
+class BlockWriter(io.RawIOBase):
+    """A writable file that hands pyrage's 64 KiB pieces on to ``downstream`` in blocks of OUTPUT_BLOCK."""
 
     def __init__(self, downstream: Callable[[bytes], None]):
         self._downstream = downstream
@@ -190,6 +178,33 @@ class _BlockWriter(io.RawIOBase):
             self._downstream(block)
 
 
+def _put(blocks: queue.Queue, item: object, stopped: threading.Event) -> None:
+    """Put ``item``, waiting while the queue is full; EncryptionError once the other side stopped."""
+    while not stopped.is_set():
+        try:
+            blocks.put(item, timeout=_POLL_SECONDS)
+            return
+        except queue.Full:
+            continue
+    raise EncryptionError("the other side of the age stream stopped")
+
+
+def _taken(blocks: queue.Queue, stopped: threading.Event) -> Iterator[bytes]:
+    """The blocks put into ``blocks`` until _END; EncryptionError once the other side stopped."""
+    while True:
+        if stopped.is_set():
+            raise EncryptionError("the other side of the age stream stopped")
+        try:
+            item = blocks.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            continue
+        if item is _END:
+            return
+        yield item
+
+
+# --- writing ------------------------------------------------------------------------------------
+
 class EncryptingStage:
     """A write-path stage: ``write`` plaintext blocks, ``finish``; ``downstream`` receives the age
     file's bytes in order, on the cipher thread. An error on either side surfaces in the other
@@ -198,7 +213,7 @@ class EncryptingStage:
     def __init__(self, downstream: Callable[[bytes], None], recipients: Sequence[object]):
         self._blocks: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self._stopped = threading.Event()
-        self._output = _BlockWriter(downstream)
+        self._output = BlockWriter(downstream)
         self._recipients = list(recipients)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="age-encrypt", daemon=True)
@@ -236,7 +251,7 @@ class EncryptingStage:
 
     def _run(self) -> None:
         try:
-            pyrage.encrypt_io(_QueueReader(self._blocks, self._stopped), self._output, self._recipients)
+            pyrage.encrypt_io(ChunkReader(_taken(self._blocks, self._stopped)), self._output, self._recipients)
             self._output.flush_pending()
         except pyrage.EncryptError as error:
             self._error = _cause(error) or EncryptionError(f"age encryption failed: {error}")
@@ -260,67 +275,15 @@ def _cause(error: BaseException) -> BaseException | None:
 
 # --- reading ------------------------------------------------------------------------------------
 
-class ChunkReader(io.RawIOBase):
-    """An iterator of byte chunks as a readable file (for tarfile and pyrage)."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = chunks
-        self._current = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray) -> int:
-        while not self._current:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._current = memoryview(chunk)
-        count = min(len(buffer), len(self._current))
-        buffer[:count] = self._current[:count]
-        self._current = self._current[count:]
-        return count
-
-
-class _QueueWriter(io.RawIOBase):
-    def __init__(self, blocks: queue.Queue, stopped: threading.Event):
-        self._blocks = blocks
-        self._stopped = stopped
-        self._pending = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:
-        self._pending += data
-        if len(self._pending) >= OUTPUT_BLOCK:
-            self.flush_pending()
-        return len(data)
-
-    def flush_pending(self) -> None:
-        if self._pending:
-            block, self._pending = bytes(self._pending), bytearray()
-            self.put(block)
-
-    def put(self, item: object) -> None:
-        while not self._stopped.is_set():
-            try:
-                self._blocks.put(item, timeout=_POLL_SECONDS)
-                return
-            except queue.Full:
-                continue
-        raise EncryptionError("decryption stopped")
-
-
 def decrypted(chunks: Iterable[bytes], identities: Sequence[object], name: str) -> Iterator[bytes]:
     """The plaintext of an age file given as ``chunks``, in blocks of about 1 MiB.
 
-    Authenticated chunk by chunk: a damaged or truncated file raises ArtifactDamaged-like
-    EncryptionError at the damaged chunk at the latest; callers check the sha256 first."""
+    age authenticates every 64 KiB chunk: a damaged or truncated file raises EncryptionError at
+    the damaged chunk at the latest (a restore decrypts the whole file once before it starts)."""
     blocks: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
     stopped = threading.Event()
     failure: list[BaseException] = []
-    writer = _QueueWriter(blocks, stopped)
+    writer = BlockWriter(lambda block: _put(blocks, block, stopped))
 
     def run() -> None:
         try:
@@ -330,23 +293,17 @@ def decrypted(chunks: Iterable[bytes], identities: Sequence[object], name: str) 
             failure.append(EncryptionError(f"cannot decrypt {name}: {error} (is ENCRYPT_IDENTITY_FILE the "
                                            "identity of one of its recipients?)"))
         except BaseException as error:  # noqa: BLE001 - handed to the reading side
-            cause = _cause(error) if not isinstance(error, EncryptionError) else None
-            failure.append(cause if isinstance(cause, EncryptionError) else
-                           EncryptionError(f"cannot decrypt {name}: {error}: the file is damaged"))
+            failure.append(EncryptionError(f"cannot decrypt {name}: {error}: the file is damaged"))
         finally:
             try:
-                writer.put(_END)
+                _put(blocks, _END, stopped)
             except EncryptionError:
                 pass
 
     thread = threading.Thread(target=run, name="age-decrypt", daemon=True)
     thread.start()
     try:
-        while True:
-            item = blocks.get()
-            if item is _END:
-                break
-            yield item
+        yield from _taken(blocks, threading.Event())
         thread.join()
         if failure:
             raise failure[0]
