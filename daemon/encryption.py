@@ -24,6 +24,7 @@ from types import TracebackType
 import pyrage
 
 from daemon.errors import PgBackupError
+from daemon.manifest import Manifest
 
 AGE_HEADER = b"age-encryption.org/v1\n"
 ENCRYPTION_AGE = "age"
@@ -130,6 +131,24 @@ class Decryption:
             raise IdentityMissing(f"{file_name} is encrypted (age): set ENCRYPT_IDENTITY_FILE to the age identity "
                                   "(private key) file to read it")
         return load_identities(self.identity_file)
+
+    def require(self, manifest: Manifest) -> None:
+        """IdentityMissing (exit 2) when ``manifest``'s artifact is encrypted and there is no identity to read it."""
+        if manifest.encrypted:
+            self.identities(manifest.file)
+
+    def plaintext(self, stored: Iterable[bytes], manifest: Manifest) -> Iterable[bytes]:
+        """The artifact's content from its stored bytes: decrypted when its manifest says it is encrypted."""
+        if not manifest.encrypted:
+            return stored
+        return decrypted(stored, self.identities(manifest.file), manifest.file)
+
+    def authenticate(self, path: Path, manifest: Manifest) -> None:
+        """Decrypt the whole file once: age authenticates chunk by chunk, so a damaged chunk would only
+        fail a restore when it is reached, after earlier data went in. Nothing for a plain artifact."""
+        if manifest.encrypted:
+            for _ in self.plaintext(_read_chunks(path), manifest):
+                pass
 
 
 # --- the file objects pyrage reads and writes ----------------------------------------------------
@@ -312,9 +331,10 @@ def decrypted(chunks: Iterable[bytes], identities: Sequence[object], name: str) 
         thread.join(timeout=30)
 
 
-def is_age_file(path: Path) -> bool:
+def _read_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as source:
-        return source.read(len(AGE_HEADER)) == AGE_HEADER
+        while chunk := source.read(OUTPUT_BLOCK):
+            yield chunk
 
 
 class Unencrypted:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from daemon.encryption import Decryption, decrypted
+from daemon.encryption import Decryption
 from daemon.errors import PgBackupError
 from daemon.naming import RESTORE_SCRATCH_PREFIX, plain_name
 from daemon.progress import Progress
@@ -40,18 +40,13 @@ class ArtifactReader:
     def check(self, selected: Selected) -> None:
         manifest = selected.manifest
         require(selected.path.exists(), f"{selected.path} does not exist (its manifest does)")
-        if manifest.encrypted:
-            self.decryption.identities(manifest.file)  # IdentityMissing (exit 2) before anything is touched
+        self.decryption.require(manifest)  # IdentityMissing (exit 2) before anything is touched
         check_sha256(selected.path, manifest.sha256, manifest.size_bytes)
-        if manifest.encrypted:
-            # age authenticates chunk by chunk: a damaged chunk would only fail the restore when it is
-            # reached, after earlier SQL ran. Decrypting the whole file once first refuses it untouched.
-            for _ in self.stored_content(selected, read_chunks(selected.path)):
-                pass
+        self.decryption.authenticate(selected.path, manifest)  # a damaged file is refused before any SQL runs
 
     def plain_stream(self, selected: Selected, label: str) -> Iterator[bytes]:
         progress = Progress.for_stream(label, self.progress_interval, self.progress_stream)
-        chunks: Iterable[bytes] = self.stored_content(selected, read_chunks(selected.path, progress.read))
+        chunks = self.decryption.plaintext(read_chunks(selected.path, progress.read), selected.manifest)
         if selected.manifest.compression == "gzip":
             chunks = gunzip(chunks, selected.manifest.file)
         return _closing(chunks, progress)
@@ -69,13 +64,6 @@ class ArtifactReader:
             with self._placed(readable) as archive:
                 yield archive
 
-    def stored_content(self, selected: Selected, chunks: Iterable[bytes]) -> Iterable[bytes]:
-        """The artifact's content from its stored bytes: decrypted when it is encrypted."""
-        manifest = selected.manifest
-        if not manifest.encrypted:
-            return chunks
-        return decrypted(chunks, self.decryption.identities(manifest.file), manifest.file)
-
     @contextmanager
     def _decrypted_archive(self, selected: Selected) -> Iterator[Selected]:
         """An encrypted archive decrypted into a private scratch directory (pg_restore needs a file
@@ -87,7 +75,7 @@ class ArtifactReader:
         with tempfile.TemporaryDirectory(prefix=RESTORE_SCRATCH_PREFIX, dir=writable_or_none(self.temp_root)) as scratch:
             target = Path(scratch) / name
             with open(target, "wb") as out:
-                for block in self.stored_content(selected, read_chunks(selected.path)):
+                for block in self.decryption.plaintext(read_chunks(selected.path), selected.manifest):
                     out.write(block)
             yield Selected(selected.manifest, target)
 

@@ -8,7 +8,7 @@ import io
 import tarfile
 from collections.abc import Iterator
 
-from daemon.encryption import ChunkReader, Decryption, decrypted
+from daemon.encryption import ChunkReader, Decryption
 from daemon.restore.selection import Selected
 from daemon.restore.streams import ArtifactDamaged, check_sha256, gunzip, read_chunks
 from daemon.rowcount import RowCounter
@@ -28,12 +28,13 @@ def static_checks(selected: Selected, local_tools: bool = True,
     manifest, path = selected.manifest, selected.path
     if not path.exists():
         raise ArtifactDamaged(f"{path} does not exist (its manifest does)")
-    identities = (decryption or Decryption(None)).identities(manifest.file) if manifest.encrypted else []
+    decryption = decryption or Decryption(None)
+    decryption.require(manifest)
     check_sha256(path, manifest.sha256, manifest.size_bytes)
     done = ["sha256 and size match the manifest"]
 
     def content() -> Iterator[bytes]:
-        return decrypted(read_chunks(path), identities, manifest.file) if manifest.encrypted else read_chunks(path)
+        return iter(decryption.plaintext(read_chunks(path), manifest))
 
     if manifest.encrypted:
         done.append(f"decrypts completely (age, {len(manifest.recipients)} recipient(s))")

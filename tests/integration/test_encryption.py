@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import docker_env
 from tests.support.docker_env import remove_container
-from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup
+from tests.support.pgbackup_cli import artifact_paths, base_env, exec_env, log_events, pgbackup
 from tests.support.postgres import start_postgres
 from tests.support.sample_data import seed, server_fingerprints, table_fingerprints
 
@@ -313,3 +314,46 @@ class TestSignedManifests:
             result = pgbackup(*verb, env=env)
             assert result.returncode == 2, result.stderr
             assert "signature does not match MANIFEST_SIGNING_KEY" in result.stderr
+
+
+def volume_files(docker_client, image: str, volume: str) -> str:
+    """`find` of the volume: every path with its owner, mode and size."""
+    output = docker_client.containers.run(image, ["find", "/v", "-printf", "%P %U:%G %m %s\n"],
+                                          volumes={volume: {"bind": "/v", "mode": "ro"}}, remove=True,
+                                          labels=docker_env.docker_labels())
+    return "\n".join(sorted(output.decode().splitlines()))
+
+
+class TestEncryptedVolumeSnapshot:
+    def test_a_snapshot_is_an_age_file_that_restore_volume_reads(self, docker_client, docker_volume_factory,
+                                                                 postgres_image, age_key, tmp_path):
+        """With ENCRYPT_RECIPIENTS a volume snapshot is postgres_volume_*.tar.gz.age (an age file, Debian's
+        age + gunzip give its tar); restore-volume without the identity exits 2 naming it and creates no
+        volume; with it the volume comes back with the same files, owners and modes."""
+        volume = docker_volume_factory()
+        docker_client.containers.run(postgres_image, ["sh", "-c", "mkdir -p /v/pgdata && echo 15 > /v/pgdata/PG_VERSION"
+                                                      " && echo secret-row > /v/pgdata/data && chown -R 70:70 /v"],
+                                     volumes={volume: {"bind": "/v", "mode": "rw"}}, remove=True,
+                                     labels=docker_env.docker_labels())
+        env = base_env(tmp_path, POSTGRES_HOST="127.0.0.1", POSTGRES_PASSWORD="unused", VOLUME_NAME=volume,
+                       HELPER_IMAGE=postgres_image, ENCRYPT_RECIPIENTS=age_key.recipient)
+        (snapshot,) = backup(env, "volume")
+        assert snapshot.name.startswith("postgres_volume_") and snapshot.name.endswith(".tar.gz.age")
+        assert manifest_of(snapshot)["encryption"] == "age"
+        stored = snapshot.read_bytes()
+        assert stored.startswith(AGE_HEADER) and b"secret-row" not in stored
+        assert b"secret-row" in gzip.decompress(age_decrypt(age_key, snapshot))
+
+        target = docker_env.unique_name("pgbackup-test-vol")
+        result = pgbackup("restore-volume", str(snapshot), "--volume", target, env=env)
+        assert result.returncode == 2 and "ENCRYPT_IDENTITY_FILE" in result.stderr
+        assert not docker_client.volumes.list(filters={"name": target})
+
+        target = docker_volume_factory()
+        with_identity = {**env, "ENCRYPT_IDENTITY_FILE": str(age_key.identity_file)}
+        result = pgbackup("restore-volume", str(snapshot), "--volume", target, env=with_identity)
+        assert result.returncode == 0, result.stderr
+        assert volume_files(docker_client, postgres_image, target) == volume_files(docker_client, postgres_image,
+                                                                                   volume)
+        result = pgbackup("verify", str(snapshot), env=with_identity)
+        assert result.returncode == 0 and "decrypts completely" in result.stdout, result.stdout + result.stderr
