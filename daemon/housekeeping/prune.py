@@ -248,7 +248,9 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
             check_claim(bucket, instance)
         else:
             ensure_claimed(bucket, instance, now)
-        copies = {copy.manifest.file: copy for copy in bucket.list_copies()}
+        listed, forged = bucket.scan_copies()
+        copies = {copy.manifest.file: copy for copy in listed}
+        metrics.tampered_manifests.labels(S3).set(len(forged))
     except Exception as error:  # noqa: BLE001 - e.g. boto3 refusing the endpoint: S3's part only fails
         log.error("offsite_retention_failed", error=describe(error))
         report.errors.append(f"s3: {describe(error)}")

@@ -55,6 +55,7 @@ class ManifestWatcher:
             scan = scan_manifests(self.directory, self.signing_key)
             for path, problem in scan.unreadable:
                 log.warning("manifest_unreadable", file=path.name, error=problem)
+            self.metrics.tampered_manifests.labels("local").set(len(scan.forged))
             now = self.clock()
             self.metrics.load_manifests(scan.manifests, now)
             taken_elsewhere = [m for m in scan.manifests if m.run_id not in self.own_run_ids]

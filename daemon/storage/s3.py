@@ -122,12 +122,17 @@ class Bucket:
     # --- reading back -----------------------------------------------------------------
     def list_copies(self) -> list[OffsiteCopy]:
         """Every complete copy directly under the prefix: an artifact with our manifest beside it."""
+        return self.scan_copies()[0]
+
+    def scan_copies(self) -> tuple[list[OffsiteCopy], list[str]]:
+        """(every complete, trusted copy directly under the prefix, the manifest keys that are
+        foreign under MANIFEST_SIGNING_KEY: unsigned or badly signed)."""
         objects: dict[str, int] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.name, Prefix=self.prefix, Delimiter="/"):
             for item in page.get("Contents", ()):
                 objects[item["Key"]] = item["Size"]
-        copies = []
+        copies, forged = [], []
         for key in sorted(objects):
             if not key.endswith(MANIFEST_SUFFIX) or not key.startswith(self.prefix):
                 continue
@@ -137,12 +142,13 @@ class Bucket:
             problem = manifest.signature_problem(self.signing_key)
             if problem is not None:  # foreign: never restored, counted or deleted
                 log.error("manifest_tampered", key=key, location="s3", problem=problem)
+                forged.append(key)
                 continue
             artifact_key = self.prefix + manifest.file
             if artifact_key in objects:
                 copies.append(OffsiteCopy(manifest, artifact_key, key, objects[artifact_key]))
         copies.sort(key=lambda copy: copy.manifest.started_at, reverse=True)
-        return copies
+        return copies, forged
 
     def _read_manifest(self, key: str) -> Manifest | None:
         body = self.client.get_object(Bucket=self.name, Key=key)["Body"].read()

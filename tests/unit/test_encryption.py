@@ -25,6 +25,9 @@ from daemon.encryption import (
 )
 from daemon.errors import SettingsError
 from daemon.manifest import Manifest, scan_manifests, write_manifest
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
+from daemon.monitoring.watcher import ManifestWatcher
 from daemon.naming import encrypted_name, full_backup_name, manifest_name, plain_name
 from daemon.settings import environment_variable_names, load_settings
 
@@ -121,6 +124,23 @@ class TestSignature:
         assert sorted(path.name for path, _ in scan.forged) == [manifest_name("b.sql.gz.age"),
                                                                  manifest_name("c.sql.gz.age")]
         assert len(scan_manifests(tmp_path).manifests) == 3
+
+
+class TestTamperingGauge:
+    def test_the_rescan_counts_forged_manifests(self, tmp_path):
+        """The /metrics rescan publishes how many manifests in BACKUP_DIR are foreign under the key, and
+        counts only the signed one as a backup."""
+        good = manifest("a.sql.gz.age")
+        good.sign(KEY)
+        write_manifest(tmp_path, good)
+        write_manifest(tmp_path, manifest("b.sql.gz.age"))
+        metrics = Metrics()
+        found: list[list[Manifest]] = []
+        watcher = ManifestWatcher(tmp_path, metrics, HealthState(T0, timedelta(days=1)), set(), found.append,
+                                  lambda: T0 + timedelta(hours=1), KEY)
+        watcher.refresh()
+        assert metrics.registry.get_sample_value("pgbackup_tampered_manifests", {"location": "local"}) == 1
+        assert [[m.file for m in manifests] for manifests in found] == [["a.sql.gz.age"]]
 
 
 class TestAgeStage:
