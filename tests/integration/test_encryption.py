@@ -132,6 +132,30 @@ class TestEncryptedRoundTrip:
         assert result.returncode == 0, result.stderr
         assert table_fingerprints(target, "authdb_copy") == table_fingerprints(source, "authdb")
 
+        # Only in S3: downloaded (its sha256 checked on the encrypted bytes), then decrypted and restored.
+        authdb_dump = next(p for p in dumps if "authdb" in p.name)
+        authdb_dump.unlink()
+        authdb_dump.with_name(authdb_dump.name + ".manifest.json").unlink()
+        result = pgbackup("restore", "database", "authdb", "--latest", "--into", "authdb_from_s3", "--yes",
+                          env={**env, **exec_env(target, tmp_path / "backups")})
+        assert result.returncode == 0, result.stderr
+        assert authdb_dump.read_bytes().startswith(AGE_HEADER)
+        assert table_fingerprints(target, "authdb_from_s3") == table_fingerprints(source, "authdb")
+
+    def test_verify_restores_encrypted_backups_into_a_throwaway_server(self, source, age_key, postgres_image,
+                                                                       tmp_path):
+        """`pgbackup verify` (the restore test's checks and throwaway restore) with ENCRYPT_IDENTITY_FILE
+        decrypts the newest full and database backups, restores them and compares the row counts."""
+        env = exec_env(source, tmp_path, ENCRYPT_RECIPIENTS=age_key.recipient, RESTORE_TEST_IMAGE=postgres_image,
+                       ENCRYPT_IDENTITY_FILE=str(age_key.identity_file))
+        backup(env, "full")
+        backup(env, "database", "authdb")
+        result = pgbackup("verify", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count(": OK") == 2
+        assert result.stdout.count("decrypts completely (age, 1 recipient(s))") == 2
+        assert result.stdout.count("restored into a throwaway container") == 2
+
     def test_debian_age_decrypts_what_the_sidecar_wrote(self, source, age_key, tmp_path):
         """docs/encryption.md's manual restore: `age -d -i key.txt` + gunzip gives pg_dumpall's SQL, and a
         decrypted custom dump is an archive pg_restore lists."""
