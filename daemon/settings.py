@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     s3_sse_kms_key_id: str | None = None
     s3_upload_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(BACKUP_KINDS))
     s3_retention_days: int = Field(30, ge=1, le=MAX_DAYS)
+    # S3 Object Lock (storage/s3.py): uploads retained this many days in this mode; unset: no lock.
+    s3_object_lock_days: int | None = Field(None, ge=1, le=MAX_DAYS)
+    s3_object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
     s3_retention_keep_daily: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
     s3_retention_keep_weekly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
     s3_retention_keep_monthly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
@@ -344,6 +347,8 @@ class Settings(BaseSettings):
             raise ValueError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together; set both or neither")
         if self.s3_sse == "aws:kms" and not self.s3_sse_kms_key_id:
             raise ValueError("S3_SSE=aws:kms needs S3_SSE_KMS_KEY_ID")
+        if self.s3_object_lock_days and not self.s3_bucket:
+            raise ValueError("S3_OBJECT_LOCK_DAYS needs S3_BUCKET (a bucket created with Object Lock enabled)")
         return self
 
     # --- derived values --------------------------------------------------------------

@@ -41,7 +41,7 @@ from daemon.naming import manifest_name
 from daemon.settings import Settings
 
 if TYPE_CHECKING:  # boto3 is imported only when S3 is used (see _sweep_offsite)
-    from daemon.storage.s3 import OffsiteCopy
+    from daemon.storage.s3 import Bucket, OffsiteCopy
 
 log = get_logger(__name__)
 
@@ -265,6 +265,8 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
             continue
         copy = copies[decision.manifest.file]
         try:
+            if _held_by_object_lock(bucket, copy, now):
+                continue
             bucket.delete_copy(copy)
         except S3_ERRORS + (OffsiteError,) as error:
             log.error("retention_delete_failed", location=S3, key=copy.artifact_key, error=describe(error))
@@ -274,6 +276,18 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         log.info("retention_deleted", location=S3, key=copy.artifact_key, kind=decision.manifest.kind,
                  target=decision.manifest.target, reason=decision.reason)
         _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
+
+
+def _held_by_object_lock(bucket: Bucket, copy: OffsiteCopy, now: datetime) -> bool:
+    """Whether the copy's artifact is still under S3 Object Lock retention: then it is not even
+    tried (with versioning, a plain delete would only hide it behind a delete marker)."""
+    if not bucket.object_lock_days:
+        return False
+    until = bucket.locked_until(copy.artifact_key)
+    if until is None or until <= now:
+        return False
+    log.info("retention_held_by_object_lock", location=S3, key=copy.artifact_key, locked_until=until.isoformat())
+    return True
 
 
 def _copy_problem(copy: OffsiteCopy) -> str | None:
