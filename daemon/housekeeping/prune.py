@@ -260,13 +260,13 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
     decisions = _plan(_usable(located, S3, report), now, offsite_retention_days(settings),
                       settings.retention_min_keep, offsite_tiers(settings), S3, report, metrics)
     for decision in decisions or ():
+        copy = copies[decision.manifest.file]
+        if decision.delete:
+            decision = _unless_locked(decision, bucket, copy, now, report)
         report.items.append(_item(S3, decision))
         if not decision.delete or dry_run:
             continue
-        copy = copies[decision.manifest.file]
         try:
-            if _held_by_object_lock(bucket, copy, now):
-                continue
             bucket.delete_copy(copy)
         except S3_ERRORS + (OffsiteError,) as error:
             log.error("retention_delete_failed", location=S3, key=copy.artifact_key, error=describe(error))
@@ -278,16 +278,25 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
 
 
-def _held_by_object_lock(bucket: Bucket, copy: OffsiteCopy, now: datetime) -> bool:
-    """Whether the copy's artifact is still under S3 Object Lock retention: then it is not even
-    tried (with versioning, a plain delete would only hide it behind a delete marker)."""
+def _unless_locked(decision: Decision, bucket: Bucket, copy: OffsiteCopy, now: datetime,
+                   report: SweepReport) -> Decision:
+    """The decision, or KEEP while the copy's artifact is under S3 Object Lock retention: a locked
+    copy is not even tried (with versioning, a plain delete would only hide it behind a delete
+    marker). A retention date that cannot be read keeps it too."""
     if not bucket.object_lock_days:
-        return False
-    until = bucket.locked_until(copy.artifact_key)
+        return decision
+    from daemon.storage.s3 import S3_ERRORS, describe  # boto3's import time, as in _sweep_offsite
+
+    try:
+        until = bucket.locked_until(copy.artifact_key)
+    except S3_ERRORS as error:
+        report.errors.append(f"{copy.artifact_key}: its Object Lock retention cannot be read: {describe(error)}")
+        return Decision(decision.manifest, KEEP, "its Object Lock retention cannot be read", kept_by=("object lock",))
     if until is None or until <= now:
-        return False
+        return decision
     log.info("retention_held_by_object_lock", location=S3, key=copy.artifact_key, locked_until=until.isoformat())
-    return True
+    return Decision(decision.manifest, KEEP, f"S3 Object Lock until {until.isoformat(' ', 'seconds')}",
+                    kept_by=("object lock",))
 
 
 def _copy_problem(copy: OffsiteCopy) -> str | None:

@@ -63,6 +63,8 @@ class TestObjectLock:
         assert result.returncode == 0, result.stderr
         held = [e for e in log_events(result.stderr) if e.get("event") == "retention_held_by_object_lock"]
         assert [event["key"] for event in held] == [artifact.name]
+        (row,) = [line for line in result.stdout.splitlines() if artifact.name in line and " s3 " in line]
+        assert row.startswith("keep") and "object lock" in row and "S3 Object Lock until" in row
         assert client.head_object(Bucket=LOCKED_BUCKET, Key=artifact.name)["ContentLength"] > 0
 
     def test_a_bucket_without_object_lock_stops_the_start(self, s3_server, locked_env):
