@@ -11,8 +11,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from daemon import signing
+from daemon.logs import get_logger
 from daemon.naming import MANIFEST_SUFFIX, manifest_name
 from daemon.storage.local import replace_file_atomically
+
+log = get_logger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -40,6 +44,9 @@ class Manifest:
     details: dict[str, object] = field(default_factory=dict)
     database_definition: str = ""  # plain database dumps: pg_dump --create's database part (see plans.py)
     instance: str = ""  # the install that took it (daemon/identity.py); empty in manifests older than the field
+    encryption: str = ""  # "age" when the stored bytes are an age file (daemon/encryption.py); "" plain
+    recipients: list[str] = field(default_factory=list)  # fingerprints of the age recipients it was encrypted to
+    signature: str = ""  # HMAC-SHA256 of the other fields but offsite, with MANIFEST_SIGNING_KEY (daemon/signing.py)
     schema_version: int = SCHEMA_VERSION
     pgbackup_version: str = ""
     run_id: str = ""
@@ -48,12 +55,29 @@ class Manifest:
     def duration_seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
 
-    def to_json(self) -> str:
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.encryption)
+
+    def record(self) -> dict[str, object]:
+        """The manifest as its JSON object."""
         record = asdict(self)
         record["started_at"] = self.started_at.isoformat()
         record["finished_at"] = self.finished_at.isoformat()
         record["duration_seconds"] = round(self.duration_seconds, 3)
-        return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+        return record
+
+    def sign(self, key: bytes | None) -> None:
+        """Set the signature (MANIFEST_SIGNING_KEY; nothing without a key). Sign last: it covers every field but offsite."""
+        if key is not None:
+            self.signature = signing.signature_of(self.record(), key)
+
+    def signature_problem(self, key: bytes | None) -> str | None:
+        """Why this manifest is foreign under ``key`` (unsigned, or signed otherwise); None when trusted."""
+        return signing.signature_problem(self.record(), key)
+
+    def to_json(self) -> str:
+        return json.dumps(self.record(), indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
@@ -84,10 +108,15 @@ def read_manifest(path: Path) -> Manifest:
 class ManifestScan:
     manifests: list[Manifest]
     unreadable: list[tuple[Path, str]]
+    forged: list[tuple[Path, str]] = field(default_factory=list)  # unsigned or badly signed, with the key set
 
 
-def scan_manifests(directory: Path) -> ManifestScan:
+def scan_manifests(directory: Path, signing_key: bytes | None = None) -> ManifestScan:
     """Every readable manifest in ``directory``, newest first, plus the ones that were not.
+
+    With ``signing_key`` (MANIFEST_SIGNING_KEY), a manifest that is unsigned or badly signed is
+    foreign: it is left out (never restored, counted or deleted), listed in ``forged`` and
+    logged as tampering.
 
     The one scan every reader uses (retention, offsite, listing, metrics, restore, verify). A
     manifest counts only when it names its own artifact: ``<file>.manifest.json`` whose ``file``
@@ -96,6 +125,7 @@ def scan_manifests(directory: Path) -> ManifestScan:
     """
     manifests: list[Manifest] = []
     unreadable: list[tuple[Path, str]] = []
+    forged: list[tuple[Path, str]] = []
     if directory.is_dir():
         for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
             try:
@@ -106,9 +136,14 @@ def scan_manifests(directory: Path) -> ManifestScan:
             if "/" in manifest.file or manifest_name(manifest.file) != path.name:
                 unreadable.append((path, f"it describes another file ({manifest.file!r})"))
                 continue
+            problem = manifest.signature_problem(signing_key)
+            if problem is not None:
+                forged.append((path, problem))
+                log.error("manifest_tampered", file=path.name, location="local", problem=problem)
+                continue
             manifests.append(manifest)
     manifests.sort(key=lambda manifest: manifest.started_at, reverse=True)
-    return ManifestScan(manifests, unreadable)
+    return ManifestScan(manifests, unreadable, forged)
 
 
 def newest_by_kind_and_target(manifests: list[Manifest]) -> dict[tuple[str, str], Manifest]:

@@ -10,6 +10,7 @@ from datetime import datetime
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 MANIFEST_SUFFIX = ".manifest.json"
 PARTIAL_SUFFIX = ".partial"
+AGE_SUFFIX = ".age"  # an age-encrypted artifact: the plain name plus .age (daemon/encryption.py)
 
 FORMAT_EXTENSIONS = {
     "custom": ".dump",
@@ -59,6 +60,15 @@ def table_backup_name(database: str, dump_format: str, moment: datetime) -> str:
 
 def volume_snapshot_name(moment: datetime) -> str:
     return f"postgres_volume_{stamp(moment)}.tar.gz"
+
+
+def encrypted_name(artifact_name: str) -> str:
+    return artifact_name + AGE_SUFFIX
+
+
+def plain_name(artifact_name: str) -> str:
+    """The name of what an encrypted artifact holds: ``backup_all_*.sql.gz`` from ``backup_all_*.sql.gz.age``."""
+    return artifact_name.removesuffix(AGE_SUFFIX)
 
 
 def manifest_name(artifact_name: str) -> str:

@@ -32,7 +32,7 @@ from daemon.notify import Notifier, channels_from_settings, ping
 from daemon.scheduler import HealthWatch, ScheduledJob, build_scheduler, log_next_runs
 from daemon.settings import Settings
 from daemon.storage.local import ensure_backup_dir, unwritable_reason
-from daemon.storage.s3 import Bucket, describe
+from daemon.storage.s3 import S3_ERRORS, Bucket, describe
 from daemon.storage.s3_claim import PrefixClaimedElsewhere, ensure_claimed
 from daemon.verify import restore_test
 from daemon.volumes import install as volume_snapshots
@@ -122,12 +122,13 @@ def assemble(settings: Settings, started: datetime) -> AssembledDaemon:
     metrics.publish_allowances(health.allowances())
     # One scan of BACKUP_DIR restores metrics, health and the features' gauges from the manifests.
     watcher = ManifestWatcher(settings.backup_dir, metrics, health, runner.own_run_ids,
-                              runner.extensions.manifests_found, runner.clock)
+                              runner.extensions.manifests_found, runner.clock, settings.signing_key)
     found = watcher.refresh()
     return AssembledDaemon(metrics, health, runner, jobs, watcher, found)
 
 
 def run_daemon(settings: Settings) -> int:
+    check_object_lock(settings)
     daemon = assemble(settings, datetime.now(settings.timezone))
     metrics, health, watcher, cancel = daemon.metrics, daemon.health, daemon.watcher, daemon.runner.cancel
     scheduler, executor = build_scheduler(settings, daemon.jobs)
@@ -178,6 +179,17 @@ def _check_backup_dir(settings: Settings, health: HealthState) -> None:
         else:
             log.error("backup_dir_unwritable", error=reason)
     health.set_problem(BACKUP_DIR_PROBLEM, reason)
+
+
+def check_object_lock(settings: Settings) -> None:
+    """With S3_OBJECT_LOCK_DAYS, a bucket without Object Lock stops the start (SettingsError, exit 2):
+    its copies could be deleted by the sidecar's own keys. An S3 that does not answer is only logged."""
+    if not (settings.offsite_enabled and settings.s3_object_lock_days):
+        return
+    try:
+        Bucket.from_settings(settings).check_object_lock()
+    except S3_ERRORS as error:
+        log.warning("s3_object_lock_not_checked", error=describe(error))
 
 
 def check_s3_claim(settings: Settings, health: HealthState) -> None:

@@ -18,6 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from daemon import encryption as age
 from daemon.errors import SettingsError
 from daemon.notify_urls import split_urls, url_problems
 from daemon.schedule import ScheduleError, is_disabled, parse_crontab
@@ -52,7 +53,9 @@ SECRET_FIELDS = (
     "webhook_url",
     "notify_urls",
     *PING_URL_FIELDS,
+    "manifest_signing_key",
 )
+MIN_SIGNING_KEY_BYTES = 32
 
 
 # The DATABASE:NAME[,NAME];DATABASE:NAME settings: what a NAME is, and an example for the error message.
@@ -159,6 +162,9 @@ class Settings(BaseSettings):
     s3_sse_kms_key_id: str | None = None
     s3_upload_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(BACKUP_KINDS))
     s3_retention_days: int = Field(30, ge=1, le=MAX_DAYS)
+    # S3 Object Lock (storage/s3.py): uploads retained this many days in this mode; unset: no lock.
+    s3_object_lock_days: int | None = Field(None, ge=1, le=MAX_DAYS)
+    s3_object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
     s3_retention_keep_daily: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
     s3_retention_keep_weekly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
     s3_retention_keep_monthly: int | None = Field(None, ge=0, le=MAX_KEEP_PERIODS)
@@ -198,6 +204,13 @@ class Settings(BaseSettings):
     volume_stop_timeout_seconds: int = Field(120, ge=1, le=MAX_VOLUME_STOP_SECONDS)
     helper_image: str | None = None
 
+    # --- encryption and signed manifests (daemon/encryption.py, daemon/signing.py) -----
+    encrypt_recipients: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    encrypt_recipients_file: Path | None = None
+    encrypt_identity_file: Path | None = None
+    manifest_signing_key: SecretStr | None = None
+    manifest_signing_key_file: Path | None = None
+
     # --- restore ---------------------------------------------------------------------
     restore_jobs: int = Field(2, ge=1, le=64)
     restore_test_image: str | None = None
@@ -207,6 +220,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         return _comma_list(value)
+
+    @field_validator("encrypt_recipients", mode="before")
+    @classmethod
+    def _split_recipients(cls, value: object) -> object:
+        return age.recipient_lines(value) if isinstance(value, str) else value
 
     @field_validator(*PER_DATABASE_SYNTAX, mode="before")
     @classmethod
@@ -287,6 +305,38 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _usable_recipients(self) -> Settings:
+        """ENCRYPT_RECIPIENTS or the lines of ENCRYPT_RECIPIENTS_FILE, each one a public key age accepts."""
+        variable = "ENCRYPT_RECIPIENTS"
+        if self.encrypt_recipients_file is not None:
+            if self.encrypt_recipients:
+                raise ValueError("ENCRYPT_RECIPIENTS and ENCRYPT_RECIPIENTS_FILE are both set; set only one of them")
+            variable = "ENCRYPT_RECIPIENTS_FILE"
+            try:
+                text = self.encrypt_recipients_file.read_text(encoding="utf-8")
+            except OSError as error:
+                raise ValueError(f"{variable}: cannot read {self.encrypt_recipients_file}: {error.strerror}") from None
+            self.encrypt_recipients = age.recipient_lines(text)
+            if not self.encrypt_recipients:
+                raise ValueError(f"{variable}: {self.encrypt_recipients_file} holds no recipient; put age1… "
+                                 "public keys in it (age-keygen -y key.txt), one per line")
+        for key in self.encrypt_recipients:
+            try:
+                age.parse_recipient(key)
+            except age.EncryptionError as error:
+                raise ValueError(f"{variable}: {error}; allowed: age1… public keys (age-keygen -y key.txt) "
+                                 "or ssh-ed25519/ssh-rsa public keys") from None
+        return self
+
+    @model_validator(mode="after")
+    def _long_signing_key(self) -> Settings:
+        if self.manifest_signing_key is not None and \
+                len(self.manifest_signing_key.get_secret_value().encode("utf-8")) < MIN_SIGNING_KEY_BYTES:
+            raise ValueError(f"MANIFEST_SIGNING_KEY (or the content of MANIFEST_SIGNING_KEY_FILE) must be at least "
+                             f"{MIN_SIGNING_KEY_BYTES} bytes, e.g. the output of `openssl rand -hex 32`")
+        return self
+
+    @model_validator(mode="after")
     def _http_webhooks(self) -> Settings:
         """Webhook and ping URLs (also read from *_FILE) must be http(s) URLs; the message never shows the value."""
         examples = {"slack_webhook_url": "https://hooks.slack.com/services/...",
@@ -350,6 +400,8 @@ class Settings(BaseSettings):
             raise ValueError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together; set both or neither")
         if self.s3_sse == "aws:kms" and not self.s3_sse_kms_key_id:
             raise ValueError("S3_SSE=aws:kms needs S3_SSE_KMS_KEY_ID")
+        if self.s3_object_lock_days and not self.s3_bucket:
+            raise ValueError("S3_OBJECT_LOCK_DAYS needs S3_BUCKET (a bucket created with Object Lock enabled)")
         return self
 
     # --- derived values --------------------------------------------------------------
@@ -364,6 +416,24 @@ class Settings(BaseSettings):
     @property
     def offsite_enabled(self) -> bool:
         return bool(self.s3_bucket)
+
+    @property
+    def encryption(self) -> age.Encryption | None:
+        """How new artifacts are encrypted; None when ENCRYPT_RECIPIENTS is not set."""
+        if not self.encrypt_recipients:
+            return None
+        return age.Encryption(tuple(self.encrypt_recipients))
+
+    @property
+    def decryption(self) -> age.Decryption:
+        return age.Decryption(self.encrypt_identity_file)
+
+    @property
+    def signing_key(self) -> bytes | None:
+        """The MANIFEST_SIGNING_KEY as bytes; None when manifests are not signed."""
+        if self.manifest_signing_key is None:
+            return None
+        return self.manifest_signing_key.get_secret_value().encode("utf-8")
 
     def trigger(self, expression: str) -> CronTrigger | None:
         """The trigger of a schedule setting, or None when it is 'off'."""

@@ -19,9 +19,11 @@ from daemon import __version__
 from daemon.backup.compression import Gzip
 from daemon.backup.pipeline import PipelinedWriter
 from daemon.backup.plans import DumpPlan
+from daemon.encryption import ENCRYPTION_AGE, Encryption, Unencrypted
 from daemon.errors import BackupDirFull, Cancelled, CommandFailed
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
+from daemon.naming import encrypted_name
 from daemon.progress import Progress
 from daemon.sources.postgres import PostgresServer, ServerVersion
 from daemon.storage.local import AtomicArtifact
@@ -65,11 +67,17 @@ class BackupContext:
     instance: str = ""  # recorded in the manifest (daemon/identity.py)
     sinks: Callable[[DumpPlan, str], Sequence[ArtifactSink]] = lambda plan, file_name: ()
     observers: Callable[[DumpPlan], Sequence[StreamObserver]] = lambda plan: ()
+    encryption: Encryption | None = None  # ENCRYPT_RECIPIENTS: the stored bytes are an age file
+    signing_key: bytes | None = None  # MANIFEST_SIGNING_KEY: the manifest carries its HMAC
+
+    def file_name(self, plan: DumpPlan, started: datetime) -> str:
+        name = plan.name(started)
+        return encrypted_name(name) if self.encryption is not None else name
 
 
 def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
     started = _unused_start_time(plan, context)
-    file_name = plan.name(started)
+    file_name = context.file_name(plan, started)
     progress = context.progress(f"{plan.kind} {plan.target}")
     sinks = list(context.sinks(plan, file_name))
     observers = list(context.observers(plan))
@@ -83,8 +91,10 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
             sink.write(block)
 
     try:
-        with AtomicArtifact(context.directory, file_name) as artifact:
-            with PipelinedWriter(write_block, gzip) as writer:
+        # Encryption is the last stage: what reaches the file and the sinks is already an age file.
+        stage = context.encryption.stage(write_block) if context.encryption else Unencrypted(write_block)
+        with AtomicArtifact(context.directory, file_name) as artifact, stage:
+            with PipelinedWriter(stage.write, gzip) as writer:
                 with _cancellable(context.cancel), context.server.run_stream(plan.argv, context.cancel) as chunks:
                     for chunk in chunks:
                         if context.cancel.is_set():
@@ -94,6 +104,7 @@ def take_artifact(plan: DumpPlan, context: BackupContext) -> Manifest:
                             observer.feed(chunk)
                         writer.put(chunk)
                 writer.finish()
+            stage.finish()
             definition = _database_definition(plan, context)  # before the commit: a failure leaves no artifact
             artifact.commit()
             manifest = _record_or_retract(plan, context, artifact, started, observers, definition)
@@ -143,6 +154,7 @@ def _record_or_retract(plan: DumpPlan, context: BackupContext, artifact: AtomicA
         manifest.database_definition = definition
         for observer in observers:
             observer.record(manifest)
+        manifest.sign(context.signing_key)
         write_manifest(context.directory, manifest)
     except BaseException:
         artifact.retract()
@@ -155,7 +167,7 @@ def _unused_start_time(plan: DumpPlan, context: BackupContext) -> datetime:
     """A start time whose file name is free: names have one-second resolution."""
     while True:
         started = context.clock()
-        if not (context.directory / plan.name(started)).exists():
+        if not (context.directory / context.file_name(plan, started)).exists():
             return started
         time.sleep(1.05 - started.microsecond / 1_000_000)
 
@@ -182,4 +194,6 @@ def _manifest_for(
         pgbackup_version=__version__,
         run_id=context.run_id,
         instance=context.instance,
+        encryption=ENCRYPTION_AGE if context.encryption else "",
+        recipients=context.encryption.fingerprints if context.encryption else [],
     )

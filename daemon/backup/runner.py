@@ -313,6 +313,8 @@ class BackupRunner:
             instance=this_instance(self.settings).name,
             sinks=self.extensions.sinks,
             observers=self.extensions.observers,
+            encryption=self.settings.encryption,
+            signing_key=self.settings.signing_key,
         )
 
     def progress(self, label: str) -> Progress:

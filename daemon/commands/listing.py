@@ -25,9 +25,11 @@ def command_list(settings: Settings, args: argparse.Namespace) -> int:
     # other verbs need not pay.
     from daemon.housekeeping.offsite import backup_locations
 
-    scan = scan_manifests(settings.backup_dir)
+    scan = scan_manifests(settings.backup_dir, settings.signing_key)
     for path, problem in scan.unreadable:
         print(f"pgbackup: unreadable manifest {path.name}: {problem}", file=sys.stderr)
+    for path, problem in scan.forged:
+        print(f"pgbackup: TAMPERING? {path.name} is not listed: {problem}", file=sys.stderr)
     manifests, locations, warning = backup_locations(settings, scan.manifests)
     if warning:
         print(f"pgbackup: {warning}", file=sys.stderr)

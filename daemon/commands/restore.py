@@ -100,13 +100,15 @@ def _restore_locked(settings: Settings, args: argparse.Namespace, choice: Choice
                   and (m.kind == "database" or _has_table(m.tables, args.table)))
         description = f"table {args.table!r} of database {args.database!r}"
     try:
-        selected = select_backup(directory, choice, wanted, description, manifests)
+        selected = select_backup(directory, choice, wanted, description, manifests, settings.signing_key)
     except SelectionError as error:
         raise with_other_installs(error, others, wanted) from None
     for future in selected.skipped_future:
         print(f"pgbackup: warning: skipped {future.file}: it is dated in the future "
               f"({future.started_at.isoformat(' ')}), taken while the clock was wrong; use --from to restore it",
               file=sys.stderr)
+    if selected.manifest.encrypted:
+        settings.decryption.identities(selected.manifest.file)  # exit 2 naming ENCRYPT_IDENTITY_FILE, before anything
     if not choice.path:
         selected = Selected(selected.manifest, ensure_local(settings, selected.manifest))
     print(f"pgbackup: restoring from {selected.path} (taken {selected.manifest.started_at.isoformat(' ')})",
@@ -126,6 +128,7 @@ def _restorer(settings: Settings, yes: bool) -> Restorer:
     return Restorer(
         connect(settings).server, jobs=settings.restore_jobs, yes=yes,
         progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,
+        decryption=settings.decryption,
     )
 
 

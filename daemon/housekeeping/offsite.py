@@ -120,7 +120,7 @@ class Offsite:
         (S3 is then most likely down: the rest waits for the next run) and, between two uploads,
         at a stop. Returns the uploads."""
         directory = self.settings.backup_dir
-        own, _ = split_by_owner(scan_manifests(directory).manifests, this_instance(self.settings))
+        own, _ = split_by_owner(scan_manifests(directory, self.settings.signing_key).manifests, this_instance(self.settings))
         pending = [
             manifest for manifest in own
             if self.wants(manifest.kind) and manifest.offsite.get("status") not in (COMPLETE, DELETED)

@@ -41,7 +41,7 @@ from daemon.naming import manifest_name
 from daemon.settings import Settings
 
 if TYPE_CHECKING:  # boto3 is imported only when S3 is used (see _sweep_offsite)
-    from daemon.storage.s3 import OffsiteCopy
+    from daemon.storage.s3 import Bucket, OffsiteCopy
 
 log = get_logger(__name__)
 
@@ -106,9 +106,9 @@ def _tiers(settings: Settings, prefix: str) -> Tiers:
     return Tiers(**counts, zone=settings.timezone)
 
 
-def local_manifests(directory: Path) -> list[Manifest]:
+def local_manifests(directory: Path, signing_key: bytes | None = None) -> list[Manifest]:
     """The manifests in BACKUP_DIR (daemon.manifest.scan_manifests), each one it cannot use logged."""
-    scan = scan_manifests(directory)
+    scan = scan_manifests(directory, signing_key)
     for path, problem in scan.unreadable:
         log.warning("manifest_unreadable", file=path.name, error=problem)
     return scan.manifests
@@ -211,7 +211,7 @@ def _item(location: str, decision: Decision) -> SweepItem:
 
 def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
-    own = _own(local_manifests(directory), this_instance(settings, create=False), LOCAL, report)
+    own = _own(local_manifests(directory, settings.signing_key), this_instance(settings, create=False), LOCAL, report)
     manifests = _usable([(m, artifact_problem(directory, m)) for m in own], LOCAL, report)
     decisions = _plan(manifests, now, local_retention_days(settings), settings.retention_min_keep,
                       local_tiers(settings), LOCAL, report, metrics)
@@ -248,7 +248,9 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
             check_claim(bucket, instance)
         else:
             ensure_claimed(bucket, instance, now)
-        copies = {copy.manifest.file: copy for copy in bucket.list_copies()}
+        listed, forged = bucket.scan_copies()
+        copies = {copy.manifest.file: copy for copy in listed}
+        metrics.tampered_manifests.labels(S3).set(len(forged))
     except Exception as error:  # noqa: BLE001 - e.g. boto3 refusing the endpoint: S3's part only fails
         log.error("offsite_retention_failed", error=describe(error))
         report.errors.append(f"s3: {describe(error)}")
@@ -258,10 +260,12 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
     decisions = _plan(_usable(located, S3, report), now, offsite_retention_days(settings),
                       settings.retention_min_keep, offsite_tiers(settings), S3, report, metrics)
     for decision in decisions or ():
+        copy = copies[decision.manifest.file]
+        if decision.delete:
+            decision = _unless_locked(decision, bucket, copy, now, report)
         report.items.append(_item(S3, decision))
         if not decision.delete or dry_run:
             continue
-        copy = copies[decision.manifest.file]
         try:
             bucket.delete_copy(copy)
         except S3_ERRORS + (OffsiteError,) as error:
@@ -272,6 +276,27 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         log.info("retention_deleted", location=S3, key=copy.artifact_key, kind=decision.manifest.kind,
                  target=decision.manifest.target, reason=decision.reason)
         _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
+
+
+def _unless_locked(decision: Decision, bucket: Bucket, copy: OffsiteCopy, now: datetime,
+                   report: SweepReport) -> Decision:
+    """The decision, or KEEP while the copy's artifact is under S3 Object Lock retention: a locked
+    copy is not even tried (with versioning, a plain delete would only hide it behind a delete
+    marker). A retention date that cannot be read keeps it too."""
+    if not bucket.object_lock_days:
+        return decision
+    from daemon.storage.s3 import S3_ERRORS, describe  # boto3's import time, as in _sweep_offsite
+
+    try:
+        until = bucket.locked_until(copy.artifact_key)
+    except S3_ERRORS as error:
+        report.errors.append(f"{copy.artifact_key}: its Object Lock retention cannot be read: {describe(error)}")
+        return Decision(decision.manifest, KEEP, "its Object Lock retention cannot be read", kept_by=("object lock",))
+    if until is None or until <= now:
+        return decision
+    log.info("retention_held_by_object_lock", location=S3, key=copy.artifact_key, locked_until=until.isoformat())
+    return Decision(decision.manifest, KEEP, f"S3 Object Lock until {until.isoformat(' ', 'seconds')}",
+                    kept_by=("object lock",))
 
 
 def _copy_problem(copy: OffsiteCopy) -> str | None:

@@ -45,6 +45,11 @@ class Metrics:
             "Backups whose start lies in the future (a clock that was or is wrong): their time is unknown, so "
             "they count for no freshness metric and retention refuses to act on their kind and target",
             by_artifact, registry=r)
+        self.tampered_manifests = Gauge(
+            "pgbackup_tampered_manifests",
+            "Manifests that are unsigned or badly signed while MANIFEST_SIGNING_KEY is set (possible tampering): "
+            "never restored, counted or deleted; location local (BACKUP_DIR, at each rescan) or s3 (at each "
+            "retention sweep)", ["location"], registry=r)
         self.min_size = Gauge(
             "pgbackup_min_size_bytes", "Configured minimum backup size (BACKUP_MIN_SIZE_BYTES)", registry=r)
         self.scheduler_running = Gauge(

@@ -31,8 +31,10 @@ class ManifestWatcher:
     every manifest (the features' gauges). ``clock`` tells which manifests are dated in the future."""
 
     def __init__(self, directory: Path, metrics: Metrics, health: HealthState, own_run_ids: Set[str],
-                 found: Callable[[list[Manifest]], None], clock: Callable[[], datetime]):
+                 found: Callable[[list[Manifest]], None], clock: Callable[[], datetime],
+                 signing_key: bytes | None = None):
         self.directory = directory
+        self.signing_key = signing_key
         self.clock = clock
         self.metrics = metrics
         self.health = health
@@ -56,10 +58,11 @@ class ManifestWatcher:
             if mtime == self._seen_mtime:
                 return []
             self._seen_mtime = mtime
-            scan = scan_manifests(self.directory)
+            scan = scan_manifests(self.directory, self.signing_key)
             for path, problem in scan.unreadable:
                 log.warning("manifest_unreadable", file=path.name, error=problem)
             self._manifests = scan.manifests
+            self.metrics.tampered_manifests.labels("local").set(len(scan.forged))
             now = self.clock()
             self.metrics.load_manifests(scan.manifests, now)
             taken_elsewhere = [m for m in scan.manifests if m.run_id not in self.own_run_ids]

@@ -10,12 +10,13 @@ import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from daemon.encryption import Decryption
 from daemon.errors import PgBackupError
-from daemon.naming import RESTORE_SCRATCH_PREFIX
+from daemon.naming import RESTORE_SCRATCH_PREFIX, plain_name
 from daemon.progress import Progress
 from daemon.restore import toc
 from daemon.restore.base import require
@@ -34,15 +35,18 @@ class ArtifactReader:
     # Where directory archives are unpacked for a local pg_restore (BACKUP_DIR, which has room
     # for them); the system's temporary directory when it is read-only.
     temp_root: Path | None = None
+    decryption: Decryption = field(default_factory=lambda: Decryption(None))  # ENCRYPT_IDENTITY_FILE
 
     def check(self, selected: Selected) -> None:
         manifest = selected.manifest
         require(selected.path.exists(), f"{selected.path} does not exist (its manifest does)")
+        self.decryption.require(manifest)  # IdentityMissing (exit 2) before anything is touched
         check_sha256(selected.path, manifest.sha256, manifest.size_bytes)
+        self.decryption.authenticate(selected.path, manifest)  # a damaged file is refused before any SQL runs
 
     def plain_stream(self, selected: Selected, label: str) -> Iterator[bytes]:
         progress = Progress.for_stream(label, self.progress_interval, self.progress_stream)
-        chunks: Iterable[bytes] = read_chunks(selected.path, progress.read)
+        chunks = self.decryption.plaintext(read_chunks(selected.path, progress.read), selected.manifest)
         if selected.manifest.compression == "gzip":
             chunks = gunzip(chunks, selected.manifest.file)
         return _closing(chunks, progress)
@@ -53,11 +57,33 @@ class ArtifactReader:
 
         None for a plain dump, which is streamed instead.
         """
+        if selected.manifest.format == "plain":
+            yield None
+            return
+        with self._decrypted_archive(selected) as readable:
+            with self._placed(readable) as archive:
+                yield archive
+
+    @contextmanager
+    def _decrypted_archive(self, selected: Selected) -> Iterator[Selected]:
+        """An encrypted archive decrypted into a private scratch directory (pg_restore needs a file
+        it can seek in); removed again afterwards. A plain one as it is."""
+        if not selected.manifest.encrypted:
+            yield selected
+            return
+        name = plain_name(selected.manifest.file)
+        with tempfile.TemporaryDirectory(prefix=RESTORE_SCRATCH_PREFIX, dir=writable_or_none(self.temp_root)) as scratch:
+            target = Path(scratch) / name
+            with open(target, "wb") as out:
+                for block in self.decryption.plaintext(read_chunks(selected.path), selected.manifest):
+                    out.write(block)
+            yield Selected(selected.manifest, target)
+
+    @contextmanager
+    def _placed(self, selected: Selected) -> Iterator[str]:
         manifest, path = selected.manifest, selected.path
         transport = self.server.transport
-        if manifest.format == "plain":
-            yield None
-        elif isinstance(transport, DockerExecTransport):
+        if isinstance(transport, DockerExecTransport):
             directory = make_temp_dir(self.server)
             try:
                 progress = Progress.for_stream(f"copy {manifest.file}", self.progress_interval, self.progress_stream)

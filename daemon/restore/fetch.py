@@ -22,7 +22,7 @@ log = get_logger(__name__)
 
 def candidates(settings: Settings) -> list[Manifest]:
     """Every local backup, plus the S3 copies that are not in BACKUP_DIR (when S3 is set up)."""
-    local = scan_manifests(settings.backup_dir).manifests
+    local = scan_manifests(settings.backup_dir, settings.signing_key).manifests
     if not settings.offsite_enabled:
         return local
     # Imported here: boto3 costs about 0.4 s of import time, which restores without S3 need not pay.

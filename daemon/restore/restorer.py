@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from daemon.encryption import Decryption
 from daemon.restore.artifacts import ArtifactReader
 from daemon.restore.base import RestoreReport
 from daemon.restore.confirm import confirm
@@ -35,6 +36,7 @@ class Restorer:
     # for them); the system's temporary directory when it is read-only.
     temp_root: Path | None = None
     confirm: Callable[[list[str], bool], None] = confirm
+    decryption: Decryption = field(default_factory=lambda: Decryption(None))  # ENCRYPT_IDENTITY_FILE
 
     def full(self, selected: Selected, *, force: bool = False) -> RestoreReport:
         """A pg_dumpall backup into a server without user databases (or with, given --force)."""
@@ -61,7 +63,8 @@ class Restorer:
         return TargetServer(self.server)
 
     def _artifacts(self) -> ArtifactReader:
-        return ArtifactReader(self.server, self.progress_stream, self.progress_interval, self.temp_root)
+        return ArtifactReader(self.server, self.progress_stream, self.progress_interval, self.temp_root,
+                              self.decryption)
 
     def _confirmed(self, steps: list[str]) -> None:
         self.confirm(steps, self.yes)

@@ -17,7 +17,10 @@ from zoneinfo import ZoneInfo
 from daemon.clock import describe_future, is_future
 from daemon.errors import PgBackupError
 from daemon.identity import Instance, describe_instances, split_by_owner
+from daemon.logs import get_logger
 from daemon.manifest import Manifest, manifest_path, read_manifest, scan_manifests
+
+log = get_logger(__name__)
 
 FULL_KINDS = ("full", "pre_migration")
 BEFORE_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
@@ -114,7 +117,8 @@ def future_dated(manifests: list[Manifest], wanted, now: datetime | None) -> lis
 
 
 def select_backup(
-    directory: Path, choice: Choice, wanted, description: str, manifests: list[Manifest] | None = None
+    directory: Path, choice: Choice, wanted, description: str, manifests: list[Manifest] | None = None,
+    signing_key: bytes | None = None,
 ) -> Selected:
     """Resolve --latest/--before/--from to one artifact with its manifest.
 
@@ -122,9 +126,9 @@ def select_backup(
     candidate that is only in S3 does not exist until it is downloaded.
     """
     if choice.path is not None:
-        return from_path(choice.path)
+        return from_path(choice.path, signing_key)
     if manifests is None:
-        manifests = scan_manifests(directory).manifests
+        manifests = scan_manifests(directory, signing_key).manifests
     future = future_dated(manifests, wanted, choice.now)
     try:
         manifest = pick([m for m in manifests if m not in future], choice, wanted, description)
@@ -139,8 +143,9 @@ def select_backup(
     return Selected(manifest, directory / manifest.file, tuple(future))
 
 
-def from_path(path: Path) -> Selected:
-    """An artifact named on the command line; its manifest must be next to it."""
+def from_path(path: Path, signing_key: bytes | None = None) -> Selected:
+    """An artifact named on the command line; its manifest must be next to it (and, with
+    MANIFEST_SIGNING_KEY, signed with it)."""
     manifest_file = manifest_path(path)
     if not manifest_file.exists():
         raise SelectionError(
@@ -150,4 +155,9 @@ def from_path(path: Path) -> Selected:
         manifest = read_manifest(manifest_file)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SelectionError(f"cannot read {manifest_file}: {error}") from None
+    problem = manifest.signature_problem(signing_key)
+    if problem is not None:
+        log.error("manifest_tampered", file=manifest_file.name, location="local", problem=problem)
+        raise SelectionError(f"{manifest_file.name} is not trusted: {problem}; possible tampering, nothing "
+                             "is restored from it")
     return Selected(manifest, path)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -18,7 +19,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from daemon.errors import PgBackupError
+from daemon.errors import PgBackupError, SettingsError
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
 from daemon.naming import MANIFEST_SUFFIX, manifest_name
@@ -27,6 +28,9 @@ from daemon.settings import Settings
 log = get_logger(__name__)
 
 S3_ERRORS = (BotoCoreError, ClientError)
+# What S3 and SeaweedFS answer for a bucket or object without Object Lock.
+OBJECT_LOCK_NOT_CONFIGURED = ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration",
+                              "InvalidRequest")
 
 
 class OffsiteError(PgBackupError):
@@ -87,6 +91,9 @@ class Bucket:
     storage_class: str | None = None
     sse: str | None = None
     sse_kms_key_id: str | None = None
+    signing_key: bytes | None = field(default=None, repr=False)  # MANIFEST_SIGNING_KEY: others' manifests are foreign
+    object_lock_days: int | None = None  # S3_OBJECT_LOCK_DAYS: every upload retained this long
+    object_lock_mode: str = "GOVERNANCE"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Bucket:
@@ -97,6 +104,9 @@ class Bucket:
             storage_class=settings.s3_storage_class,
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
+            signing_key=settings.signing_key,
+            object_lock_days=settings.s3_object_lock_days,
+            object_lock_mode=settings.s3_object_lock_mode,
         )
 
     def key(self, file_name: str) -> str:
@@ -115,28 +125,67 @@ class Bucket:
             options["ServerSideEncryption"] = self.sse
         if self.sse == "aws:kms" and self.sse_kms_key_id:
             options["SSEKMSKeyId"] = self.sse_kms_key_id
+        if self.object_lock_days:
+            # Not even these credentials can delete the object (in COMPLIANCE mode: nobody can) before then.
+            options["ObjectLockMode"] = self.object_lock_mode
+            options["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.object_lock_days)
         return options
+
+    # --- object lock ------------------------------------------------------------------
+    def check_object_lock(self) -> None:
+        """SettingsError unless the bucket has Object Lock enabled (only a bucket created with it can)."""
+        try:
+            configuration = self.client.get_object_lock_configuration(Bucket=self.name)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code not in OBJECT_LOCK_NOT_CONFIGURED:
+                raise
+            configuration = {}
+        if configuration.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            raise SettingsError([f"S3_OBJECT_LOCK_DAYS: bucket {self.name!r} does not have Object Lock enabled; "
+                                 "create a bucket with it (aws s3api create-bucket --object-lock-enabled-for-bucket) "
+                                 "or unset S3_OBJECT_LOCK_DAYS"])
+
+    def locked_until(self, key: str) -> datetime | None:
+        """When the object's Object Lock retention ends; None when it has none."""
+        try:
+            retention = self.client.get_object_retention(Bucket=self.name, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") in OBJECT_LOCK_NOT_CONFIGURED:
+                return None
+            raise
+        return retention.get("Retention", {}).get("RetainUntilDate")
 
     # --- reading back -----------------------------------------------------------------
     def list_copies(self) -> list[OffsiteCopy]:
         """Every complete copy directly under the prefix: an artifact with our manifest beside it."""
+        return self.scan_copies()[0]
+
+    def scan_copies(self) -> tuple[list[OffsiteCopy], list[str]]:
+        """(every complete, trusted copy directly under the prefix, the manifest keys that are
+        foreign under MANIFEST_SIGNING_KEY: unsigned or badly signed)."""
         objects: dict[str, int] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.name, Prefix=self.prefix, Delimiter="/"):
             for item in page.get("Contents", ()):
                 objects[item["Key"]] = item["Size"]
-        copies = []
+        copies, forged = [], []
         for key in sorted(objects):
             if not key.endswith(MANIFEST_SUFFIX) or not key.startswith(self.prefix):
                 continue
             manifest = self._read_manifest(key)
             if manifest is None or self.prefix + manifest_name(manifest.file) != key:
                 continue
+            problem = manifest.signature_problem(self.signing_key)
+            if problem is not None:  # foreign: never restored, counted or deleted
+                log.error("manifest_tampered", key=key, location="s3", problem=problem)
+                forged.append(key)
+                continue
             artifact_key = self.prefix + manifest.file
             if artifact_key in objects:
                 copies.append(OffsiteCopy(manifest, artifact_key, key, objects[artifact_key]))
         copies.sort(key=lambda copy: copy.manifest.started_at, reverse=True)
-        return copies
+        return copies, forged
 
     def _read_manifest(self, key: str) -> Manifest | None:
         body = self.client.get_object(Bucket=self.name, Key=key)["Body"].read()

@@ -426,9 +426,10 @@ class MultipartUpload:
 
     def upload_manifest(self, manifest: Manifest) -> None:
         """The manifest object, uploaded last: its presence marks the copy complete."""
+        body = manifest.to_json().encode("utf-8")
         self.bucket.client.put_object(
             Bucket=self.bucket.name, Key=self.bucket.key(manifest_name(manifest.file)),
-            Body=manifest.to_json().encode("utf-8"), ContentType="application/json",
+            Body=body, ContentType="application/json", ContentMD5=content_md5(body),  # Object Lock requires it
             **self.bucket.put_options(),
         )
 

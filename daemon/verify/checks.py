@@ -4,8 +4,11 @@ snapshot's tar read to its end."""
 
 from __future__ import annotations
 
+import io
 import tarfile
+from collections.abc import Iterator
 
+from daemon.encryption import ChunkReader, Decryption
 from daemon.restore.selection import Selected
 from daemon.restore.streams import ArtifactDamaged, check_sha256, gunzip, read_chunks
 from daemon.rowcount import RowCounter
@@ -16,17 +19,37 @@ from daemon.volumes.tarscan import TarFormatError, TarScanner
 CUSTOM_MAGIC = b"PGDMP"
 
 
-def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
-    """Checks that need no server; raise ArtifactDamaged (or CommandFailed) on the first problem."""
+def static_checks(selected: Selected, local_tools: bool = True,
+                  decryption: Decryption | None = None) -> list[str]:
+    """Checks that need no server; raise ArtifactDamaged (or CommandFailed) on the first problem.
+
+    An encrypted artifact is decrypted on the fly (``decryption``: ENCRYPT_IDENTITY_FILE); every
+    age chunk is authenticated on the way, so reading it to its end proves it undamaged."""
     manifest, path = selected.manifest, selected.path
     if not path.exists():
         raise ArtifactDamaged(f"{path} does not exist (its manifest does)")
+    decryption = decryption or Decryption(None)
+    decryption.require(manifest)
     check_sha256(path, manifest.sha256, manifest.size_bytes)
     done = ["sha256 and size match the manifest"]
+
+    def content() -> Iterator[bytes]:
+        return iter(decryption.plaintext(read_chunks(path), manifest))
+
+    if manifest.encrypted:
+        done.append(f"decrypts completely (age, {len(manifest.recipients)} recipient(s))")
     if manifest.kind == "volume":
-        done.append(_volume_tar_complete(selected))
+        done.append(_volume_tar_complete(selected, content()))
     elif manifest.format == "plain":
-        done.append(_recount(selected))
+        done.append(_recount(selected, content()))
+    elif manifest.encrypted and manifest.format == "custom":
+        done.append(_custom_archive_complete(manifest.file, content()))
+    elif manifest.encrypted and manifest.format == "directory":
+        with tarfile.open(fileobj=io.BufferedReader(ChunkReader(content())), mode="r|") as archive:
+            names = [member.name for member in archive]
+        if "dump/toc.dat" not in names:
+            raise ArtifactDamaged(f"{manifest.file} has no dump/toc.dat: not a directory-format archive")
+        done.append(f"the tar is complete ({len(names)} entries, toc.dat present)")
     elif manifest.format == "custom":
         with open(path, "rb") as archive:
             if archive.read(len(CUSTOM_MAGIC)) != CUSTOM_MAGIC:
@@ -44,11 +67,21 @@ def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
     return done
 
 
-def _volume_tar_complete(selected: Selected) -> str:
+def _custom_archive_complete(name: str, chunks: Iterator[bytes]) -> str:
+    """A decrypted custom archive: pg_dump's magic at its start, and readable to its end."""
+    first = next(chunks, b"")
+    if not first.startswith(CUSTOM_MAGIC):
+        raise ArtifactDamaged(f"{name} is not a pg_dump custom-format archive")
+    for _ in chunks:
+        pass
+    return "a pg_dump custom-format archive, read to its end"
+
+
+def _volume_tar_complete(selected: Selected, content: Iterator[bytes]) -> str:
     """Decompress the snapshot and read its tar to the end: complete, with a PG_VERSION."""
     scanner = TarScanner()
     try:
-        for chunk in gunzip(read_chunks(selected.path), selected.manifest.file):
+        for chunk in gunzip(content, selected.manifest.file):
             scanner.feed(chunk)
     except TarFormatError as error:
         raise ArtifactDamaged(f"{selected.manifest.file} is not a readable tar: {error}") from None
@@ -60,11 +93,10 @@ def _volume_tar_complete(selected: Selected) -> str:
             f"a PostgreSQL {scanner.pg_version} data directory)")
 
 
-def _recount(selected: Selected) -> str:
+def _recount(selected: Selected, chunks: Iterator[bytes]) -> str:
     """Decompress the whole file and count its rows again: they must match the manifest."""
     manifest = selected.manifest
     counter = RowCounter(None if manifest.target == "all" else manifest.target)
-    chunks = read_chunks(selected.path)
     if manifest.compression == "gzip":
         chunks = gunzip(chunks, manifest.file)
     for chunk in chunks:

@@ -61,7 +61,7 @@ def run_restore_test(
         checked = []
         for selected in selections:
             try:
-                static_checks(selected, local_tools=False)
+                static_checks(selected, local_tools=False, decryption=settings.decryption)
                 checked.append(selected)
             except PgBackupError as error:
                 target = "all" if selected.is_full else selected.manifest.target

@@ -73,7 +73,7 @@ def latest_backups(settings: Settings, now: datetime) -> list[Selected]:
     """The newest full backup and the newest dump of each database, with their manifests.
     Backups dated in the future (a clock that was wrong) and other installs' backups are skipped."""
     newest: dict[str, Selected] = {}
-    own, _ = split_by_owner(scan_manifests(settings.backup_dir).manifests, this_instance(settings, create=False))
+    own, _ = split_by_owner(scan_manifests(settings.backup_dir, settings.signing_key).manifests, this_instance(settings, create=False))
     for manifest in own:  # newest first
         if is_future(manifest.started_at, now):
             log.warning("future_dated_backup_skipped", file=manifest.file, kind=manifest.kind,
@@ -213,7 +213,7 @@ def restore_into_throwaway(
         with throwaway_server(client, image_for(settings, selections, client), labels, cancel) as server:
             restorer = Restorer(server, jobs=settings.restore_jobs, yes=True, progress_stream=StringIO(),
                                 progress_interval=settings.progress_interval_seconds, temp_root=settings.backup_dir,
-                                confirm=_throwaway_needs_no_confirmation)
+                                confirm=_throwaway_needs_no_confirmation, decryption=settings.decryption)
             fulls = [selected for selected in selections if selected.is_full]
             _make_tablespace_directories(restorer, fulls[0] if fulls else _newest_full(settings))
             if not fulls:

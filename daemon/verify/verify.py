@@ -38,11 +38,14 @@ class VerifyResult:
 
 
 def verify_selections(settings: Settings, selections: list[Selected], restore: bool = True) -> list[VerifyResult]:
+    for selected in selections:
+        if selected.manifest.encrypted:
+            settings.decryption.identities(selected.manifest.file)  # exit 2 naming ENCRYPT_IDENTITY_FILE
     results, good = [], []
     for selected in selections:
         result = VerifyResult(selected.manifest.file)
         try:
-            result.checks += static_checks(selected)
+            result.checks += static_checks(selected, decryption=settings.decryption)
             good.append((selected, result))
         except (PgBackupError, tarfile.TarError) as error:
             result.error = str(error)
@@ -68,7 +71,7 @@ def verify_selections(settings: Settings, selections: list[Selected], restore: b
 
 
 def verify_artifact(settings: Settings, path: Path, restore: bool = True) -> VerifyResult:
-    return verify_selections(settings, [from_path(path)], restore)[0]
+    return verify_selections(settings, [from_path(path, settings.signing_key)], restore)[0]
 
 
 def verify_latest(settings: Settings, restore: bool = True) -> list[VerifyResult]:

@@ -24,11 +24,12 @@ from daemon.backup.compression import Gzip
 from daemon.backup.outcome import RunOutcome
 from daemon.backup.pipeline import PipelinedWriter
 from daemon.backup.runner import BackupRunner
+from daemon.encryption import ENCRYPTION_AGE, Unencrypted
 from daemon.errors import Cancelled, SettingsError
 from daemon.identity import this_instance
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
-from daemon.naming import volume_snapshot_name
+from daemon.naming import encrypted_name, volume_snapshot_name
 from daemon.progress import Progress
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
@@ -114,7 +115,7 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, contex
     )
     image = choose_helper_image(client, settings.helper_image, settings.postgres_container)
     started = _unused_start_time(settings, context.clock)
-    file_name = volume_snapshot_name(started)
+    file_name = _file_name(settings, started)
     scanner = TarScanner()
     progress = context.progress(f"volume {volume}")
     stopper = ContainerStopper(
@@ -124,21 +125,24 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, contex
     )
     log.info("artifact_started", file=file_name, stopping=[ref.name for ref in to_stop], helper_image=image)
     report: StopReport | None = None
+    def write_block(block: bytes) -> None:
+        artifact.write(block)
+        progress.wrote(len(block))
+
+    # Encryption (ENCRYPT_RECIPIENTS) is the last stage, as for dumps (backup/artifact.py).
+    stage = settings.encryption.stage(write_block) if settings.encryption else Unencrypted(write_block)
     try:
         with AtomicArtifact(settings.backup_dir, file_name) as artifact, \
-                HelperContainer(client, image, volume, read_only=True) as helper:
+                HelperContainer(client, image, volume, read_only=True) as helper, stage:
             # The helper exists before anything is stopped: a bad image fails without downtime.
-            def write_block(block: bytes) -> None:
-                artifact.write(block)
-                progress.wrote(len(block))
-
             try:
                 stopper.stop(to_stop)
                 _check_cancel(context.cancel)
-                with PipelinedWriter(write_block, Gzip(settings.gzip_level, settings.gzip_threads)) as writer:
+                with PipelinedWriter(stage.write, Gzip(settings.gzip_level, settings.gzip_threads)) as writer:
                     for chunk in _scanned(_counted(helper.read_tar(), progress, context.cancel), scanner):
                         writer.put(chunk)
                     writer.finish()
+                stage.finish()
                 if not scanner.ended:
                     raise VolumeError(f"the tar stream of volume {volume!r} ended before the end-of-archive marker")
             finally:
@@ -150,6 +154,7 @@ def take_volume_snapshot(settings: Settings, client: docker.DockerClient, contex
         progress.close()
     manifest = _manifest(settings, file_name, artifact, started, context.clock(), scanner, report, image)
     manifest.run_id = context.run_id
+    manifest.sign(settings.signing_key)
     write_manifest(settings.backup_dir, manifest)
     log.info(
         "artifact_written", file=file_name, size_bytes=manifest.size_bytes, sha256=manifest.sha256,
@@ -184,6 +189,8 @@ def _manifest(
         method="docker_volume",
         pgbackup_version=__version__,
         instance=this_instance(settings).name,
+        encryption=ENCRYPTION_AGE if settings.encryption else "",
+        recipients=settings.encryption.fingerprints if settings.encryption else [],
         details={
             "volume": settings.volume_name,
             "snapshot_mode": settings.volume_snapshot_mode,
@@ -199,11 +206,17 @@ def _manifest(
     )
 
 
+def _file_name(settings: Settings, started: datetime) -> str:
+    """postgres_volume_*.tar.gz, plus .age with ENCRYPT_RECIPIENTS."""
+    name = volume_snapshot_name(started)
+    return encrypted_name(name) if settings.encryption is not None else name
+
+
 def _unused_start_time(settings: Settings, clock: Callable[[], datetime]) -> datetime:
     """A start time whose file name is free: names have one-second resolution."""
     while True:
         started = clock()
-        if not (settings.backup_dir / volume_snapshot_name(started)).exists():
+        if not (settings.backup_dir / _file_name(settings, started)).exists():
             return started
         time.sleep(1.05 - started.microsecond / 1_000_000)
 

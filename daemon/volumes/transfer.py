@@ -18,6 +18,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from daemon.encryption import Decryption, EncryptionError
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, manifest_path, read_manifest
 from daemon.restore.streams import ArtifactDamaged, gunzip, read_chunks
@@ -51,8 +52,10 @@ class TransferResult:
     stop_report: StopReport | None = None
 
 
-def verified_manifest(artifact: Path) -> Manifest:
-    """The artifact's manifest, after checking the file's size and sha256 against it."""
+def verified_manifest(artifact: Path, settings: Settings | None = None) -> Manifest:
+    """The artifact's manifest, after checking the file's size and sha256 against it; with
+    ``settings``, also its signature (MANIFEST_SIGNING_KEY), the identity to decrypt it
+    (ENCRYPT_IDENTITY_FILE) and, when encrypted, every age chunk."""
     path = manifest_path(artifact)
     if not artifact.is_file():
         raise VolumeError(f"{artifact} does not exist")
@@ -64,6 +67,12 @@ def verified_manifest(artifact: Path) -> Manifest:
         raise VolumeError(f"the manifest {path.name} is unreadable: {error}") from None
     if manifest.kind != "volume":
         raise VolumeError(f"{artifact.name} is a {manifest.kind!r} backup, not a volume snapshot")
+    problem = manifest.signature_problem(settings.signing_key if settings else None)
+    if problem is not None:
+        log.error("manifest_tampered", file=path.name, location="local", problem=problem)
+        raise VolumeError(f"{path.name} is not trusted: {problem}; possible tampering, not restoring it")
+    if settings is not None:
+        settings.decryption.require(manifest)
     digest, size = hashlib.sha256(), 0
     with artifact.open("rb") as file:
         while block := file.read(CHUNK_BYTES):
@@ -74,13 +83,19 @@ def verified_manifest(artifact: Path) -> Manifest:
             f"{artifact.name} does not match its manifest (size {size} vs {manifest.size_bytes}, "
             f"sha256 {digest.hexdigest()} vs {manifest.sha256}); the file is damaged, not restoring it"
         )
+    if settings is not None:
+        try:
+            settings.decryption.authenticate(artifact, manifest)
+        except EncryptionError as error:
+            raise VolumeError(f"{error}; not restoring it") from None
     return manifest
 
 
-def gunzipped(path: Path) -> Iterator[bytes]:
-    """The decompressed content of a .tar.gz (one gzip member per compressed block), block by block."""
+def gunzipped(path: Path, manifest: Manifest, decryption: Decryption) -> Iterator[bytes]:
+    """The decompressed content of a .tar.gz (one gzip member per compressed block), decrypted
+    first when it is a .tar.gz.age, block by block."""
     try:
-        yield from gunzip(read_chunks(path), path.name)
+        yield from gunzip(decryption.plaintext(read_chunks(path), manifest), path.name)
     except ArtifactDamaged as error:
         raise VolumeError(str(error)) from None
 
@@ -88,13 +103,13 @@ def gunzipped(path: Path) -> Iterator[bytes]:
 def restore_volume(settings: Settings, client: docker.DockerClient, artifact: Path, volume: str,
                    *, force: bool = False) -> TransferResult:
     """Unpack a verified snapshot into ``volume`` (created when missing). Hold the backup lock."""
-    manifest = verified_manifest(artifact)
+    manifest = verified_manifest(artifact, settings)
     log.info("volume_restore_verified", file=artifact.name, sha256=manifest.sha256, source_volume=manifest.target)
     image = choose_helper_image(client, settings.helper_image, settings.postgres_container)
     created, wiped = _prepare_target(client, image, volume, force)
     scanner = TarScanner()
     with HelperContainer(client, image, volume, read_only=False) as helper:
-        helper.write_tar(_scanned(gunzipped(artifact), scanner))
+        helper.write_tar(_scanned(gunzipped(artifact, manifest, settings.decryption), scanner))
         _finish(helper, scanner, artifact.name)
     log.info("volume_restored", file=artifact.name, volume=volume, entries=scanner.entries,
              pg_version=scanner.pg_version)
