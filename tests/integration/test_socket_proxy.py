@@ -184,18 +184,35 @@ class TestVolumesThroughTheProxy:
         assert copy.psql("SELECT 1") == "1"
 
 
+def compose(tmp_path, *args: str, **variables: str) -> subprocess.CompletedProcess:
+    """`docker compose -f compose.yaml -f compose.socket-proxy.yaml ARGS` with empty settings files."""
+    settings = tmp_path / "empty.env"
+    settings.write_text("")
+    environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PGBACKUP_SETTINGS_FILE": str(settings),
+                   "POSTGRES_SETTINGS_FILE": str(settings), **variables}
+    result = subprocess.run(["docker", "compose", "-f", "compose.yaml", "-f", "compose.socket-proxy.yaml", *args],
+                            cwd=REPO_ROOT, env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+# Run on the proxy's network: the status of each request given on the command line.
+_PROBE = """
+import sys, urllib.request, urllib.error
+for path in sys.argv[1:]:
+    try:
+        status = urllib.request.urlopen("http://docker-proxy:2375" + path, timeout=10).status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    print(status)
+"""
+
+
 class TestComposeFiles:
     def test_the_override_takes_the_socket_from_the_sidecar(self, tmp_path):
         """compose.yaml with compose.socket-proxy.yaml: the sidecar mounts no socket and uses the
         proxy; the proxy alone mounts it, on a network no other service joins."""
-        settings = tmp_path / "empty.env"
-        settings.write_text("")
-        environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PGBACKUP_SETTINGS_FILE": str(settings),
-                       "POSTGRES_SETTINGS_FILE": str(settings)}
-        result = subprocess.run(
-            ["docker", "compose", "-f", "compose.yaml", "-f", "compose.socket-proxy.yaml", "config", "--format", "json"],
-            cwd=REPO_ROOT, env=environment, capture_output=True, text=True, check=True)
-        services = json.loads(result.stdout)["services"]
+        services = json.loads(compose(tmp_path, "config", "--format", "json").stdout)["services"]
         sidecar, proxy = services["pgbackup"], services["docker-proxy"]
         assert [mount["target"] for mount in sidecar["volumes"]] == ["/backups"]
         assert sidecar["environment"]["DOCKER_HOST"] == "tcp://docker-proxy:2375"
@@ -205,3 +222,19 @@ class TestComposeFiles:
                   if name not in ("pgbackup", "docker-proxy") and "docker-api" in (service.get("networks") or {})]
         assert others == []
         assert proxy["environment"]["POSTGRES_CONTAINER"] == services["postgres"]["container_name"]
+
+    def test_the_proxy_service_runs_as_the_compose_file_confines_it(self, tmp_path, docker_client, proxy_image,
+                                                                     small_source):
+        """The docker-proxy service started by compose (read-only, no capabilities) answers on its
+        network: the engine's version and the database container pass, a container list does not."""
+        project = docker_env.unique_name("pgbackup-test-proxy")
+        variables = {"SOCKET_PROXY_IMAGE": proxy_image, "POSTGRES_CONTAINER": small_source.name}
+        compose(tmp_path, "--project-name", project, "up", "--detach", "--no-deps", "docker-proxy", **variables)
+        try:
+            paths = ["/version", f"/v1.41/containers/{small_source.name}/json", "/v1.41/containers/json"]
+            output = docker_env.run_to_completion(
+                docker_client, docker_env.LOCAL_PYTHON_IMAGE, command=["python3", "-c", _PROBE, *paths],
+                network=f"{project}_docker-api")
+            assert output.decode().split() == ["200", "200", "403"]
+        finally:
+            compose(tmp_path, "--project-name", project, "down", "--volumes", **variables)
