@@ -129,6 +129,18 @@ class TestRefusedCalls:
         exec_body = json.dumps({"Cmd": ["true"]})
         assert strict_proxy.status_of("POST", f"/v1.41/containers/{small_source.name}/exec", exec_body) == 403
 
+    def test_a_privileged_exec_is_refused(self, strict_proxy, small_source):
+        """An exec into the database container passes, but not a privileged one (every capability
+        inside the container, enough to leave it), however the key is spelled."""
+        path = f"/v1.41/containers/{small_source.container.id}/exec"
+        plain = {"Cmd": ["true"], "AttachStdout": True, "Privileged": False}
+        assert strict_proxy.status_of("POST", path, json.dumps(plain)) == 201
+        assert strict_proxy.status_of("POST", path, json.dumps({**plain, "Privileged": True})) == 403
+        lower_case = json.dumps({"Cmd": ["true"], "privileged": True})
+        assert strict_proxy.status_of("POST", path, lower_case) == 403
+        escaped = json.dumps(plain)[:-1] + ', "\\u0050rivileged": true}'
+        assert strict_proxy.status_of("POST", path, escaped) == 403
+
     def test_no_container_is_created_without_a_switch(self, strict_proxy):
         """Without a switch even a harmless throwaway container is refused."""
         path = f"/v1.41/containers/create?name={THROWAWAY_NAME}"
