@@ -24,6 +24,7 @@ from daemon.notify import Notice, Notifier
 from daemon.schedule import allowed_age
 from daemon.scheduler import ScheduledJob
 from daemon.settings import Settings
+from daemon.sources.connect import docker_client
 from daemon.verify.checks import static_checks
 from daemon.verify.throwaway import RestoreTestError, TargetResult, latest_backups, restore_into_throwaway
 
@@ -84,6 +85,17 @@ def run_restore_test(
     return run
 
 
+def warn_without_docker(settings: Settings) -> None:
+    """With POSTGRES_HOST nothing but the restore test needs Docker, so a host without an
+    engine here (the no-socket mode) would learn of it only on the test's day: say so at start."""
+    try:
+        docker_client(settings).close()
+    except PgBackupError as error:
+        log.warning("restore_test_needs_docker", error=str(error),
+                    hint="the restore test runs a throwaway PostgreSQL container: give the sidecar the Docker "
+                         "socket (or the socket proxy with ALLOW_RESTORE_TEST=1), or set SCHEDULE_RESTORE_TEST=off")
+
+
 def record_metrics(metrics: Metrics, run: RestoreTestRun) -> None:
     status = "success" if run.ok else "failure"
     for name in ("success", "failure"):
@@ -124,6 +136,8 @@ def install(settings: Settings, metrics: Metrics, notifier: Notifier, cancel: th
         run_restore_test(settings, metrics, client, notify=notify, cancel=cancel)
 
     trigger = settings.trigger(settings.schedule_restore_test)
+    if trigger is not None and not settings.uses_docker_exec:
+        threading.Thread(target=warn_without_docker, args=(settings,), name="restore-test-docker", daemon=True).start()
     if trigger is not None:
         max_age = timedelta(hours=settings.backup_max_age_hours)
         allowance = allowed_age(trigger, datetime.now(settings.timezone), max_age)

@@ -178,11 +178,12 @@ class ComposeProject:
     postgres_file: Path
     s3_file: Path
     started_at: float = field(default_factory=time.time)
+    files: tuple[Path, ...] = (COMPOSE_FILE,)  # compose.yaml, then any override files
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
         environment = {key: value for key, value in os.environ.items() if key not in COMPOSE_VARIABLES}
         command = [
-            "docker", "compose", "--file", str(COMPOSE_FILE), "--project-name", self.name,
+            "docker", "compose", *(f"--file={path}" for path in self.files), "--project-name", self.name,
             "--env-file", str(self.env_file), "--profile", "monitoring", "--profile", "s3", *args,
         ]
         result = subprocess.run(
@@ -254,13 +255,10 @@ def remove_dead_projects() -> None:
                 )
 
 
-@pytest.fixture(scope="module")
-def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposeProject]:
-    """The compose project with the s3 and monitoring profiles, up and healthy; removed afterwards."""
-    remove_dead_projects()
-    prepare_wheels()
-    ensure_monitoring_images()
-    workdir = tmp_path_factory.mktemp("compose")
+def new_project(workdir: Path, postgres_image: str, files: tuple[Path, ...] = (COMPOSE_FILE,),
+                **overrides: str) -> ComposeProject:
+    """A compose project of its own: settings files from the examples, loopback ports, images
+    chosen through the variables (more, or others, in ``overrides``); nothing started yet."""
     name = f"{PROJECT_PREFIX}-{os.getpid()}-{secrets.token_hex(4)}"
     backup_dir = workdir / "backups"
     backup_dir.mkdir()
@@ -294,24 +292,40 @@ def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposePr
         "ALERTMANAGER_HOST_PORT": str(docker_env.free_port()),
         "GRAFANA_IMAGE": "grafana/grafana:11.6.0",  # not started (STARTED_SERVICES)
         "GRAFANA_HOST_PORT": str(docker_env.free_port()),
+        **overrides,
     }
     env_file = workdir / "compose.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in variables.items()))
-    project = ComposeProject(name, variables, env_file, backup_dir, settings, postgres_settings, s3_settings)
+    return ComposeProject(name, variables, env_file, backup_dir, settings, postgres_settings, s3_settings,
+                          files=files)
+
+
+def remove_project(project: ComposeProject) -> None:
+    """`down -v`, the sidecar's image, and the build stage the legacy builder keeps."""
+    project.run("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False, timeout=300)
+    subprocess.run(
+        ["docker", "image", "rm", "--force", project.variables["PGBACKUP_IMAGE"]], capture_output=True, timeout=120,
+    )
+    # The legacy builder (no buildx) keeps the Dockerfile's build stage as a dangling image.
+    subprocess.run(
+        ["docker", "image", "prune", "--force", "--filter", "label=org.pgbackup.stage=build"],
+        capture_output=True, timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client, postgres_image, tmp_path_factory) -> Iterator[ComposeProject]:
+    """The compose project with the s3 and monitoring profiles, up and healthy; removed afterwards."""
+    remove_dead_projects()
+    prepare_wheels()
+    ensure_monitoring_images()
+    project = new_project(tmp_path_factory.mktemp("compose"), postgres_image)
     try:
         project.build()
         project.run("up", "--detach", "--wait", "--wait-timeout", "240", *STARTED_SERVICES, timeout=400)
         yield project
     finally:
-        project.run("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False, timeout=300)
-        subprocess.run(
-            ["docker", "image", "rm", "--force", variables["PGBACKUP_IMAGE"]], capture_output=True, timeout=120,
-        )
-        # The legacy builder (no buildx) keeps the Dockerfile's build stage as a dangling image.
-        subprocess.run(
-            ["docker", "image", "prune", "--force", "--filter", "label=org.pgbackup.stage=build"],
-            capture_output=True, timeout=120,
-        )
+        remove_project(project)
 
 
 @pytest.fixture(scope="module")

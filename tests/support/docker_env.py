@@ -162,7 +162,8 @@ def remove_leftovers(client: docker.DockerClient) -> list[str]:
     """
     removed = []
     label_filter = {"label": f"{TEST_LABEL}=1"}
-    for container in client.containers.list(all=True, filters=label_filter):
+    # ignore_removed: another run on this engine may remove a container between list and inspect.
+    for container in client.containers.list(all=True, filters=label_filter, ignore_removed=True):
         if is_leftover(container.labels, in_use=container.status in ("running", "restarting", "paused")):
             remove_container(container)
             removed.append(f"container {container.name}")
