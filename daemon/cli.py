@@ -21,6 +21,7 @@ from daemon.commands import (
     run,
     verify,
     volume,
+    wal,
 )
 from daemon.errors import PgBackupError, SettingsError
 from daemon.logs import RedactingStream, configure_logging, get_logger, redactor
@@ -29,7 +30,7 @@ from daemon.settings import Settings, load_settings
 log = get_logger(__name__)
 
 # In the order `pgbackup --help` lists them.
-VERB_MODULES = (run, backup, listing, config, prune, restore, recover_rows, verify, volume)
+VERB_MODULES = (run, backup, listing, config, prune, restore, recover_rows, verify, volume, wal)
 COMMANDS: dict[str, Handler] = {}
 
 

@@ -32,6 +32,7 @@ from daemon.storage.s3 import Bucket, describe
 from daemon.storage.s3_claim import PrefixClaimedElsewhere, ensure_claimed
 from daemon.verify import restore_test
 from daemon.volumes import install as volume_snapshots
+from daemon.wal import install as wal_streaming
 
 log = get_logger(__name__)
 
@@ -53,6 +54,7 @@ def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *
     jobs = housekeeping.install(settings, extensions, metrics, notifier, runner.clock, cancel)
     jobs += volume_snapshots.install(settings, runner, extensions, metrics, docker_client)
     jobs += restore_test.install(settings, metrics, notifier, cancel, docker_client)
+    jobs += wal_streaming.install(settings, runner, metrics, health, docker_client)
     hooks.install(settings, extensions, metrics, cancel)
     ping.install(settings, extensions, metrics)
     return runner, jobs
@@ -137,6 +139,7 @@ def run_daemon(settings: Settings) -> int:
         before_response=before_response,
     )
     _stop_on_signals(scheduler, cancel)
+    wal = wal_streaming.start(settings, metrics, health, cancel)
 
     log.info("daemon_started", backup_dir=str(settings.backup_dir), metrics_port=settings.metrics_port,
              method=_configured_method(settings), artifacts_found=len(daemon.found))
@@ -150,6 +153,7 @@ def run_daemon(settings: Settings) -> int:
         metrics.scheduler_running.set(0)
         log.info("daemon_stopping", waiting_for_running_jobs=True)
         executor.shutdown(wait=True)
+        wal.join(timeout=wal_streaming.STOP_TIMEOUT_SECONDS)
         http.shutdown()
         log.info("daemon_stopped")
     return 0

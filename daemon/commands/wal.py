@@ -1,0 +1,41 @@
+"""`pgbackup wal setup`: what the server needs for WAL streaming, and what to change."""
+
+from __future__ import annotations
+
+import argparse
+
+from daemon.commands import Handler
+from daemon.settings import Settings
+from daemon.wal.prerequisites import assess
+from daemon.wal.server import resolve_endpoint, server_facts
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
+    wal = subparsers.add_parser("wal", help="WAL streaming for point-in-time recovery (docs/pitr.md)",
+                                description="WAL streaming for point-in-time recovery (docs/pitr.md).")
+    actions = wal.add_subparsers(dest="wal_action", required=True, metavar="ACTION")
+    actions.add_parser("setup", help="check the server's prerequisites and print what to change",
+                       description="Check the server's prerequisites for WAL streaming (wal_level, free WAL "
+                       "senders and slots, a replication connection, max_slot_wal_keep_size) and print "
+                       "what to change. Exit 1 if something that streaming needs is missing.")
+    return {"wal": command_wal}
+
+
+def command_wal(settings: Settings, args: argparse.Namespace) -> int:
+    return setup(settings)
+
+
+def setup(settings: Settings) -> int:
+    endpoint = resolve_endpoint(settings)
+    user = settings.replication_login[0]
+    facts = server_facts(endpoint, settings.wal_slot_name)
+    findings = assess(facts, settings.wal_slot_name, user)
+    print(f"server {endpoint.address}, PostgreSQL {endpoint.server_version}, replication user {user!r}, "
+          f"slot {settings.wal_slot_name!r} {'exists' if facts.slot_exists else 'not created yet'}")
+    if not findings:
+        print("ready for WAL streaming: set WAL_STREAMING=on")
+        return 0
+    for finding in findings:
+        print(f"{'MISSING' if finding.blocking else 'ADVICE'}: {finding.problem}")
+        print(f"  change: {finding.change}")
+    return 1 if any(finding.blocking for finding in findings) else 0
