@@ -16,6 +16,7 @@ from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
 from daemon.scheduler import HealthWatch, ScheduledJob
 from daemon.settings import Settings
+from daemon.sources.connect import connect
 from daemon.wal.base import KIND, TARGET, run_base_backup
 from daemon.wal.prerequisites import assess, missing_text
 from daemon.wal.receiver import WalReceiver
@@ -73,10 +74,10 @@ def check_prerequisites(settings: Settings, health: HealthState, client: docker.
 
 
 def drop_unused_slot(settings: Settings, client: docker.DockerClient | None = None) -> None:
-    """WAL_STREAMING is off: a slot of ours that still exists would keep the server's WAL forever."""
+    """WAL_STREAMING is off: a slot of ours that still exists would keep the server's WAL forever.
+    (Any connection method will do: this is SQL, not replication.)"""
     try:
-        endpoint = resolve_endpoint(settings, client)
-        if drop_slot(endpoint, settings.wal_slot_name):
+        if drop_slot(connect(settings, client).server, settings.wal_slot_name):
             log.warning("wal_slot_dropped", slot=settings.wal_slot_name,
                         reason="WAL_STREAMING is off; a slot nobody reads would fill the server's disk")
     except PgBackupError as error:

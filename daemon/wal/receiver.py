@@ -89,7 +89,7 @@ class WalReceiver:
     def _run_once(self) -> str:
         try:
             endpoint = resolve_endpoint(self.settings, self.client)
-            if ensure_slot(endpoint, self.settings.wal_slot_name):
+            if ensure_slot(endpoint.sql, self.settings.wal_slot_name):
                 log.info("wal_slot_created", slot=self.settings.wal_slot_name)
             return self._receive(endpoint)
         except PgBackupError as error:

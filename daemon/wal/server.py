@@ -94,19 +94,19 @@ def replication_refusal(endpoint: ReplicationEndpoint) -> str | None:
     return None
 
 
-def ensure_slot(endpoint: ReplicationEndpoint, slot: str) -> bool:
+def ensure_slot(sql: PostgresServer, slot: str) -> bool:
     """Create the physical slot, reserving WAL at once, unless it exists; True when created."""
-    created = endpoint.sql.query(
+    created = sql.query(
         f"SELECT pg_create_physical_replication_slot('{slot}', true) FROM (SELECT 1) AS one "
         f"WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
     )
     return bool(created)
 
 
-def drop_slot(endpoint: ReplicationEndpoint, slot: str) -> bool:
+def drop_slot(sql: PostgresServer, slot: str) -> bool:
     """Drop the slot if it exists and nobody reads it; True when dropped."""
-    dropped = endpoint.sql.query(
-        f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-        f"WHERE slot_name = '{slot}' AND slot_type = 'physical' AND NOT active"
+    dropped = sql.query(  # pg_drop_replication_slot returns void: an empty row, which query() skips
+        f"SELECT 'dropped' FROM (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        f"WHERE slot_name = '{slot}' AND slot_type = 'physical' AND NOT active) AS dropped"
     )
     return bool(dropped)

@@ -1,0 +1,263 @@
+"""Point-in-time recovery against a real PostgreSQL 15 container: the daemon streams WAL
+(WAL_STREAMING=on), completed segments arrive compressed and checksummed, a killed receiver is
+restarted without a gap, a base backup records its positions, and a base backup plus the
+streamed WAL recover a new volume to a time between two commits."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from daemon.manifest import read_manifest
+from daemon.wal.archive import read_records, wal_dir
+from daemon.wal.recovery import RecoveryRefused, recover_into_volume
+from daemon.wal.segments import DEFAULT_SEGMENT_SIZE, find_gaps, parse_segment
+from tests.integration.test_daemon import get, sample, wait_until
+from tests.support import docker_env
+from tests.support.pgbackup_cli import REPO_ROOT, exec_env, log_events, pgbackup
+from tests.support.postgres import start_postgres
+
+FAR_AWAY = "0 3 1 1 *"
+HBA_REPLICATION = "host replication all all scram-sha-256"
+
+
+def allow_replication(server) -> None:
+    """The official image allows replication only from localhost: add the line `wal setup` names."""
+    code, output = server.container.exec_run(["sh", "-c", f'echo "{HBA_REPLICATION}" >> "$PGDATA/pg_hba.conf"'])
+    assert code == 0, output
+    server.psql("SELECT pg_reload_conf()")
+
+
+def archived_names(backup_dir: Path) -> list[str]:
+    return sorted(record.name for record in read_records(backup_dir) if parse_segment(record.name))
+
+
+def switch_wal(server) -> str:
+    """Close the current segment (after a write, so that there is something to close); its name."""
+    server.psql("INSERT INTO ticks (seq, at) VALUES (-1, clock_timestamp())", db="appdb")
+    return server.psql("SELECT pg_walfile_name(pg_switch_wal())")
+
+
+def receiver_pids(daemon_pid: int) -> list[int]:
+    """pg_receivewal processes started by the daemon (its children)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if name == "pg_receivewal" and int(rest[1]) == daemon_pid:
+                pids.append(int(entry.name))
+    return pids
+
+
+class Writer:
+    """Inserts (seq, clock_timestamp()) in its own transaction every 50 ms."""
+
+    def __init__(self, server):
+        self.server = server
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        script = ("DO $$ BEGIN FOR i IN 1..20 LOOP INSERT INTO ticks (seq, at) "
+                  "SELECT coalesce(max(seq), 0) + 1, clock_timestamp() FROM ticks WHERE seq > 0; "
+                  "COMMIT; PERFORM pg_sleep(0.05); END LOOP; END $$;")
+        while not self.stop.is_set():
+            self.server.psql(script, db="appdb")
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def wal_source(docker_client, postgres_image):
+    server = start_postgres(docker_client, postgres_image, databases=("appdb",))
+    try:
+        allow_replication(server)
+        server.psql("CREATE TABLE ticks (seq int NOT NULL, at timestamptz NOT NULL)", db="appdb")
+        yield server
+    finally:
+        docker_env.remove_container(server.container)
+
+
+@pytest.fixture(scope="module")
+def streaming(wal_source, tmp_path_factory):
+    """`pgbackup run` with WAL_STREAMING=on; its log goes to a file (a pipe could fill up)."""
+    backup_dir = tmp_path_factory.mktemp("wal-backups")
+    port = docker_env.free_port()
+    env = exec_env(wal_source, backup_dir, POSTGRES_PASSWORD=wal_source.password, WAL_STREAMING="on",
+                   METRICS_PORT=str(port), SCHEDULE_FULL=FAR_AWAY, SCHEDULE_DATABASES=FAR_AWAY,
+                   SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_BASE=FAR_AWAY, SCHEDULE_RESTORE_TEST="off")
+    log_path = backup_dir.parent / f"{backup_dir.name}-daemon.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, cwd=REPO_ROOT,
+                                   stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: sample(get(port, "/metrics")[1] if _listening(port) else "",
+                                  "pgbackup_wal_receiver_up") == 1, 60, "the receiver to stream")
+        yield backup_dir, env, port, process, log_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def _listening(port: int) -> bool:
+    try:
+        get(port, "/healthz")
+        return True
+    except OSError:
+        return False
+
+
+class TestStreaming:
+    def test_completed_segments_arrive_compressed_and_checksummed(self, wal_source, streaming):
+        """After pg_switch_wal the closed segment is in BACKUP_DIR/wal/ as .gz with a record whose sha256,
+        size and timeline match, and it decompresses to a whole segment; /healthz is ok and the
+        last-received time is recent."""
+        backup_dir, _, port, _, _ = streaming
+        wal_source.psql("INSERT INTO ticks SELECT g, clock_timestamp() FROM generate_series(1, 5000) g", db="appdb")
+        closed = switch_wal(wal_source)
+        wait_until(lambda: closed in archived_names(backup_dir), 30, f"segment {closed} archived")
+        record = next(r for r in read_records(backup_dir) if r.name == closed)
+        data = (wal_dir(backup_dir) / record.file).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == record.sha256 and len(data) == record.size_bytes
+        assert len(gzip.decompress(data)) == DEFAULT_SEGMENT_SIZE == record.wal_size_bytes
+        assert record.timeline == 1 and record.file == f"{closed}.gz"
+        status, body = get(port, "/healthz")
+        assert status == 200, body
+        received = sample(get(port, "/metrics")[1], "pgbackup_wal_last_received_timestamp_seconds")
+        assert received is not None and time.time() - received < 60
+
+    def test_a_killed_receiver_is_restarted_and_leaves_no_gap(self, wal_source, streaming):
+        """pg_receivewal killed during writes: it is counted, started again, and the archived segments
+        have no hole and no duplicate."""
+        backup_dir, _, port, process, _ = streaming
+        first = archived_names(backup_dir)
+        with Writer(wal_source):
+            pids = wait_until(lambda: receiver_pids(process.pid), 30, "the pg_receivewal process")
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            switch_wal(wal_source)  # written while no receiver runs: the slot keeps it
+            wait_until(lambda: (sample(get(port, "/metrics")[1], "pgbackup_wal_receiver_restarts_total") or 0) >= 1,
+                       30, "the restart counted")
+            wait_until(lambda: [p for p in receiver_pids(process.pid) if p not in pids], 60, "a new pg_receivewal")
+            time.sleep(1)
+        last = switch_wal(wal_source)
+        wait_until(lambda: last in archived_names(backup_dir), 60, f"segment {last} archived")
+        names = archived_names(backup_dir)
+        assert len(names) == len(set(names))
+        assert len(names) >= len(first) + 2
+        assert find_gaps(parse_segment(name) for name in names) == []
+
+
+class TestBaseBackup:
+    def test_base_backup_records_its_positions(self, streaming):
+        """`pgbackup backup base` writes base_*.tar.gz with a manifest of kind base giving start and stop
+        LSN, timeline and start time, and a tar that holds backup_label and the WAL it needs."""
+        backup_dir, env, _, _, _ = streaming
+        result = pgbackup("backup", "base", env=env)
+        assert result.returncode == 0, result.stderr
+        artifact = Path(result.stdout.strip())
+        manifest = read_manifest(artifact.with_name(artifact.name + ".manifest.json"))
+        assert manifest.kind == "base" and manifest.file.startswith("base_")
+        details = manifest.details
+        assert details["timeline"] == 1 and details["wal_method"] == "fetch"
+        start, stop = (int(text.split("/")[0], 16) << 32 | int(text.split("/")[1], 16)
+                       for text in (details["start_lsn"], details["stop_lsn"]))
+        assert 0 < start <= stop
+        assert parse_segment(details["start_segment"]) is not None
+        assert details["start_time"].endswith("UTC")
+        assert hashlib.sha256(artifact.read_bytes()).hexdigest() == manifest.sha256
+        listing = subprocess.run(["tar", "-tzf", str(artifact)], capture_output=True, text=True, check=True).stdout
+        assert "backup_label" in listing.split() and any(n.startswith("pg_wal/0000") for n in listing.split())
+        assert any(e.get("event") == "artifact_written" for e in log_events(result.stdout + result.stderr))
+
+
+class TestPointInTimeRecovery:
+    def test_base_plus_wal_recover_exactly_the_rows_committed_up_to_the_target(
+            self, docker_client, postgres_image, wal_source, streaming, docker_volume_factory):
+        """A base backup, then writes every 50 ms; recovery to a time between two commits brings back
+        exactly the rows committed up to it, and the volume then starts as a normal server."""
+        backup_dir, env, _, _, _ = streaming
+        result = pgbackup("backup", "base", env=env)
+        assert result.returncode == 0, result.stderr
+        base_path = Path(result.stdout.strip())
+        base = read_manifest(base_path.with_name(base_path.name + ".manifest.json"))
+        with Writer(wal_source):
+            time.sleep(4)
+            switch_wal(wal_source)  # the target's WAL in a complete segment, the newest in the partial
+            time.sleep(2)
+        rows = [line.split("|") for line in wal_source.psql(
+            f"SELECT seq, at FROM ticks WHERE seq > 0 AND at > '{base.finished_at.isoformat()}' ORDER BY seq",
+            db="appdb").splitlines()]
+        assert len(rows) > 20
+        middle = len(rows) // 2
+        earlier, later = (datetime.fromisoformat(rows[i][1]) for i in (middle, middle + 1))
+        target = (earlier + (later - earlier) / 2).astimezone(timezone.utc)
+        expected = wal_source.psql(f"SELECT count(*) FROM ticks WHERE at <= '{target.isoformat()}'", db="appdb")
+        time.sleep(1.5)  # --synchronous: flushed; one more archive pass for good measure
+
+        volume = docker_volume_factory("pgbackup-test-pitr")
+        report = recover_into_volume(docker_client, backup_dir, base, volume, postgres_image, target,
+                                     labels=docker_env.docker_labels())
+        assert report.reached and report.segments_staged >= 1
+
+        restored = start_postgres(docker_client, postgres_image, databases=(), volume=volume,
+                                  password=wal_source.password)
+        try:
+            assert restored.psql("SELECT count(*) FROM ticks", db="appdb") == expected
+            assert restored.psql("SELECT max(seq) FROM ticks", db="appdb") == rows[middle][0]
+            assert restored.psql("SELECT pg_is_in_recovery()") == "f"
+            assert restored.psql("SELECT count(*) FROM pg_ls_dir('.') AS f WHERE f IN "
+                                 "('pgbackup_wal', 'recovery.signal')") == "0"
+        finally:
+            docker_env.remove_container(restored.container)
+
+        with pytest.raises(RecoveryRefused, match="already holds"):
+            recover_into_volume(docker_client, backup_dir, base, volume, postgres_image, target)
+
+
+class TestSetup:
+    def test_setup_names_the_missing_pg_hba_line_and_streaming_off_drops_the_slot(self, postgres_factory, tmp_path):
+        """Against the official image's pg_hba.conf `pgbackup wal setup` exits 1 naming the replication line;
+        with WAL_STREAMING off the daemon drops a slot of WAL_SLOT_NAME left behind, and says so."""
+        server = postgres_factory(databases=())
+        env = exec_env(server, tmp_path, POSTGRES_PASSWORD=server.password, WAL_SLOT_NAME="leftover")
+        result = pgbackup("wal", "setup", env=env)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "MISSING: a replication connection as 'postgres' is refused" in result.stdout
+        assert "host replication postgres samenet scram-sha-256" in result.stdout
+
+        server.psql("SELECT pg_create_physical_replication_slot('leftover', true)")
+        port = docker_env.free_port()
+        daemon_env = {**env, "METRICS_PORT": str(port), "SCHEDULE_FULL": FAR_AWAY, "SCHEDULE_DATABASES": FAR_AWAY}
+        log_path = tmp_path / "daemon.log"
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=daemon_env, cwd=REPO_ROOT,
+                                       stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: server.psql("SELECT count(*) FROM pg_replication_slots") == "0", 60,
+                       "the slot dropped")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+        dropped = [e for e in log_events(log_path.read_text()) if e.get("event") == "wal_slot_dropped"]
+        assert dropped and dropped[0]["slot"] == "leftover"
