@@ -11,8 +11,6 @@ starts it at once instead of after a spread checkpoint of up to minutes.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import datetime
 
 import structlog
@@ -28,7 +26,7 @@ from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
 from daemon.naming import base_backup_name
 from daemon.settings import Settings
-from daemon.storage.local import AtomicArtifact
+from daemon.storage.local import AtomicArtifact, unused_start_time
 from daemon.wal.basetar import BaseFacts, BaseTarScanner
 from daemon.wal.server import ReplicationEndpoint, resolve_endpoint
 
@@ -62,7 +60,7 @@ def run_base_backup(runner: BackupRunner, settings: Settings, *, wait: bool = Tr
 
 def take_base_backup(settings: Settings, runner: BackupRunner, run_id: str) -> Manifest:
     endpoint = resolve_endpoint(settings, runner.docker_client)
-    started = _unused_start_time(settings, runner.clock)
+    started = unused_start_time(settings.backup_dir, base_backup_name, runner.clock)
     file_name = base_backup_name(started)
     scanner = BaseTarScanner()
     progress = runner.progress(f"base {TARGET}")
@@ -120,12 +118,3 @@ def _manifest(settings: Settings, endpoint: ReplicationEndpoint, file_name: str,
             "start_time": facts.start_time, "start_segment": facts.start_segment, "wal_method": WAL_METHOD,
         },
     )
-
-
-def _unused_start_time(settings: Settings, clock: Callable[[], datetime]) -> datetime:
-    """A start time whose file name is free: names have one-second resolution."""
-    while True:
-        started = clock()
-        if not (settings.backup_dir / base_backup_name(started)).exists():
-            return started
-        time.sleep(1.05 - started.microsecond / 1_000_000)
