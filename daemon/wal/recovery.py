@@ -31,7 +31,7 @@ from daemon.logs import get_logger
 from daemon.manifest import Manifest
 from daemon.naming import RESTORE_SCRATCH_PREFIX
 from daemon.restore.streams import check_sha256
-from daemon.wal.archive import WalRecord, read_checked, read_records, spool_dir
+from daemon.wal.archive import WalRecord, partial_segment, read_checked, read_records
 from daemon.wal.segments import Segment, find_gaps, history_timeline, parse_lsn, parse_segment, segment_of
 
 log = get_logger(__name__)
@@ -110,42 +110,66 @@ def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Man
     """Unpack ``base`` into ``volume`` (created if missing; refused when it holds a data
     directory), stage the WAL, recover to ``target`` (None: everything received) and promote;
     the server is stopped cleanly and the staged WAL removed. ``image``: a PostgreSQL image of
-    the base's major version."""
+    the base's major version. The caller holds the backup lock: the WAL is staged in a scratch
+    directory of BACKUP_DIR, which a backup run would otherwise remove as a leftover."""
     started = time.monotonic()
-    base_path = backup_dir / base.file
-    plan = plan_wal(read_records(backup_dir), _partial(backup_dir), base)
-    check_sha256(base_path, base.sha256, base.size_bytes)
-    _ensure_volume(client, volume, labels or {})
-    target_text = target.isoformat(sep=" ") if target is not None else "latest"
-    log.info("pitr_recovery_started", base=base.file, volume=volume, target=target_text,
-             newest_segment=plan.newest_segment.name if plan.newest_segment else None)
-    container = client.containers.create(
-        image, entrypoint=["sleep"], command=["infinity"], user="root", network_mode="none",
-        name=f"pgbackup-pitr-{uuid.uuid4().hex[:8]}", labels={RECOVERY_LABEL: "1", **(labels or {})},
-        volumes={volume: {"bind": PGDATA, "mode": "rw"}},
-    )
+    scratch = Path(tempfile.mkdtemp(prefix=RESTORE_SCRATCH_PREFIX, dir=backup_dir))
     try:
-        _refuse_existing_data(container, volume)
-        with base_path.open("rb") as tar_gz:  # Docker unpacks a gzip-compressed tar itself
-            container.put_archive(PGDATA, tar_gz)
-        _put_wal(container, backup_dir, plan)
-        container.start()
-        _exec(container, ["sh", "-c", _PREPARE], "root")
-        _exec(container, _pg_ctl_start(target), "postgres")
-        reached = _wait_promoted(container, started + timeout)
-        _stop_cleanly(container)
-        _exec(container, ["rm", "-rf", f"{PGDATA}/{STAGED_WAL}", f"{PGDATA}/{RECOVERY_LOG}"], "root")
+        reached, plan = _recover(client, backup_dir, base, volume, image, target, started + timeout, labels or {},
+                                 scratch)
     finally:
-        container.remove(force=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    target_text = target.isoformat(sep=" ") if target is not None else "latest"
     report = RecoveryReport(volume, base.file, target_text, reached, len(plan.records) + bool(plan.partial),
                             round(time.monotonic() - started, 3))
     log.info("pitr_recovery_finished", volume=volume, reached=reached, seconds=report.seconds)
     return report
 
 
-def _partial(backup_dir: Path) -> Path | None:
-    partials = [path for path in spool_dir(backup_dir).glob("*.partial") if parse_segment(path.name)]
-    return max(partials, key=lambda path: path.name) if partials else None
+def _recover(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
+             target: datetime | None, deadline: float, labels: dict[str, str], scratch: Path) -> tuple[str, WalPlan]:
+    # The partial segment is copied before the records are read: a segment completed and archived
+    # in between is then in the records, never missing between the records and the partial.
+    partial = _copy_partial(backup_dir, scratch)
+    plan = plan_wal(read_records(backup_dir), partial, base)
+    base_path = backup_dir / base.file
+    check_sha256(base_path, base.sha256, base.size_bytes)
+    _ensure_volume(client, volume, labels)
+    log.info("pitr_recovery_started", base=base.file, volume=volume,
+             target=target.isoformat(sep=" ") if target is not None else "latest",
+             newest_segment=plan.newest_segment.name if plan.newest_segment else None)
+    container = client.containers.create(
+        image, entrypoint=["sleep"], command=["infinity"], user="root", network_mode="none",
+        name=f"pgbackup-pitr-{uuid.uuid4().hex[:8]}", labels={RECOVERY_LABEL: "1", **labels},
+        volumes={volume: {"bind": PGDATA, "mode": "rw"}},
+    )
+    try:
+        _refuse_existing_data(container, volume)
+        with base_path.open("rb") as tar_gz:  # Docker unpacks a gzip-compressed tar itself
+            container.put_archive(PGDATA, tar_gz)
+        _put_wal(container, backup_dir, plan, scratch)
+        container.start()
+        _exec(container, ["sh", "-c", _PREPARE], "root")
+        _exec(container, _pg_ctl_start(target), "postgres")
+        reached = _wait_promoted(container, deadline)
+        _stop_cleanly(container)
+        _exec(container, ["rm", "-rf", f"{PGDATA}/{STAGED_WAL}", f"{PGDATA}/{RECOVERY_LOG}"], "root")
+    finally:
+        container.remove(force=True)
+    return reached, plan
+
+
+def _copy_partial(backup_dir: Path, scratch: Path) -> Path | None:
+    """A copy of the segment pg_receivewal is filling, if any (under its own name)."""
+    partial = partial_segment(backup_dir)
+    if partial is None:
+        return None
+    copy = scratch / partial.name
+    try:
+        shutil.copyfile(partial, copy)
+    except FileNotFoundError:
+        return None  # completed meanwhile: then it is in the spool or the archive as a complete segment
+    return copy
 
 
 def _ensure_volume(client: docker.DockerClient, volume: str, labels: dict[str, str]) -> None:
@@ -164,22 +188,18 @@ def _refuse_existing_data(container: Container, volume: str) -> None:
                           "or empty volume")
 
 
-def _put_wal(container: Container, backup_dir: Path, plan: WalPlan) -> None:
-    """The checked WAL as one tar under PGDATA/pgbackup_wal/, built in a scratch directory."""
-    scratch = Path(tempfile.mkdtemp(prefix=RESTORE_SCRATCH_PREFIX, dir=backup_dir))
-    try:
-        tar_path = scratch / "wal.tar"
-        with tarfile.open(tar_path, "w") as tar:
-            tar.addfile(_directory_entry(STAGED_WAL))
-            for record in plan.records:
-                _add_file(tar, f"{STAGED_WAL}/{record.name}", read_checked(backup_dir, record), scratch)
-            if plan.partial is not None:
-                name = plan.partial.name.removesuffix(".partial")
-                _add_file(tar, f"{STAGED_WAL}/{name}", _read(plan.partial), scratch)
-        with tar_path.open("rb") as data:
-            container.put_archive(PGDATA, data)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def _put_wal(container: Container, backup_dir: Path, plan: WalPlan, scratch: Path) -> None:
+    """The checked WAL as one tar under PGDATA/pgbackup_wal/, built in the scratch directory."""
+    tar_path = scratch / "wal.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.addfile(_directory_entry(STAGED_WAL))
+        for record in plan.records:
+            _add_file(tar, f"{STAGED_WAL}/{record.name}", read_checked(backup_dir, record), scratch)
+        if plan.partial is not None:
+            name = plan.partial.name.removesuffix(".partial")
+            _add_file(tar, f"{STAGED_WAL}/{name}", _read(plan.partial), scratch)
+    with tar_path.open("rb") as data:
+        container.put_archive(PGDATA, data)
 
 
 def _directory_entry(name: str) -> tarfile.TarInfo:

@@ -261,3 +261,36 @@ class TestSetup:
             process.wait(timeout=60)
         dropped = [e for e in log_events(log_path.read_text()) if e.get("event") == "wal_slot_dropped"]
         assert dropped and dropped[0]["slot"] == "leftover"
+
+
+class TestRestoreCommand:
+    def test_latest_recovers_every_committed_row_and_bad_targets_are_refused(
+            self, docker_client, postgres_image, wal_source, streaming, docker_volume_factory):
+        """`pgbackup restore point-in-time --latest` brings back every row committed before it ran (the newest
+        ones only in the partial segment); a target before the oldest base or after the newest WAL is refused
+        with the reason, and nothing is written."""
+        backup_dir, env, _, _, _ = streaming
+        assert pgbackup("backup", "base", env=env).returncode == 0
+        with Writer(wal_source):
+            time.sleep(2)
+        committed = wal_source.psql("SELECT count(*) FROM ticks", db="appdb")
+        time.sleep(1.5)
+
+        untouched = docker_volume_factory("pgbackup-test-pitr-refused")
+        for target, reason in (("2001-01-01 00:00:00", "is before the oldest base backup"),
+                               ("2999-01-01 00:00:00+00:00", "is after the newest WAL received")):
+            result = pgbackup("restore", "point-in-time", "--to", target, "--volume", untouched, env=env)
+            assert result.returncode == 1 and reason in result.stderr, result.stderr
+        assert docker_client.volumes.get(untouched).attrs["Name"] == untouched
+
+        volume = docker_volume_factory("pgbackup-test-pitr-latest")
+        result = pgbackup("restore", "point-in-time", "--latest", "--volume", volume, "--image", postgres_image,
+                          env=env)
+        assert result.returncode == 0, result.stderr
+        assert "recovered volume" in result.stderr and result.stdout.strip() == volume
+        restored = start_postgres(docker_client, postgres_image, databases=(), volume=volume,
+                                  password=wal_source.password)
+        try:
+            assert restored.psql("SELECT count(*) FROM ticks", db="appdb") == committed
+        finally:
+            docker_env.remove_container(restored.container)

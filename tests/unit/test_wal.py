@@ -3,14 +3,20 @@
 import io
 import tarfile
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from daemon.errors import PgBackupError
+from daemon.manifest import Manifest
 from daemon.wal import archive
 from daemon.wal.backoff import Backoff
 from daemon.wal.basetar import BaseTarScanner
+from daemon.wal.pitr import check_received, choose_base, parse_target
 from daemon.wal.prerequisites import ServerFacts, assess, missing_text
+from daemon.wal.recovery import RecoveryRefused, plan_wal
 from daemon.wal.segments import (
+    DEFAULT_SEGMENT_SIZE,
     Segment,
     find_gaps,
     format_lsn,
@@ -219,3 +225,93 @@ class TestArchive:
         (archive.wal_dir(tmp_path) / record.file).write_bytes(b"broken")
         with pytest.raises(archive.WalArchiveError, match=Segment(1, 1).name):
             list(archive.read_checked(tmp_path, record))
+
+
+def wal_record(name: str) -> archive.WalRecord:
+    return archive.WalRecord(name, f"{name}.gz", "0" * 64, 1, DEFAULT_SEGMENT_SIZE, archive.timeline_of(name), "")
+
+
+def base_manifest(start: str = "0/2000028", stop: str = "0/2000100") -> Manifest:
+    moment = datetime(2026, 12, 5, tzinfo=timezone.utc)
+    return Manifest(kind="base", target="cluster", file="base_20261205_000000.tar.gz", size_bytes=1, sha256="0",
+                    started_at=moment, finished_at=moment, server_version="15.20", format="tar", compression="gzip",
+                    details={"start_lsn": start, "stop_lsn": stop, "timeline": 1})
+
+
+class TestWalPlan:
+    def test_segments_from_the_base_on_and_the_partial(self, tmp_path):
+        """Segments before the base are left out; the partial comes last and is the newest."""
+        records = [wal_record(Segment(1, n).name) for n in (1, 2, 3, 4)]
+        partial = tmp_path / f"{Segment(1, 5).name}.partial"
+        plan = plan_wal(records, partial, base_manifest())
+        assert [r.name for r in plan.records] == [Segment(1, n).name for n in (2, 3, 4)]
+        assert plan.partial == partial and plan.newest_segment == Segment(1, 5)
+
+    def test_a_complete_segment_is_preferred_to_the_partial_of_the_same_name(self, tmp_path):
+        """When segment 4 is archived, a 4.partial is not staged."""
+        records = [wal_record(Segment(1, n).name) for n in (2, 3, 4)]
+        plan = plan_wal(records, tmp_path / f"{Segment(1, 4).name}.partial", base_manifest())
+        assert plan.partial is None and plan.newest_segment == Segment(1, 4)
+
+    def test_a_hole_after_the_base_is_refused_by_name(self):
+        """Segments 2, 3 and 5: recovery past 3 would stop at the hole, so it is refused, naming 4."""
+        records = [wal_record(Segment(1, n).name) for n in (2, 3, 5)]
+        with pytest.raises(RecoveryRefused, match=Segment(1, 4).name):
+            plan_wal(records, None, base_manifest())
+
+    def test_the_first_segment_after_the_base_must_be_there(self):
+        """The base's tar ends with segment 2; an archive starting at 4 misses 3."""
+        records = [wal_record(Segment(1, n).name) for n in (4, 5)]
+        with pytest.raises(RecoveryRefused, match=Segment(1, 3).name):
+            plan_wal(records, None, base_manifest())
+
+    def test_history_files_are_staged(self):
+        """00000002.history goes with the segments (a later timeline's recovery reads it)."""
+        records = [wal_record("00000002.history"), wal_record(Segment(1, 2).name)]
+        plan = plan_wal(records, None, base_manifest())
+        assert [r.name for r in plan.records] == ["00000002.history", Segment(1, 2).name]
+
+
+class TestPointInTimeSelection:
+    def test_a_target_without_offset_is_in_tz_and_one_with_offset_as_given(self):
+        """'2026-12-05 14:54:59' is read in TZ; '+01:00' keeps its own offset."""
+        berlin = ZoneInfo("Europe/Berlin")
+        assert parse_target("2026-12-05 14:54:59", berlin) == datetime(2026, 12, 5, 14, 54, 59, tzinfo=berlin)
+        assert parse_target("2026-12-05 14:54:59+00:00", berlin).utcoffset().total_seconds() == 0
+
+    def test_an_unreadable_target_names_the_form(self):
+        """Anything else is refused with the expected form and TZ."""
+        with pytest.raises(PgBackupError, match="YYYY-mm-dd HH:MM:SS"):
+            parse_target("yesterday", ZoneInfo("UTC"))
+
+    def test_the_newest_base_finished_before_the_target(self):
+        """A base is usable only once it has finished; the newest such one is chosen."""
+        early, late = base_at(1), base_at(5)
+        assert choose_base([late, early], at(3)) is early
+        assert choose_base([late, early], at(6)) is late
+        assert choose_base([late, early], None) is late
+
+    def test_a_target_before_every_base_is_refused(self):
+        """Before the oldest base's end there is nothing to recover from."""
+        with pytest.raises(RecoveryRefused, match="before the oldest base backup"):
+            choose_base([base_at(5)], at(2))
+        with pytest.raises(RecoveryRefused, match="no base backup"):
+            choose_base([], None)
+
+    def test_a_target_after_the_newest_wal_is_refused(self):
+        """Recovery cannot reach a time after the newest WAL; --latest (None) always can."""
+        with pytest.raises(RecoveryRefused, match="after the newest WAL received"):
+            check_received(at(9), at(8))
+        check_received(at(7), at(8))
+        check_received(None, None)
+
+
+def at(hour: int) -> datetime:
+    return datetime(2026, 12, 5, hour, tzinfo=timezone.utc)
+
+
+def base_at(hour: int) -> Manifest:
+    manifest = base_manifest()
+    manifest.started_at, manifest.finished_at = at(hour), at(hour).replace(minute=10)
+    manifest.file = f"base_202612050{hour}0000.tar.gz"
+    return manifest
