@@ -23,7 +23,7 @@ def static_checks(selected: Selected, local_tools: bool = True) -> list[str]:
         raise ArtifactDamaged(f"{path} does not exist (its manifest does)")
     check_sha256(path, manifest.sha256, manifest.size_bytes)
     done = ["sha256 and size match the manifest"]
-    if manifest.kind == "volume":
+    if manifest.kind in ("volume", "base"):  # both a gzip tar of a data directory
         done.append(_volume_tar_complete(selected))
     elif manifest.format == "plain":
         done.append(_recount(selected))

@@ -13,13 +13,18 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from daemon.manifest import read_manifest
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
+from daemon.settings import Settings
 from daemon.wal.archive import read_records, wal_dir
+from daemon.wal.backoff import Backoff
+from daemon.wal.receiver import STREAMING_PROBLEM, WalReceiver
 from daemon.wal.recovery import RecoveryRefused, recover_into_volume
 from daemon.wal.segments import DEFAULT_SEGMENT_SIZE, find_gaps, parse_segment
 from tests.integration.test_daemon import get, sample, wait_until
@@ -168,6 +173,30 @@ class TestStreaming:
         assert find_gaps(parse_segment(name) for name in names) == []
 
 
+class TestReceiverSupervision:
+    def test_a_receiver_that_cannot_connect_is_reported_and_retried_with_back_off(self, tmp_path):
+        """With nothing listening at the server's address, /healthz carries wal_streaming_stopped with the
+        reason, each exit is counted, the receiver is started again after the back-off, and it stops
+        when the daemon shuts down."""
+        port = docker_env.free_port()
+        settings = Settings(POSTGRES_HOST="127.0.0.1", POSTGRES_PORT=port, POSTGRES_PASSWORD="x",
+                            BACKUP_DIR=tmp_path, WAL_STREAMING=True)
+        metrics, health, cancel = Metrics(), HealthState(datetime.now(timezone.utc), timedelta(hours=24)), \
+            threading.Event()
+        receiver = WalReceiver(settings, metrics, health, cancel, backoff=Backoff(initial=0.1, maximum=0.2))
+        thread = receiver.start()
+        try:
+            wait_until(lambda: metrics.registry.get_sample_value("pgbackup_wal_receiver_restarts_total") >= 3, 60,
+                       "three restarts")
+            problem = health.problem(STREAMING_PROBLEM)
+            assert problem.startswith("WAL streaming stopped: ") and "127.0.0.1" in problem
+            assert metrics.registry.get_sample_value("pgbackup_wal_receiver_up") == 0
+        finally:
+            cancel.set()
+            thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
 class TestBaseBackup:
     def test_base_backup_records_its_positions(self, streaming):
         """`pgbackup backup base` writes base_*.tar.gz with a manifest of kind base giving start and stop
@@ -189,6 +218,8 @@ class TestBaseBackup:
         listing = subprocess.run(["tar", "-tzf", str(artifact)], capture_output=True, text=True, check=True).stdout
         assert "backup_label" in listing.split() and any(n.startswith("pg_wal/0000") for n in listing.split())
         assert any(e.get("event") == "artifact_written" for e in log_events(result.stdout + result.stderr))
+        verified = pgbackup("verify", str(artifact), env=env)
+        assert verified.returncode == 0 and "a PostgreSQL 15 data directory" in verified.stdout, verified.stdout
 
 
 class TestPointInTimeRecovery:
