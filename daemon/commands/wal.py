@@ -8,25 +8,33 @@ from daemon.commands import Handler
 from daemon.settings import Settings
 from daemon.wal.prerequisites import assess
 from daemon.wal.server import resolve_endpoint, server_facts
+from daemon.wal.setup import apply_setup
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
     wal = subparsers.add_parser("wal", help="WAL streaming for point-in-time recovery (docs/pitr.md)",
                                 description="WAL streaming for point-in-time recovery (docs/pitr.md).")
     actions = wal.add_subparsers(dest="wal_action", required=True, metavar="ACTION")
-    actions.add_parser("setup", help="check the server's prerequisites and print what to change",
-                       description="Check the server's prerequisites for WAL streaming (wal_level, free WAL "
-                       "senders and slots, a replication connection, max_slot_wal_keep_size) and print "
-                       "what to change. Exit 1 if something that streaming needs is missing.")
+    setup_parser = actions.add_parser(
+        "setup", help="check the server's prerequisites and print what to change",
+        description="Check the server's prerequisites for WAL streaming (wal_level, free WAL senders and slots, "
+        "a replication connection, max_slot_wal_keep_size) and print what to change. Exit 1 if something that "
+        "streaming needs is missing.")
+    setup_parser.add_argument("--apply", action="store_true",
+                              help="with POSTGRES_CONTAINER: allow replication in pg_hba.conf (and reload) and "
+                              "create the slot; settings that need a restart are only printed")
     return {"wal": command_wal}
 
 
 def command_wal(settings: Settings, args: argparse.Namespace) -> int:
-    return setup(settings)
+    return setup(settings, apply=args.apply)
 
 
-def setup(settings: Settings) -> int:
+def setup(settings: Settings, *, apply: bool = False) -> int:
     endpoint = resolve_endpoint(settings)
+    if apply:
+        for change in apply_setup(settings, endpoint):
+            print(f"APPLIED: {change}")
     user = settings.replication_login[0]
     facts = server_facts(endpoint, settings.wal_slot_name)
     findings = assess(facts, settings.wal_slot_name, user)

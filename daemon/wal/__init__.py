@@ -10,5 +10,7 @@
 - ``receiver``: pg_receivewal supervised: restarts with back-off, archive passes, metrics, /healthz
 - ``base``: ``pgbackup backup base`` and SCHEDULE_BASE: pg_basebackup into an atomic artifact
 - ``recovery``: a base backup and the archived WAL into a volume, recovered to a point in time
+- ``pitr``: ``pgbackup restore point-in-time``: the target read, the base chosen, refusals
+- ``setup``: ``pgbackup wal setup --apply``: the pg_hba.conf line, a reload and the slot
 - ``install``: the daemon's part: prerequisite check, receiver, base schedule, slot dropped when off
 """

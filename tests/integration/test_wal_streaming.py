@@ -267,9 +267,11 @@ class TestPointInTimeRecovery:
 
 
 class TestSetup:
-    def test_setup_names_the_missing_pg_hba_line_and_streaming_off_drops_the_slot(self, postgres_factory, tmp_path):
+    def test_setup_names_the_missing_pg_hba_line_applies_it_and_streaming_off_drops_the_slot(
+            self, postgres_factory, tmp_path):
         """Against the official image's pg_hba.conf `pgbackup wal setup` exits 1 naming the replication line;
-        with WAL_STREAMING off the daemon drops a slot of WAL_SLOT_NAME left behind, and says so."""
+        `--apply` adds it once, reloads and creates the slot (with reserved WAL); with WAL_STREAMING off the
+        daemon drops that slot, and says so."""
         server = postgres_factory(databases=())
         env = exec_env(server, tmp_path, POSTGRES_PASSWORD=server.password, WAL_SLOT_NAME="leftover")
         result = pgbackup("wal", "setup", env=env)
@@ -277,7 +279,14 @@ class TestSetup:
         assert "MISSING: a replication connection as 'postgres' is refused" in result.stdout
         assert "host replication postgres samenet scram-sha-256" in result.stdout
 
-        server.psql("SELECT pg_create_physical_replication_slot('leftover', true)")
+        applied = pgbackup("wal", "setup", "--apply", env=env)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert "APPLIED: pg_hba.conf" in applied.stdout and "APPLIED: slot 'leftover' created" in applied.stdout
+        again = pgbackup("wal", "setup", "--apply", env=env)  # nothing left to do, nothing added twice
+        assert again.returncode == 0 and "APPLIED" not in again.stdout, again.stdout
+        _, hba = server.container.exec_run(["sh", "-c", 'cat "$PGDATA/pg_hba.conf"'])
+        assert hba.decode().count("host replication postgres samenet scram-sha-256") == 1
+        assert server.psql("SELECT slot_name FROM pg_replication_slots WHERE restart_lsn IS NOT NULL") == "leftover"
         port = docker_env.free_port()
         daemon_env = {**env, "METRICS_PORT": str(port), "SCHEDULE_FULL": FAR_AWAY, "SCHEDULE_DATABASES": FAR_AWAY}
         log_path = tmp_path / "daemon.log"
