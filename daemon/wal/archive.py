@@ -75,7 +75,9 @@ def spool_dir(backup_dir: Path) -> Path:
 
 
 def ensure_dirs(backup_dir: Path) -> None:
-    spool_dir(backup_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    wal_dir(backup_dir).mkdir(mode=0o700, exist_ok=True)
+    spool_dir(backup_dir).mkdir(mode=0o700, exist_ok=True)
 
 
 def record_path(archive: Path, name: str) -> Path:

@@ -18,13 +18,12 @@ from daemon.scheduler import HealthWatch, ScheduledJob
 from daemon.settings import Settings
 from daemon.sources.connect import connect
 from daemon.wal.base import KIND, TARGET, run_base_backup
-from daemon.wal.prerequisites import assess, missing_text
+from daemon.wal.prerequisites import PREREQUISITES_PROBLEM, assess, missing_text
 from daemon.wal.receiver import WalReceiver
 from daemon.wal.server import drop_slot, resolve_endpoint, server_facts
 
 log = get_logger(__name__)
 
-PREREQUISITES_PROBLEM = "wal_prerequisites_missing"
 STOP_TIMEOUT_SECONDS = 25  # pg_receivewal gets SIGINT, then SIGKILL after 10 s; a last archive pass
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PREREQUISITES_PROBLEM = "wal_prerequisites_missing"  # on /healthz until streaming works
 SENDERS_NEEDED = 2  # the receiver and a base backup
 RECOMMENDED_KEEP_SIZE = "10GB"  # about a day of WAL at 7 MB/min; well below the free space it must leave
 LOWEST_SERVER_MAJOR = 13  # max_slot_wal_keep_size

@@ -29,6 +29,7 @@ from daemon.settings import Settings
 from daemon.sources.transport import StderrTail
 from daemon.wal.archive import archive_completed, ensure_dirs, spool_dir
 from daemon.wal.backoff import Backoff
+from daemon.wal.prerequisites import PREREQUISITES_PROBLEM
 from daemon.wal.server import ReplicationEndpoint, ensure_slot, resolve_endpoint
 
 log = get_logger(__name__)
@@ -122,6 +123,7 @@ class WalReceiver:
                 up = True
                 self.metrics.wal_receiver_up.set(1)
                 self.health.set_problem(STREAMING_PROBLEM, None)
+                self.health.set_problem(PREREQUISITES_PROBLEM, None)  # streaming works: nothing it needs is missing
                 log.info("wal_streaming", server=endpoint.address)
             self._archive_pass()
         reader.join(timeout=5)
