@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -171,6 +172,24 @@ class TestStreaming:
         assert len(names) == len(set(names))
         assert len(names) >= len(first) + 2
         assert find_gaps(parse_segment(name) for name in names) == []
+
+
+class TestBaseBackupOffsite:
+    def test_a_base_backup_is_copied_to_s3_like_every_other_kind(self, streaming, s3_server):
+        """With S3 on, `pgbackup backup base` puts base_*.tar.gz and its manifest under the prefix,
+        the copy byte for byte the local file."""
+        _, env, _, _, _ = streaming
+        s3 = {"S3_ENDPOINT_URL": s3_server.endpoint_url, "S3_BUCKET": s3_server.bucket, "S3_PREFIX": "prod",
+              "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
+        result = pgbackup("backup", "base", env={**env, **s3})
+        assert result.returncode == 0, result.stderr
+        artifact = Path(result.stdout.strip())
+        client = s3_server.client()
+        remote = client.get_object(Bucket=s3_server.bucket, Key=f"prod/{artifact.name}")["Body"].read()
+        assert remote == artifact.read_bytes()
+        manifest = json.loads(client.get_object(Bucket=s3_server.bucket,
+                                                Key=f"prod/{artifact.name}.manifest.json")["Body"].read())
+        assert manifest["kind"] == "base" and manifest["details"]["stop_lsn"]
 
 
 class TestReceiverSupervision:
