@@ -7,6 +7,7 @@
 - ``server``: the replication endpoint (resolved again on every start), the slot, the facts
 - ``archive``: BACKUP_DIR/wal/: the spool, completed segments compressed, checksummed and
   moved in atomically with a record each; reading them back checked
+- ``offsite``: the archive copied to S3 under <prefix>/wal/, file first, record last
 - ``receiver``: pg_receivewal supervised: restarts with back-off, archive passes, metrics, /healthz
 - ``base``: ``pgbackup backup base`` and SCHEDULE_BASE: pg_basebackup into an atomic artifact
 - ``recovery``: a base backup and the archived WAL into a volume, recovered to a point in time

@@ -56,6 +56,8 @@ class WalRecord:
     wal_size_bytes: int  # of the WAL file itself
     timeline: int
     archived_at: str  # ISO 8601
+    offsite_key: str = ""  # the S3 key of its copy, once copied (wal/offsite.py)
+    offsite_at: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -63,7 +65,7 @@ class WalRecord:
     @classmethod
     def from_json(cls, text: str) -> WalRecord:
         record = json.loads(text)
-        return cls(**{key: record[key] for key in cls.__dataclass_fields__})
+        return cls(**{key: record[key] for key in cls.__dataclass_fields__ if key in record})
 
 
 def wal_dir(backup_dir: Path) -> Path:

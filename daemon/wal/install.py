@@ -18,6 +18,7 @@ from daemon.scheduler import HealthWatch, ScheduledJob
 from daemon.settings import Settings
 from daemon.sources.connect import connect
 from daemon.wal.base import KIND, TARGET, run_base_backup
+from daemon.wal.offsite import start_uploader
 from daemon.wal.prerequisites import PREREQUISITES_PROBLEM, assess, missing_text
 from daemon.wal.receiver import WalReceiver
 from daemon.wal.server import drop_slot, resolve_endpoint, server_facts
@@ -46,6 +47,7 @@ def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: thr
     if settings.wal_streaming:
         def stream() -> None:
             check_prerequisites(settings, health, client)
+            start_uploader(settings, metrics, cancel)
             WalReceiver(settings, metrics, health, cancel, client).supervise()
         target = stream
     else:

@@ -32,6 +32,7 @@ from tests.integration.test_daemon import get, sample, wait_until
 from tests.support import docker_env
 from tests.support.pgbackup_cli import REPO_ROOT, exec_env, log_events, pgbackup
 from tests.support.postgres import start_postgres
+from tests.support.s3 import S3Server
 
 FAR_AWAY = "0 3 1 1 *"
 HBA_REPLICATION = "host replication all all scram-sha-256"
@@ -105,13 +106,28 @@ def wal_source(docker_client, postgres_image):
 
 
 @pytest.fixture(scope="module")
-def streaming(wal_source, tmp_path_factory):
-    """`pgbackup run` with WAL_STREAMING=on; its log goes to a file (a pipe could fill up)."""
+def wal_s3(tmp_path_factory):
+    """One S3 server for the module's daemon: WAL and base backups go off-site."""
+    server = S3Server(base_dir=tmp_path_factory.mktemp("wal-s3"))
+    server.start()
+    yield server
+    server.kill()
+
+
+def s3_env(server: S3Server) -> dict[str, str]:
+    return {"S3_ENDPOINT_URL": server.endpoint_url, "S3_BUCKET": server.bucket, "S3_PREFIX": "prod",
+            "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+
+
+@pytest.fixture(scope="module")
+def streaming(wal_source, wal_s3, tmp_path_factory):
+    """`pgbackup run` with WAL_STREAMING=on and S3; its log goes to a file (a pipe could fill up)."""
     backup_dir = tmp_path_factory.mktemp("wal-backups")
     port = docker_env.free_port()
     env = exec_env(wal_source, backup_dir, POSTGRES_PASSWORD=wal_source.password, WAL_STREAMING="on",
                    METRICS_PORT=str(port), SCHEDULE_FULL=FAR_AWAY, SCHEDULE_DATABASES=FAR_AWAY,
-                   SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_BASE=FAR_AWAY, SCHEDULE_RESTORE_TEST="off")
+                   SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_BASE=FAR_AWAY, SCHEDULE_RESTORE_TEST="off",
+                   **s3_env(wal_s3))
     log_path = backup_dir.parent / f"{backup_dir.name}-daemon.log"
     with log_path.open("w") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, cwd=REPO_ROOT,
@@ -134,10 +150,10 @@ def _listening(port: int) -> bool:
 
 
 class TestStreaming:
-    def test_completed_segments_arrive_compressed_and_checksummed(self, wal_source, streaming):
+    def test_completed_segments_arrive_compressed_and_checksummed(self, wal_source, streaming, wal_s3):
         """After pg_switch_wal the closed segment is in BACKUP_DIR/wal/ as .gz with a record whose sha256,
-        size and timeline match, and it decompresses to a whole segment; /healthz is ok and the
-        last-received time is recent."""
+        size and timeline match, and it decompresses to a whole segment; a copy of both goes to
+        <prefix>/wal/ in S3; /healthz is ok and the last-received time is recent."""
         backup_dir, _, port, _, _ = streaming
         wal_source.psql("INSERT INTO ticks SELECT g, clock_timestamp() FROM generate_series(1, 5000) g", db="appdb")
         closed = switch_wal(wal_source)
@@ -149,6 +165,12 @@ class TestStreaming:
         assert record.timeline == 1 and record.file == f"{closed}.gz"
         status, body = get(port, "/healthz")
         assert status == 200, body
+        wait_until(lambda: next(r for r in read_records(backup_dir) if r.name == closed).offsite_key, 60,
+                   "the segment copied to S3")
+        client = wal_s3.client()
+        assert client.get_object(Bucket=wal_s3.bucket, Key=f"prod/wal/{closed}.gz")["Body"].read() == data
+        remote = json.loads(client.get_object(Bucket=wal_s3.bucket, Key=f"prod/wal/{closed}.json")["Body"].read())
+        assert remote["sha256"] == record.sha256
         received = sample(get(port, "/metrics")[1], "pgbackup_wal_last_received_timestamp_seconds")
         assert received is not None and time.time() - received < 60
 
@@ -175,19 +197,17 @@ class TestStreaming:
 
 
 class TestBaseBackupOffsite:
-    def test_a_base_backup_is_copied_to_s3_like_every_other_kind(self, streaming, s3_server):
+    def test_a_base_backup_is_copied_to_s3_like_every_other_kind(self, streaming, wal_s3):
         """With S3 on, `pgbackup backup base` puts base_*.tar.gz and its manifest under the prefix,
         the copy byte for byte the local file."""
         _, env, _, _, _ = streaming
-        s3 = {"S3_ENDPOINT_URL": s3_server.endpoint_url, "S3_BUCKET": s3_server.bucket, "S3_PREFIX": "prod",
-              "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
-        result = pgbackup("backup", "base", env={**env, **s3})
+        result = pgbackup("backup", "base", env=env)
         assert result.returncode == 0, result.stderr
         artifact = Path(result.stdout.strip())
-        client = s3_server.client()
-        remote = client.get_object(Bucket=s3_server.bucket, Key=f"prod/{artifact.name}")["Body"].read()
+        client = wal_s3.client()
+        remote = client.get_object(Bucket=wal_s3.bucket, Key=f"prod/{artifact.name}")["Body"].read()
         assert remote == artifact.read_bytes()
-        manifest = json.loads(client.get_object(Bucket=s3_server.bucket,
+        manifest = json.loads(client.get_object(Bucket=wal_s3.bucket,
                                                 Key=f"prod/{artifact.name}.manifest.json")["Body"].read())
         assert manifest["kind"] == "base" and manifest["details"]["stop_lsn"]
 
