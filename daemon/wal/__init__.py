@@ -13,5 +13,6 @@
 - ``recovery``: a base backup and the archived WAL into a volume, recovered to a point in time
 - ``pitr``: ``pgbackup restore point-in-time``: the target read, the base chosen, refusals
 - ``setup``: ``pgbackup wal setup --apply``: the pg_hba.conf line, a reload and the slot
+- ``status``: ``pgbackup wal status``: the archive summarized (pure) and the slot
 - ``install``: the daemon's part: prerequisite check, receiver, base schedule, slot dropped when off
 """

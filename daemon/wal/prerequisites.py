@@ -63,8 +63,8 @@ def assess(facts: ServerFacts, slot: str, user: str, receiver_connected: bool = 
         findings.append(Finding(
             True, f"a replication connection as {user!r} is refused: {facts.replication_refused}",
             f"allow it in pg_hba.conf, e.g. 'host replication {user} samenet scram-sha-256', then "
-            f"SELECT pg_reload_conf() (`pgbackup wal setup --apply` does both); the role needs REPLICATION (ALTER ROLE {user} REPLICATION) unless it "
-            "is a superuser"))
+            "SELECT pg_reload_conf() (`pgbackup wal setup --apply` does both); the role needs REPLICATION "
+            f"(ALTER ROLE {user} REPLICATION) unless it is a superuser"))
     if facts.max_slot_wal_keep_size_mb < 0:
         findings.append(Finding(
             False, "max_slot_wal_keep_size is unlimited (-1): if the receiver stops, the slot keeps WAL until "

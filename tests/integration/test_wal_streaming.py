@@ -194,6 +194,11 @@ class TestStreaming:
         assert len(names) == len(set(names))
         assert len(names) >= len(first) + 2
         assert find_gaps(parse_segment(name) for name in names) == []
+        status = pgbackup("wal", "status", "--json", env=streaming[1])
+        assert status.returncode == 0, status.stdout + status.stderr
+        summary = json.loads(status.stdout)
+        assert summary["gaps"] == [] and summary["newest"] == names[-1]
+        assert summary["slot"]["exists"] and summary["slot"]["active"]
 
 
 class TestBaseBackupOffsite:

@@ -26,6 +26,7 @@ from daemon.wal.segments import (
     parse_segment,
     segment_of,
 )
+from daemon.wal.status import summarize
 
 
 class TestSegmentNames:
@@ -315,3 +316,24 @@ def base_at(hour: int) -> Manifest:
     manifest.started_at, manifest.finished_at = at(hour), at(hour).replace(minute=10)
     manifest.file = f"base_202612050{hour}0000.tar.gz"
     return manifest
+
+
+class TestStatusSummary:
+    def test_span_gaps_copies_and_newest_base(self, tmp_path):
+        """Segments 2, 3 and 5 and 6.partial: the span, the hole at 4, the files S3 lacks, the newest base."""
+        records = [wal_record(Segment(1, n).name) for n in (2, 3, 5)]
+        records[0] = archive.WalRecord(**{**records[0].__dict__, "offsite_key": "prod/wal/x.gz"})
+        summary = summarize(records, tmp_path / f"{Segment(1, 6).name}.partial", [base_at(1), base_at(5)],
+                            offsite=True)
+        assert (summary.segments, summary.oldest, summary.newest) == (3, Segment(1, 2).name, Segment(1, 5).name)
+        hole = f"{Segment(1, 4).name} missing (between {Segment(1, 3).name} and {Segment(1, 5).name})"
+        assert summary.gaps == [hole]
+        assert summary.not_copied_offsite == 2
+        assert summary.newest_base == base_at(5).file
+        assert any(line.startswith("gaps: 000000010000000000000004") for line in summary.lines())
+
+    def test_without_s3_the_copies_are_not_mentioned(self):
+        """With WAL not going to S3 there is no 'not yet copied' line."""
+        summary = summarize([], None, [])
+        assert summary.not_copied_offsite is None
+        assert not any("S3" in line for line in summary.lines())
