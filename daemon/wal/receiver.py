@@ -72,19 +72,20 @@ class WalReceiver:
     def supervise(self) -> None:
         """Run the receiver until the daemon shuts down, starting it again after each exit."""
         ensure_dirs(self.settings.backup_dir)
+        self.metrics.wal_receiver_up.labels(self.settings.wal_slot_name).set(0)  # the series exists from the start
         self.health.set_problem(STREAMING_PROBLEM, "the WAL receiver has not started yet")
         while not self.cancel.is_set():
             started = time.monotonic()
             reason = self._run_once()
             if self.cancel.is_set():
                 break
-            self.metrics.wal_receiver_up.set(0)
+            self.metrics.wal_receiver_up.labels(self.settings.wal_slot_name).set(0)
             self.health.set_problem(STREAMING_PROBLEM, f"WAL streaming stopped: {reason}")
             self.metrics.wal_receiver_restarts.inc()
             delay = self.backoff.delay_after(time.monotonic() - started)
             log.error("wal_receiver_exited", reason=reason, restart_in_seconds=delay)
             self.cancel.wait(delay)
-        self.metrics.wal_receiver_up.set(0)
+        self.metrics.wal_receiver_up.labels(self.settings.wal_slot_name).set(0)
         self._archive_pass()
 
     def _run_once(self) -> str:
@@ -121,7 +122,7 @@ class WalReceiver:
                 break
             if not up and time.monotonic() - started >= self.stable_after:
                 up = True
-                self.metrics.wal_receiver_up.set(1)
+                self.metrics.wal_receiver_up.labels(self.settings.wal_slot_name).set(1)
                 self.health.set_problem(STREAMING_PROBLEM, None)
                 self.health.set_problem(PREREQUISITES_PROBLEM, None)  # streaming works: nothing it needs is missing
                 log.info("wal_streaming", server=endpoint.address)
@@ -138,7 +139,7 @@ class WalReceiver:
             log.error("wal_archive_failed", error=str(error))
         newest = newest_wal_time(spool_dir(self.settings.backup_dir))
         if newest is not None:
-            self.metrics.wal_last_received.set(newest)
+            self.metrics.wal_last_received.labels(self.settings.wal_slot_name).set(newest)
 
     def _now(self) -> datetime:
         return self.clock() if self.clock else datetime.now(self.settings.timezone)

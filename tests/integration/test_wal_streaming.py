@@ -134,7 +134,8 @@ def streaming(wal_source, wal_s3, tmp_path_factory):
                                    stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_until(lambda: sample(get(port, "/metrics")[1] if _listening(port) else "",
-                                  "pgbackup_wal_receiver_up") == 1, 60, "the receiver to stream")
+                                  "pgbackup_wal_receiver_up", slot="pgbackup") == 1, 60,
+                   "the receiver to stream")
         yield backup_dir, env, port, process, log_path
     finally:
         process.send_signal(signal.SIGTERM)
@@ -171,7 +172,7 @@ class TestStreaming:
         assert client.get_object(Bucket=wal_s3.bucket, Key=f"prod/wal/{closed}.gz")["Body"].read() == data
         remote = json.loads(client.get_object(Bucket=wal_s3.bucket, Key=f"prod/wal/{closed}.json")["Body"].read())
         assert remote["sha256"] == record.sha256
-        received = sample(get(port, "/metrics")[1], "pgbackup_wal_last_received_timestamp_seconds")
+        received = sample(get(port, "/metrics")[1], "pgbackup_wal_last_received_timestamp_seconds", slot="pgbackup")
         assert received is not None and time.time() - received < 60
 
     def test_a_killed_receiver_is_restarted_and_leaves_no_gap(self, wal_source, streaming):
@@ -234,7 +235,7 @@ class TestReceiverSupervision:
                        "three restarts")
             problem = health.problem(STREAMING_PROBLEM)
             assert problem.startswith("WAL streaming stopped: ") and "127.0.0.1" in problem
-            assert metrics.registry.get_sample_value("pgbackup_wal_receiver_up") == 0
+            assert metrics.registry.get_sample_value("pgbackup_wal_receiver_up", {"slot": "pgbackup"}) == 0
         finally:
             cancel.set()
             thread.join(timeout=30)
