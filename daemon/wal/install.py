@@ -17,6 +17,7 @@ from daemon.monitoring.metrics import Metrics
 from daemon.scheduler import HealthWatch, ScheduledJob
 from daemon.settings import Settings
 from daemon.sources.connect import connect
+from daemon.wal.archive import wal_dir
 from daemon.wal.base import KIND, TARGET, run_base_backup
 from daemon.wal.offsite import start_uploader
 from daemon.wal.prerequisites import PREREQUISITES_PROBLEM, assess, missing_text
@@ -43,7 +44,9 @@ def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: thr
           client: docker.DockerClient | None = None) -> threading.Thread:
     """In the background, so that a database that does not answer never delays the daemon's start:
     with WAL_STREAMING=on check the prerequisites and supervise the receiver; with it off drop
-    the slot if an earlier configuration left it."""
+    the slot if an earlier configuration streamed (BACKUP_DIR/wal/ exists). An install that never
+    streamed does not even ask: its daemon starts as it always did, and a slot of that name that
+    someone else made is not ours to drop."""
     if settings.wal_streaming:
         def stream() -> None:
             check_prerequisites(settings, health, client)
@@ -52,7 +55,8 @@ def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: thr
         target = stream
     else:
         def target() -> None:
-            drop_unused_slot(settings, client)
+            if wal_dir(settings.backup_dir).is_dir():
+                drop_unused_slot(settings, client)
     thread = threading.Thread(target=target, name="wal", daemon=True)
     thread.start()
     return thread

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -129,17 +131,11 @@ def streaming(wal_source, wal_s3, tmp_path_factory):
                    SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_BASE=FAR_AWAY, SCHEDULE_RESTORE_TEST="off",
                    **s3_env(wal_s3))
     log_path = backup_dir.parent / f"{backup_dir.name}-daemon.log"
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, cwd=REPO_ROOT,
-                                   stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
+    with running_daemon(env, log_path) as process:
         wait_until(lambda: sample(get(port, "/metrics")[1] if _listening(port) else "",
                                   "pgbackup_wal_receiver_up", slot="pgbackup") == 1, 60,
                    "the receiver to stream")
         yield backup_dir, env, port, process, log_path
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def _listening(port: int) -> bool:
@@ -315,8 +311,8 @@ class TestSetup:
     def test_setup_names_the_missing_pg_hba_line_applies_it_and_streaming_off_drops_the_slot(
             self, postgres_factory, tmp_path):
         """Against the official image's pg_hba.conf `pgbackup wal setup` exits 1 naming the replication line;
-        `--apply` adds it once, reloads and creates the slot (with reserved WAL); with WAL_STREAMING off the
-        daemon drops that slot, and says so."""
+        `--apply` adds it once, reloads and creates the slot (with reserved WAL); after streaming with it,
+        the daemon started with WAL_STREAMING off drops that slot, and says so."""
         server = postgres_factory(databases=())
         env = exec_env(server, tmp_path, POSTGRES_PASSWORD=server.password, WAL_SLOT_NAME="leftover")
         result = pgbackup("wal", "setup", env=env)
@@ -332,19 +328,14 @@ class TestSetup:
         _, hba = server.container.exec_run(["sh", "-c", 'cat "$PGDATA/pg_hba.conf"'])
         assert hba.decode().count("host replication postgres samenet scram-sha-256") == 1
         assert server.psql("SELECT slot_name FROM pg_replication_slots WHERE restart_lsn IS NOT NULL") == "leftover"
-        port = docker_env.free_port()
-        daemon_env = {**env, "METRICS_PORT": str(port), "SCHEDULE_FULL": FAR_AWAY, "SCHEDULE_DATABASES": FAR_AWAY}
-        log_path = tmp_path / "daemon.log"
-        with log_path.open("w") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=daemon_env, cwd=REPO_ROOT,
-                                       stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
+
+        daemon_env = {**env, "SCHEDULE_FULL": FAR_AWAY, "SCHEDULE_DATABASES": FAR_AWAY, "SCHEDULE_BASE": FAR_AWAY}
+        with running_daemon({**daemon_env, "WAL_STREAMING": "on"}, tmp_path / "on.log"):
+            wait_until(lambda: server.psql("SELECT active FROM pg_replication_slots") == "t", 60, "streaming")
+        with running_daemon(daemon_env, tmp_path / "off.log"):
             wait_until(lambda: server.psql("SELECT count(*) FROM pg_replication_slots") == "0", 60,
                        "the slot dropped")
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
-        dropped = [e for e in log_events(log_path.read_text()) if e.get("event") == "wal_slot_dropped"]
+        dropped = [e for e in log_events((tmp_path / "off.log").read_text()) if e.get("event") == "wal_slot_dropped"]
         assert dropped and dropped[0]["slot"] == "leftover"
 
 
@@ -379,3 +370,17 @@ class TestRestoreCommand:
             assert restored.psql("SELECT count(*) FROM ticks", db="appdb") == committed
         finally:
             docker_env.remove_container(restored.container)
+
+
+@contextmanager
+def running_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """`pgbackup run` until the block ends (SIGTERM, waited for); its log in ``log_path``."""
+    env = {"METRICS_PORT": str(docker_env.free_port()), **env}
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "daemon", "run"], env=env, cwd=REPO_ROOT,
+                                   stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
