@@ -23,7 +23,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -177,13 +176,3 @@ def read_checked(backup_dir: Path, record: WalRecord) -> Iterator[bytes]:
     with gzip.open(path, "rb") as wal:
         while block := wal.read(BLOCK_SIZE):
             yield block
-
-
-def stage(backup_dir: Path, record: WalRecord, destination: Path) -> Path:
-    """Write the checked WAL file under its own name into ``destination`` (for restore_command)."""
-    target = destination / record.name
-    with target.open("wb") as out:
-        for block in read_checked(backup_dir, record):
-            out.write(block)
-    os.chmod(target, 0o644)
-    return target

@@ -57,10 +57,6 @@ def parse_segment(name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> Segmen
     return Segment(timeline, log * segments_per_log(segment_size) + seg, segment_size)
 
 
-def is_partial(name: str) -> bool:
-    return name.endswith(PARTIAL_SUFFIX) and parse_segment(name) is not None
-
-
 def history_timeline(name: str) -> int | None:
     """2 for ``00000002.history``; None for any other name."""
     match = _HISTORY.fullmatch(name)
