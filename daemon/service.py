@@ -54,7 +54,7 @@ def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *
     jobs = housekeeping.install(settings, extensions, metrics, notifier, runner.clock, cancel)
     jobs += volume_snapshots.install(settings, runner, extensions, metrics, docker_client)
     jobs += restore_test.install(settings, metrics, notifier, cancel, docker_client)
-    jobs += wal_streaming.install(settings, runner, metrics, health, docker_client)
+    jobs += wal_streaming.install(settings, runner, metrics)
     hooks.install(settings, extensions, metrics, cancel)
     ping.install(settings, extensions, metrics)
     return runner, jobs

@@ -29,8 +29,7 @@ log = get_logger(__name__)
 STOP_TIMEOUT_SECONDS = 25  # pg_receivewal gets SIGINT, then SIGKILL after 10 s; a last archive pass
 
 
-def install(settings: Settings, runner: BackupRunner, metrics: Metrics, health: HealthState,
-            client: docker.DockerClient | None = None) -> list[ScheduledJob]:
+def install(settings: Settings, runner: BackupRunner, metrics: Metrics) -> list[ScheduledJob]:
     """The base backup job; the receiver and the checks run in the background from ``start``."""
     if not settings.wal_streaming:
         return []
