@@ -96,6 +96,9 @@ class WalReceiver:
             return self._receive(endpoint)
         except PgBackupError as error:
             return str(error)
+        except Exception as error:  # a bug or a Docker error: still a restart with back-off, never a dead thread
+            log.exception("wal_receiver_failed")
+            return f"unexpected error: {error}"
 
     def _receive(self, endpoint: ReplicationEndpoint) -> str:
         argv = receive_argv(endpoint, spool_dir(self.settings.backup_dir), self.settings.wal_slot_name)
