@@ -339,6 +339,31 @@ class TestSetup:
         assert dropped and dropped[0]["slot"] == "leftover"
 
 
+class TestSidecarRestart:
+    def test_segments_written_while_the_sidecar_was_stopped_arrive_after_its_restart(
+            self, postgres_factory, tmp_path):
+        """The daemon stopped during writes and started again: the slot kept the WAL of the downtime, and the
+        archive has every segment once, without a hole."""
+        server = postgres_factory(databases=("appdb",))
+        allow_replication(server)
+        server.psql("CREATE TABLE ticks (seq int NOT NULL, at timestamptz NOT NULL)", db="appdb")
+        env = exec_env(server, tmp_path, POSTGRES_PASSWORD=server.password, WAL_STREAMING="on",
+                       SCHEDULE_FULL=FAR_AWAY, SCHEDULE_DATABASES=FAR_AWAY, SCHEDULE_BASE=FAR_AWAY)
+        with Writer(server):
+            with running_daemon(env, tmp_path / "first.log"):
+                wait_until(lambda: server.psql("SELECT active FROM pg_replication_slots") == "t", 60, "streaming")
+                before = switch_wal(server)
+                wait_until(lambda: before in archived_names(tmp_path), 30, f"segment {before} archived")
+            during = [switch_wal(server) for _ in range(3)]  # nobody streams: only the slot keeps these
+            with running_daemon(env, tmp_path / "second.log"):
+                last = switch_wal(server)
+                wait_until(lambda: last in archived_names(tmp_path), 60, f"segment {last} archived")
+        names = archived_names(tmp_path)
+        assert set(during) <= set(names)
+        assert len(names) == len(set(names))
+        assert find_gaps(parse_segment(name) for name in names) == []
+
+
 class TestRestoreCommand:
     def test_latest_recovers_every_committed_row_and_bad_targets_are_refused(
             self, docker_client, postgres_image, wal_source, streaming, docker_volume_factory):
