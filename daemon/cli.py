@@ -22,6 +22,7 @@ from daemon.commands import (
     run,
     verify,
     volume,
+    wal,
 )
 from daemon.errors import PgBackupError, SettingsError
 from daemon.interrupt import Interrupted, StopOnSignals
@@ -31,7 +32,7 @@ from daemon.settings import Settings, load_settings
 log = get_logger(__name__)
 
 # In the order `pgbackup --help` lists them.
-VERB_MODULES = (run, backup, listing, config, prune, restore, recover_rows, verify, volume)
+VERB_MODULES = (run, backup, listing, config, prune, restore, recover_rows, verify, volume, wal)
 COMMANDS: dict[str, Handler] = {}
 
 

@@ -92,3 +92,7 @@ RESTORE_SCRATCH_PREFIX = ".pgbackup-restore-"
 
 def is_scratch_dir(name: str) -> bool:
     return name.startswith((DUMP_SCRATCH_PREFIX, RESTORE_SCRATCH_PREFIX))
+
+
+def base_backup_name(moment: datetime) -> str:
+    return f"base_{stamp(moment)}.tar.gz"

@@ -36,6 +36,7 @@ from daemon.storage.s3 import S3_ERRORS, Bucket, describe
 from daemon.storage.s3_claim import PrefixClaimedElsewhere, ensure_claimed
 from daemon.verify import restore_test
 from daemon.volumes import install as volume_snapshots
+from daemon.wal import install as wal_streaming
 
 log = get_logger(__name__)
 
@@ -59,6 +60,7 @@ def equipped_runner(settings: Settings, metrics: Metrics, health: HealthState, *
     jobs = housekeeping.install(settings, extensions, metrics, notifier, runner.clock, cancel)
     jobs += volume_snapshots.install(settings, runner, extensions, metrics, docker_client, notifier)
     jobs += restore_test.install(settings, metrics, notifier, cancel, docker_client)
+    jobs += wal_streaming.install(settings, runner, metrics)
     hooks.install(settings, extensions, metrics, cancel)
     ping.install(settings, extensions, metrics)
     return runner, jobs
@@ -151,6 +153,7 @@ def run_daemon(settings: Settings) -> int:
     # Leftovers of a sidecar that was killed (SIGKILL, OOM): in the background, so that /healthz
     # answers at once; it holds the backup lock only for its short sweeps.
     threading.Thread(target=debris.sweep_debris, args=(settings, metrics), name="debris-sweep", daemon=True).start()
+    wal = wal_streaming.start(settings, metrics, health, cancel)
 
     log.info("daemon_started", backup_dir=str(settings.backup_dir), metrics_port=settings.metrics_port,
              method=_configured_method(settings), artifacts_found=len(daemon.found))
@@ -164,6 +167,7 @@ def run_daemon(settings: Settings) -> int:
         metrics.scheduler_running.set(0)
         log.info("daemon_stopping", waiting_for_running_jobs=True)
         executor.shutdown(wait=True)
+        wal.join(timeout=wal_streaming.STOP_TIMEOUT_SECONDS)
         http.shutdown()
         log.info("daemon_stopped")
     return 0

@@ -25,7 +25,7 @@ from daemon.schedule import ScheduleError, is_disabled, parse_crontab
 
 DumpFormat = Literal["custom", "plain", "directory"]
 SnapshotMode = Literal["stop", "running"]
-BACKUP_KINDS = ("full", "database", "table", "pre_migration", "volume")
+BACKUP_KINDS = ("full", "database", "table", "pre_migration", "volume", "base")
 
 # Upper bounds: generous for any real use, small enough that every date, timer and metric computed
 # from them stays in range (a retention of 10**11 days overflows datetime at the first prune).
@@ -47,6 +47,7 @@ HOOK_FIELDS = ("hook_before_backup", "hook_after_backup", "hook_on_failure")
 # Secrets accept NAME or NAME_FILE (Docker secrets), never both.
 SECRET_FIELDS = (
     "postgres_password",
+    "replication_password",
     "aws_access_key_id",
     "aws_secret_access_key",
     "slack_webhook_url",
@@ -74,6 +75,7 @@ def _comma_list(value: object) -> object:
 
 # An install's name in its manifests and its claim on the S3 prefix (daemon/identity.py).
 INSTANCE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+SLOT_NAME_PATTERN = re.compile(r"[a-z0-9_]{1,63}")
 
 
 class Settings(BaseSettings):
@@ -211,6 +213,14 @@ class Settings(BaseSettings):
     manifest_signing_key: SecretStr | None = None
     manifest_signing_key_file: Path | None = None
 
+    # --- point-in-time recovery: WAL streaming and base backups (daemon/wal/) ------------
+    wal_streaming: bool = False
+    wal_slot_name: str = "pgbackup"
+    replication_user: str | None = None
+    replication_password: SecretStr | None = None
+    replication_password_file: Path | None = None
+    schedule_base: str = "0 1 * * *"
+
     # --- restore ---------------------------------------------------------------------
     restore_jobs: int = Field(2, ge=1, le=64)
     restore_test_image: str | None = None
@@ -259,6 +269,14 @@ class Settings(BaseSettings):
                              "e.g. production or staging-eu")
         return name.strip() if name is not None else None
 
+    @field_validator("wal_slot_name")
+    @classmethod
+    def _valid_slot_name(cls, name: str) -> str:
+        if not SLOT_NAME_PATTERN.fullmatch(name):
+            raise ValueError("must be 1 to 63 lower-case letters, digits or '_' (PostgreSQL's rule for "
+                             "replication slot names), e.g. pgbackup")
+        return name
+
     @field_validator("tz")
     @classmethod
     def _known_time_zone(cls, name: str) -> str:
@@ -273,6 +291,7 @@ class Settings(BaseSettings):
         "schedule_databases",
         "schedule_tables",
         "schedule_volume",
+        "schedule_base",
         "schedule_retention",
         "schedule_restore_test",
     )
@@ -434,6 +453,13 @@ class Settings(BaseSettings):
         if self.manifest_signing_key is None:
             return None
         return self.manifest_signing_key.get_secret_value().encode("utf-8")
+
+    @property
+    def replication_login(self) -> tuple[str, str | None]:
+        """User and password of the WAL receiver and base backups: REPLICATION_USER and
+        REPLICATION_PASSWORD, each defaulting to POSTGRES_USER and POSTGRES_PASSWORD."""
+        password = self.replication_password or (None if self.replication_user else self.postgres_password)
+        return self.replication_user or self.postgres_user, password.get_secret_value() if password else None
 
     def trigger(self, expression: str) -> CronTrigger | None:
         """The trigger of a schedule setting, or None when it is 'off'."""

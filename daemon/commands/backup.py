@@ -13,6 +13,7 @@ from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
 from daemon.settings import Settings
 from daemon.volumes.snapshot import run_volume_snapshot
+from daemon.wal.base import run_base_backup
 
 BACKUP_CHOICES = {
     "full": "pg_dumpall of the whole server (roles, globals, every database) -> backup_all_*.sql.gz",
@@ -21,6 +22,7 @@ BACKUP_CHOICES = {
     "tables": "the BACKUP_TABLES selections, one artifact per database",
     "pre-migration": "a full backup kept forever -> backup_before_migration_*.sql.gz",
     "volume": "a snapshot of VOLUME_NAME, POSTGRES_CONTAINER stopped meanwhile -> postgres_volume_*.tar.gz",
+    "base": "pg_basebackup of the cluster, for point-in-time recovery (docs/pitr.md) -> base_*.tar.gz",
 }
 
 
@@ -57,6 +59,8 @@ def command_backup(settings: Settings, args: argparse.Namespace) -> int:
     runner, _ = equipped_runner(settings, Metrics(), health, cancel=getattr(args, "cancel", None))
     if request == "volume":
         return _report(run_volume_snapshot(runner, settings, wait=not args.no_wait), settings)
+    if request == "base":
+        return _report(run_base_backup(runner, settings, wait=not args.no_wait), settings)
     outcome = runner.run(request, args.name, wait=not args.no_wait)
     return _report(outcome, settings)
 

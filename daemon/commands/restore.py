@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from daemon.commands import Handler
+from daemon.commands import Handler, point_in_time
 from daemon.commands.locking import command_lock
 from daemon.identity import this_instance
 from daemon.restore.fetch import candidates, ensure_local
@@ -60,6 +60,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
     for parser in (full, database, table):
         _selection_arguments(parser)
         parser.add_argument("--yes", action="store_true", help="confirm destructive steps without asking")
+    point_in_time.add_parser(what)
 
     return {"restore": command_restore}
 
@@ -75,6 +76,8 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command_restore(settings: Settings, args: argparse.Namespace) -> int:
+    if args.what == "point-in-time":
+        return point_in_time.command_point_in_time(settings, args)
     choice = Choice(
         latest=args.latest,
         before=parse_before(args.before, settings.timezone) if args.before else None,

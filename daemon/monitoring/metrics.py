@@ -105,6 +105,16 @@ class Metrics:
         self.restore_test_last_run_success = Gauge(
             "pgbackup_restore_test_last_run_success", "1 if the latest restore test passed, 0 if it failed",
             registry=r)
+        # WAL streaming (daemon/wal/)
+        # Labelled by slot, so that they exist only with WAL_STREAMING=on (an alert on them stays quiet otherwise).
+        self.wal_last_received = Gauge(
+            "pgbackup_wal_last_received_timestamp_seconds",
+            "When WAL last arrived from the server (recovery is possible up to about this time)", ["slot"],
+            registry=r)
+        self.wal_receiver_up = Gauge(
+            "pgbackup_wal_receiver_up", "1 while pg_receivewal streams WAL, 0 while it is down", ["slot"], registry=r)
+        self.wal_receiver_restarts = Counter(
+            "pgbackup_wal_receiver_restarts", "Times the WAL receiver exited and was started again", registry=r)
         # The per-target series the staleness alerts read, and which targets each kind's
         # scheduled run covers now (unknown until its first run: every target counts).
         self._freshness_gauges = (self.last_success_timestamp, self.last_size, self.last_duration,

@@ -7,6 +7,9 @@ import errno
 import hashlib
 import os
 import shutil
+import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -161,3 +164,13 @@ def remove_leftovers(directory: Path) -> list[str]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed
+
+
+def unused_start_time(directory: Path, name_at: Callable[[datetime], str], clock: Callable[[], datetime]) -> datetime:
+    """A start time whose file name (``name_at(time)``) is free in ``directory``: names have
+    one-second resolution, so a second run in the same second waits for the next one."""
+    while True:
+        started = clock()
+        if not (directory / name_at(started)).exists():
+            return started
+        time.sleep(1.05 - started.microsecond / 1_000_000)

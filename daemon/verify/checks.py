@@ -38,7 +38,7 @@ def static_checks(selected: Selected, local_tools: bool = True,
 
     if manifest.encrypted:
         done.append(f"decrypts completely (age, {len(manifest.recipients)} recipient(s))")
-    if manifest.kind == "volume":
+    if manifest.kind in ("volume", "base"):  # both a gzip tar of a data directory
         done.append(_volume_tar_complete(selected, content()))
     elif manifest.format == "plain":
         done.append(_recount(selected, content()))

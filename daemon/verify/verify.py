@@ -19,6 +19,7 @@ NOT_RESTORED_KINDS = {
     "volume": "a volume snapshot comes back with restore-volume; verify checks its sha256 and reads the whole tar",
     "table": "a backup of some tables needs the rest of its database (foreign keys, types); it comes back with "
              "restore table",
+    "base": "a base backup comes back with restore point-in-time; verify checks its sha256 and reads the whole tar",
 }
 
 

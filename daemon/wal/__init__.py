@@ -1,0 +1,18 @@
+"""Point-in-time recovery: continuous WAL streaming and base backups (docs/pitr.md).
+
+- ``segments``: WAL file names and positions, gaps in the numbering (pure)
+- ``backoff``: the wait before an exited receiver starts again (pure)
+- ``prerequisites``: what the server lacks for streaming and the change that fixes it (pure)
+- ``basetar``: start/stop position and timeline read from pg_basebackup's tar as it streams (pure)
+- ``server``: the replication endpoint (resolved again on every start), the slot, the facts
+- ``archive``: BACKUP_DIR/wal/: the spool, completed segments compressed, checksummed and
+  moved in atomically with a record each; reading them back checked
+- ``offsite``: the archive copied to S3 under <prefix>/wal/, file first, record last
+- ``receiver``: pg_receivewal supervised: restarts with back-off, archive passes, metrics, /healthz
+- ``base``: ``pgbackup backup base`` and SCHEDULE_BASE: pg_basebackup into an atomic artifact
+- ``recovery``: a base backup and the archived WAL into a volume, recovered to a point in time
+- ``pitr``: ``pgbackup restore point-in-time``: the target read, the base chosen, refusals
+- ``setup``: ``pgbackup wal setup --apply``: the pg_hba.conf line, a reload and the slot
+- ``status``: ``pgbackup wal status``: the archive summarized (pure) and the slot
+- ``install``: the daemon's part: prerequisite check, receiver, base schedule, slot dropped when off
+"""

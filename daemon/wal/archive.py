@@ -1,0 +1,178 @@
+"""The WAL archive in ``BACKUP_DIR/wal/``: completed segments compressed, checksummed and moved
+in atomically, each with a small record; and the way back out, checked.
+
+Layout (one record per file, so archiving a segment never rewrites a shared index)::
+
+    BACKUP_DIR/wal/
+      .spool/                             pg_receivewal's own directory: the segment being
+                                          received (<name>.partial) and the newest complete one
+      000000010000000000000003.gz         a complete segment, gzip (members of 1 MiB)
+      000000010000000000000003.json       its record: name, file, sha256 and size of the .gz,
+                                          wal_size_bytes, timeline, archived_at
+      00000002.history.gz / .json         a timeline's history file, the same way
+
+A segment counts as archived only when its record exists; the record is written after the
+``.gz`` is fsynced under its final name, so a crash in between leaves a file that the next pass
+archives again. A segment leaves the spool only once archived, and the newest complete one
+stays there as well: pg_receivewal resumes after the newest segment in its directory, so the
+spool alone (without the slot's help) says where streaming continues.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from daemon.backup.compression import Gzip
+from daemon.logs import get_logger
+from daemon.storage.local import AtomicArtifact, replace_file_atomically
+from daemon.wal.segments import history_timeline, is_wal_file, parse_segment
+
+log = get_logger(__name__)
+
+WAL_DIR_NAME = "wal"
+SPOOL_DIR_NAME = ".spool"
+COMPRESSED_SUFFIX = ".gz"
+RECORD_SUFFIX = ".json"
+BLOCK_SIZE = 1024 * 1024
+
+
+class WalArchiveError(Exception):
+    """A WAL file in the archive is missing, damaged or not what its record says."""
+
+
+@dataclass(frozen=True)
+class WalRecord:
+    name: str  # the WAL file's own name, e.g. 000000010000000000000003
+    file: str  # the archived file next to the record, e.g. 000000010000000000000003.gz
+    sha256: str  # of ``file``
+    size_bytes: int  # of ``file``
+    wal_size_bytes: int  # of the WAL file itself
+    timeline: int
+    archived_at: str  # ISO 8601
+    offsite_key: str = ""  # the S3 key of its copy, once copied (wal/offsite.py)
+    offsite_at: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> WalRecord:
+        record = json.loads(text)
+        return cls(**{key: record[key] for key in cls.__dataclass_fields__ if key in record})
+
+
+def wal_dir(backup_dir: Path) -> Path:
+    return backup_dir / WAL_DIR_NAME
+
+
+def spool_dir(backup_dir: Path) -> Path:
+    return wal_dir(backup_dir) / SPOOL_DIR_NAME
+
+
+def ensure_dirs(backup_dir: Path) -> None:
+    backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    wal_dir(backup_dir).mkdir(mode=0o700, exist_ok=True)
+    spool_dir(backup_dir).mkdir(mode=0o700, exist_ok=True)
+
+
+def record_path(archive: Path, name: str) -> Path:
+    return archive / f"{name}{RECORD_SUFFIX}"
+
+
+def timeline_of(name: str) -> int:
+    segment = parse_segment(name)
+    if segment is not None:
+        return segment.timeline
+    timeline = history_timeline(name)
+    if timeline is None:
+        raise ValueError(f"{name!r} is not a WAL segment or history file name")
+    return timeline
+
+
+def archive_file(source: Path, archive: Path, gzip_level: int, now: datetime) -> WalRecord:
+    """Compress ``source`` into ``archive`` atomically and write its record; returns the record."""
+    name = source.name
+    compressor = Gzip(gzip_level, threads=1)
+    existing = archive / f"{name}{COMPRESSED_SUFFIX}"
+    existing.unlink(missing_ok=True)  # a .gz without a record: an earlier pass that died before the record
+    wal_size = 0
+    with AtomicArtifact(archive, existing.name) as artifact, source.open("rb") as wal:
+        while block := wal.read(BLOCK_SIZE):
+            wal_size += len(block)
+            artifact.write(compressor.member(block))
+        artifact.commit()
+    record = WalRecord(name, artifact.final_path.name, artifact.sha256, artifact.size_bytes, wal_size,
+                       timeline_of(name), now.isoformat())
+    replace_file_atomically(record_path(archive, name), record.to_json().encode("utf-8"))
+    return record
+
+
+def archive_completed(backup_dir: Path, gzip_level: int, clock: Callable[[], datetime]) -> list[WalRecord]:
+    """Archive every complete WAL file of the spool that has no record yet, oldest first, then
+    remove from the spool what is archived, except the newest complete segment."""
+    spool, archive = spool_dir(backup_dir), wal_dir(backup_dir)
+    archived = []
+    for path in sorted(complete_files(spool), key=lambda path: path.name):
+        if not record_path(archive, path.name).exists():
+            record = archive_file(path, archive, gzip_level, clock())
+            log.info("wal_archived", file=record.file, size_bytes=record.size_bytes, sha256=record.sha256)
+            archived.append(record)
+    _trim_spool(spool, archive)
+    return archived
+
+
+def complete_files(spool: Path) -> list[Path]:
+    if not spool.is_dir():
+        return []
+    return [path for path in spool.iterdir() if path.is_file() and is_wal_file(path.name)]
+
+
+def _trim_spool(spool: Path, archive: Path) -> None:
+    segments = sorted((segment, path) for path in complete_files(spool)
+                      if (segment := parse_segment(path.name)) is not None)
+    for _, path in segments[:-1]:
+        if record_path(archive, path.name).exists():
+            path.unlink()
+
+
+def read_records(backup_dir: Path) -> list[WalRecord]:
+    """The records of the archive, by name (segments of one timeline in WAL order)."""
+    archive = wal_dir(backup_dir)
+    records = []
+    if archive.is_dir():
+        for path in sorted(archive.glob(f"*{RECORD_SUFFIX}")):
+            try:
+                records.append(WalRecord.from_json(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                log.warning("wal_record_unreadable", file=path.name, error=str(error))
+    return records
+
+
+def partial_segment(backup_dir: Path) -> Path | None:
+    """The segment pg_receivewal is filling (the newest WAL there is), if any."""
+    partials = [path for path in spool_dir(backup_dir).glob("*.partial") if parse_segment(path.name)]
+    return max(partials, key=lambda path: path.name) if partials else None
+
+
+def read_checked(backup_dir: Path, record: WalRecord) -> Iterator[bytes]:
+    """The WAL file's own bytes, after the archived file's sha256 and size matched its record."""
+    path = wal_dir(backup_dir) / record.file
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as compressed:
+            while block := compressed.read(BLOCK_SIZE):
+                digest.update(block)
+        size = path.stat().st_size
+    except OSError as error:
+        raise WalArchiveError(f"WAL file {record.name}: cannot read {path}: {error.strerror}") from None
+    if digest.hexdigest() != record.sha256 or size != record.size_bytes:
+        raise WalArchiveError(f"WAL file {record.name}: {path} does not match its record (sha256 or size differs)")
+    with gzip.open(path, "rb") as wal:
+        while block := wal.read(BLOCK_SIZE):
+            yield block

@@ -1,0 +1,94 @@
+"""The WAL archive copied to S3 under ``<S3_PREFIX>/wal/``: each archived file, then its record
+(the record's presence marks the copy complete, as a manifest does for an artifact). Copied
+when offsite copies are on and S3_UPLOAD_KINDS has ``base`` (WAL without base backups, or base
+backups without their WAL, restore nothing to a point in time).
+
+A pass every UPLOAD_INTERVAL_SECONDS, in a thread of its own so that a slow S3 never delays the
+local archive; a failed upload is logged, counted (``pgbackup_s3_upload_failures_total{kind="wal"}``)
+and tried again on the next pass. A local record notes its copy (``offsite_key``); the segment
+being received (the .partial) is not copied.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from daemon.identity import this_instance
+from daemon.logs import get_logger
+from daemon.monitoring.metrics import Metrics
+from daemon.settings import Settings
+from daemon.storage.local import replace_file_atomically
+from daemon.storage.s3 import Bucket, content_md5, describe
+from daemon.storage.s3_claim import ensure_claimed
+from daemon.wal.archive import RECORD_SUFFIX, WalRecord, read_records, record_path, wal_dir
+from daemon.wal.backoff import Backoff
+from daemon.wal.base import KIND as BASE_KIND
+from daemon.wal.base import TARGET
+
+log = get_logger(__name__)
+
+UPLOAD_INTERVAL_SECONDS = 5.0
+WAL_FOLDER = "wal/"
+METRIC_KIND = "wal"
+
+
+def wanted(settings: Settings) -> bool:
+    return settings.offsite_enabled and BASE_KIND in settings.s3_upload_kinds
+
+
+def wal_key(bucket: Bucket, name: str) -> str:
+    return f"{bucket.prefix}{WAL_FOLDER}{name}"
+
+
+def upload_pending(backup_dir: Path, bucket: Bucket, now: datetime) -> list[WalRecord]:
+    """Copy every archived WAL file without a copy yet, oldest first; the records copied."""
+    copied = []
+    for record in read_records(backup_dir):
+        if record.offsite_key:
+            continue
+        data = (wal_dir(backup_dir) / record.file).read_bytes()  # at most a segment, compressed
+        key = wal_key(bucket, record.file)
+        bucket.client.put_object(Bucket=bucket.name, Key=key, Body=data, ContentMD5=content_md5(data),
+                                 **bucket.put_options())
+        bucket.client.put_object(Bucket=bucket.name, Key=wal_key(bucket, f"{record.name}{RECORD_SUFFIX}"),
+                                 Body=record.to_json().encode("utf-8"), ContentType="application/json",
+                                 **bucket.put_options())
+        uploaded = replace(record, offsite_key=key, offsite_at=now.isoformat())
+        replace_file_atomically(record_path(wal_dir(backup_dir), record.name), uploaded.to_json().encode("utf-8"))
+        log.info("wal_uploaded", file=record.file, key=key)
+        copied.append(uploaded)
+    return copied
+
+
+def start_uploader(settings: Settings, metrics: Metrics, cancel: threading.Event) -> threading.Thread | None:
+    if not wanted(settings):
+        return None
+    metrics.s3_upload_failures.labels(METRIC_KIND, TARGET)  # at 0, so that increase() sees a first failure
+
+    def upload_loop() -> None:
+        bucket, backoff, wait = None, _retry_backoff(), UPLOAD_INTERVAL_SECONDS
+        while not cancel.wait(wait):
+            try:
+                if bucket is None:  # never into a prefix another install has claimed (storage/s3_claim.py)
+                    bucket = Bucket.from_settings(settings)
+                    ensure_claimed(bucket, this_instance(settings), datetime.now(settings.timezone))
+                upload_pending(settings.backup_dir, bucket, datetime.now(settings.timezone))
+                backoff, wait = _retry_backoff(), UPLOAD_INTERVAL_SECONDS
+            except Exception as error:  # noqa: BLE001 - S3 down, a claimed prefix: logged, counted, tried again
+                bucket = None
+                wait = backoff.delay_after(0)
+                metrics.s3_upload_failures.labels(METRIC_KIND, TARGET).inc()
+                log.warning("wal_upload_failed", error=describe(error), retry_in_seconds=wait)
+
+    thread = threading.Thread(target=upload_loop, name="wal-upload", daemon=True)
+    thread.start()
+    return thread
+
+
+def _retry_backoff() -> Backoff:
+    """After failed passes the wait grows from the pass interval to five minutes: S3 down for a day
+    logs a line every five minutes, not every five seconds."""
+    return Backoff(initial=UPLOAD_INTERVAL_SECONDS, maximum=300)

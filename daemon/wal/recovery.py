@@ -1,0 +1,269 @@
+"""Point-in-time recovery into a volume: a base backup unpacked, the WAL it needs staged, and
+PostgreSQL run in a throwaway container until it has recovered to the target and promoted.
+
+``plan_wal`` (pure) chooses the WAL and refuses a hole before anything is written; the
+newest WAL is the spool's ``.partial`` segment, staged under its plain name when no complete
+segment of that name exists (pg_receivewal pads it to the full size). ``recover_into_volume``
+does the work: the recovery settings are given on the server's command line (``-c``), not
+written into the data directory, so once the server has promoted and stopped cleanly (``pg_ctl
+stop -m fast``, then ``pg_controldata`` says "shut down") and the staged WAL is removed, the
+volume starts as a normal server under the compose service.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from daemon.errors import PgBackupError
+from daemon.logs import get_logger
+from daemon.manifest import Manifest
+from daemon.naming import RESTORE_SCRATCH_PREFIX
+from daemon.restore.streams import check_sha256
+from daemon.wal.archive import WalRecord, partial_segment, read_checked, read_records
+from daemon.wal.segments import Segment, find_gaps, history_timeline, parse_lsn, parse_segment, segment_of
+
+log = get_logger(__name__)
+
+PGDATA = "/var/lib/postgresql/data"
+STAGED_WAL = "pgbackup_wal"  # inside PGDATA while recovery runs, removed after
+RECOVERY_LOG = "pgbackup_recovery.log"
+RECOVERY_LABEL = "org.pgbackup.pitr-recovery"
+# As root in the recovery container: the data directory the postgres user's with mode 0700 (the
+# base tar carries the server's uid, the staged WAL root's), recovery asked for, and the socket
+# directory that images without the official entrypoint's set-up lack.
+_PREPARE = (f"chown -R postgres:postgres {PGDATA} && chmod 0700 {PGDATA} && touch {PGDATA}/recovery.signal "
+            "&& mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql")
+
+
+class RecoveryRefused(PgBackupError):
+    """The recovery cannot reach its target with what is stored (said before anything is written)."""
+
+
+class RecoveryFailed(PgBackupError):
+    """PostgreSQL did not recover, promote or stop cleanly."""
+
+
+@dataclass(frozen=True)
+class WalPlan:
+    records: list[WalRecord]  # complete segments and history files, in order
+    partial: Path | None  # the .partial segment, staged under its plain name
+    newest_segment: Segment | None
+
+
+@dataclass
+class RecoveryReport:
+    volume: str
+    base: str
+    target: str  # the recovery_target_time given, or "latest"
+    reached: str  # the time of the last transaction replayed, as PostgreSQL reports it
+    segments_staged: int
+    seconds: float
+    log_tail: list[str] = field(default_factory=list)
+
+
+def plan_wal(records: list[WalRecord], partial: Path | None, base: Manifest) -> WalPlan:
+    """The WAL a recovery from ``base`` needs: every archived segment on the base's timeline (or a
+    later one) from its start on, history files, and the partial segment. Refused when the
+    segments after the base have a hole, or when the first one after the base's own WAL (which
+    its tar carries, -X fetch) is missing."""
+    timeline = int(base.details["timeline"])
+    start = segment_of(parse_lsn(str(base.details["start_lsn"])), timeline)
+    stop = segment_of(parse_lsn(str(base.details["stop_lsn"])), timeline)
+    segments = {}
+    histories = []
+    for record in records:
+        segment = parse_segment(record.name)
+        if segment is not None and segment.timeline >= timeline and segment.number >= start.number:
+            segments[segment] = record
+        elif history_timeline(record.name) is not None:
+            histories.append(record)
+    partial_segment = parse_segment(partial.name) if partial is not None else None
+    if partial_segment is not None and partial_segment in segments:
+        partial, partial_segment = None, None  # a complete segment of that name is preferred
+    present = set(segments) | ({partial_segment} if partial_segment else set())
+    on_base_timeline = [segment for segment in present if segment.timeline == timeline]
+    gaps = find_gaps([*on_base_timeline, stop] if on_base_timeline else [])
+    if gaps:
+        raise RecoveryRefused(f"the WAL after base backup {base.file} has a hole: {gaps[0]}")
+    if on_base_timeline and min(on_base_timeline).number > stop.number + 1:
+        raise RecoveryRefused(f"the WAL after base backup {base.file} starts at {min(on_base_timeline).name}; "
+                              f"{stop.next().name} is missing")
+    ordered = [segments[segment] for segment in sorted(segments)]
+    return WalPlan(histories + ordered, partial, max(present) if present else None)
+
+
+def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
+                        target: datetime | None, *, timeout: float = 3600,
+                        labels: dict[str, str] | None = None) -> RecoveryReport:
+    """Unpack ``base`` into ``volume`` (created if missing; refused when it holds a data
+    directory), stage the WAL, recover to ``target`` (None: everything received) and promote;
+    the server is stopped cleanly and the staged WAL removed. ``image``: a PostgreSQL image of
+    the base's major version. The caller holds the backup lock: the WAL is staged in a scratch
+    directory of BACKUP_DIR, which a backup run would otherwise remove as a leftover."""
+    started = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix=RESTORE_SCRATCH_PREFIX, dir=backup_dir))
+    try:
+        reached, plan = _recover(client, backup_dir, base, volume, image, target, started + timeout, labels or {},
+                                 scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    target_text = target.isoformat(sep=" ") if target is not None else "latest"
+    report = RecoveryReport(volume, base.file, target_text, reached, len(plan.records) + bool(plan.partial),
+                            round(time.monotonic() - started, 3))
+    log.info("pitr_recovery_finished", volume=volume, reached=reached, seconds=report.seconds)
+    return report
+
+
+def _recover(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
+             target: datetime | None, deadline: float, labels: dict[str, str], scratch: Path) -> tuple[str, WalPlan]:
+    # The partial segment is copied before the records are read: a segment completed and archived
+    # in between is then in the records, never missing between the records and the partial.
+    partial = _copy_partial(backup_dir, scratch)
+    plan = plan_wal(read_records(backup_dir), partial, base)
+    base_path = backup_dir / base.file
+    check_sha256(base_path, base.sha256, base.size_bytes)
+    _ensure_volume(client, volume, labels)
+    log.info("pitr_recovery_started", base=base.file, volume=volume,
+             target=target.isoformat(sep=" ") if target is not None else "latest",
+             newest_segment=plan.newest_segment.name if plan.newest_segment else None)
+    container = client.containers.create(
+        image, entrypoint=["sleep"], command=["infinity"], user="root", network_mode="none",
+        name=f"pgbackup-pitr-{uuid.uuid4().hex[:8]}", labels={RECOVERY_LABEL: "1", **labels},
+        volumes={volume: {"bind": PGDATA, "mode": "rw"}},
+    )
+    try:
+        _refuse_existing_data(container, volume)
+        with base_path.open("rb") as tar_gz:  # Docker unpacks a gzip-compressed tar itself
+            container.put_archive(PGDATA, tar_gz)
+        _put_wal(container, backup_dir, plan, scratch)
+        container.start()
+        _exec(container, ["sh", "-c", _PREPARE], "root")
+        _exec(container, _pg_ctl_start(target), "postgres")
+        reached = _wait_promoted(container, deadline)
+        _stop_cleanly(container)
+        _exec(container, ["rm", "-rf", f"{PGDATA}/{STAGED_WAL}", f"{PGDATA}/{RECOVERY_LOG}"], "root")
+    finally:
+        container.remove(force=True)
+    return reached, plan
+
+
+def _copy_partial(backup_dir: Path, scratch: Path) -> Path | None:
+    """A copy of the segment pg_receivewal is filling, if any (under its own name)."""
+    partial = partial_segment(backup_dir)
+    if partial is None:
+        return None
+    copy = scratch / partial.name
+    try:
+        shutil.copyfile(partial, copy)
+    except FileNotFoundError:
+        return None  # completed meanwhile: then it is in the spool or the archive as a complete segment
+    return copy
+
+
+def _ensure_volume(client: docker.DockerClient, volume: str, labels: dict[str, str]) -> None:
+    try:
+        client.volumes.get(volume)
+    except docker.errors.NotFound:
+        client.volumes.create(volume, labels=labels)
+
+
+def _refuse_existing_data(container: Container, volume: str) -> None:
+    try:
+        container.get_archive(f"{PGDATA}/PG_VERSION")
+    except docker.errors.NotFound:
+        return
+    raise RecoveryRefused(f"volume {volume!r} already holds a PostgreSQL data directory; recover into a new "
+                          "or empty volume")
+
+
+def _put_wal(container: Container, backup_dir: Path, plan: WalPlan, scratch: Path) -> None:
+    """The checked WAL as one tar under PGDATA/pgbackup_wal/, built in the scratch directory."""
+    tar_path = scratch / "wal.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.addfile(_directory_entry(STAGED_WAL))
+        for record in plan.records:
+            _add_file(tar, f"{STAGED_WAL}/{record.name}", read_checked(backup_dir, record), scratch)
+        if plan.partial is not None:
+            name = plan.partial.name.removesuffix(".partial")
+            _add_file(tar, f"{STAGED_WAL}/{name}", _read(plan.partial), scratch)
+    with tar_path.open("rb") as data:
+        container.put_archive(PGDATA, data)
+
+
+def _directory_entry(name: str) -> tarfile.TarInfo:
+    entry = tarfile.TarInfo(name)
+    entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+    return entry
+
+
+def _add_file(tar: tarfile.TarFile, name: str, blocks: Iterable[bytes], scratch: Path) -> None:
+    staged = scratch / "segment"
+    with staged.open("wb") as out:
+        for block in blocks:
+            out.write(block)
+    entry = tarfile.TarInfo(name)
+    entry.size, entry.mode = staged.stat().st_size, 0o644
+    with staged.open("rb") as data:
+        tar.addfile(entry, data)
+
+
+def _read(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            yield block
+
+
+def _pg_ctl_start(target: datetime | None) -> list[str]:
+    settings = [f"restore_command='cp {PGDATA}/{STAGED_WAL}/%f %p'", "recovery_target_action=promote",
+                "listen_addresses=''"]
+    if target is not None:
+        settings.append(f"recovery_target_time='{target.isoformat(sep=' ')}'")
+    options = " ".join(f"-c {setting}" for setting in settings)
+    return ["pg_ctl", "start", "-w", "-t", "600", "-D", PGDATA, "-l", f"{PGDATA}/{RECOVERY_LOG}", "-o", options]
+
+
+def _wait_promoted(container: Container, deadline: float) -> str:
+    """Poll until the server has left recovery; the time of the last transaction it replayed."""
+    query = ["psql", "-X", "-At", "-d", "postgres", "-c",
+             "SELECT pg_is_in_recovery(), coalesce(pg_last_xact_replay_timestamp()::text, '')"]
+    while True:
+        code, output = container.exec_run(query, user="postgres")
+        text = output.decode(errors="replace").strip()
+        if code == 0 and text.startswith("f|"):
+            return text.split("|", 1)[1]
+        if time.monotonic() > deadline:
+            raise RecoveryFailed(f"recovery did not end in time; the server's log ends: {_log_tail(container)}")
+        time.sleep(0.5)
+
+
+def _stop_cleanly(container: Container) -> None:
+    _exec(container, ["pg_ctl", "stop", "-m", "fast", "-w", "-t", "300", "-D", PGDATA], "postgres")
+    state = _exec(container, ["sh", "-c", f'pg_controldata "{PGDATA}" | grep "cluster state"'], "postgres")
+    if "shut down" not in state:
+        raise RecoveryFailed(f"the recovered server did not shut down cleanly ({state.strip()})")
+
+
+def _exec(container: Container, argv: list[str], user: str) -> str:
+    code, output = container.exec_run(argv, user=user)
+    text = output.decode(errors="replace")
+    if code != 0:
+        raise RecoveryFailed(f"{argv[0]} in the recovery container failed ({code}): {text.strip()[-2000:]}; "
+                             f"server log: {_log_tail(container)}")
+    return text
+
+
+def _log_tail(container: Container) -> str:
+    code, output = container.exec_run(["tail", "-n", "20", f"{PGDATA}/{RECOVERY_LOG}"], user="root")
+    return output.decode(errors="replace").strip() if code == 0 else "(no log)"

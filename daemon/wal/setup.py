@@ -1,0 +1,41 @@
+"""`pgbackup wal setup --apply`: the changes the sidecar can make safely itself, with
+POSTGRES_CONTAINER: the pg_hba.conf line for replication (appended once, then a reload) and the
+slot. Settings that need a restart (wal_level, max_wal_senders) or a judgment about the disk
+(max_slot_wal_keep_size) are only printed."""
+
+from __future__ import annotations
+
+import docker
+
+from daemon.errors import PgBackupError
+from daemon.settings import Settings
+from daemon.sources.connect import docker_client
+from daemon.sources.docker_exec import DockerExecTransport
+from daemon.wal.server import ReplicationEndpoint, ensure_slot, replication_refusal
+
+# Appends the line unless pg_hba.conf already has it: $1 the line, $2 the file.
+_APPEND_ONCE = 'grep -qxF -- "$1" "$2" || printf "%s\\n" "$1" >> "$2"'
+
+
+def hba_line(user: str) -> str:
+    """Replication for ``user`` from the server's own subnets (the compose network), with a password."""
+    return f"host replication {user} samenet scram-sha-256"
+
+
+def apply_setup(settings: Settings, endpoint: ReplicationEndpoint,
+                client: docker.DockerClient | None = None) -> list[str]:
+    """Allow replication in pg_hba.conf if it is refused, and create the slot; what was done."""
+    if not settings.postgres_container:
+        raise PgBackupError("--apply needs POSTGRES_CONTAINER (it edits pg_hba.conf inside the database "
+                            "container); with POSTGRES_HOST make the changes `pgbackup wal setup` prints")
+    done = []
+    if replication_refusal(endpoint) is not None:
+        hba_file = endpoint.sql.query("SHOW hba_file")[0].strip()
+        line = hba_line(settings.replication_login[0])
+        transport = DockerExecTransport(client or docker_client(settings), settings.postgres_container)
+        transport.run(["sh", "-c", _APPEND_ONCE, "sh", line, hba_file])
+        endpoint.sql.query("SELECT pg_reload_conf()")
+        done.append(f"pg_hba.conf ({hba_file}) has '{line}'; configuration reloaded")
+    if ensure_slot(endpoint.sql, settings.wal_slot_name):
+        done.append(f"slot {settings.wal_slot_name!r} created (WAL reserved from now on)")
+    return done
