@@ -12,6 +12,7 @@ from daemon.restore.streams import (
     create_database_options,
     database_section,
     database_statements,
+    dump_pieces,
     globals_section,
     gunzip,
     is_database_entry,
@@ -151,6 +152,34 @@ class TestSections:
     def test_globals_stop_at_the_first_connect(self):
         """The globals are everything before the first \\connect."""
         assert b"".join(globals_section([DUMPALL])).endswith(b"\\unrestrict a\n")
+
+
+COPY_DUMP = (b"CREATE TABLE t (a text);\nCOPY public.t (a) FROM stdin;\nrow one\n\\\\.not the end\n"
+             b"CREATE DATABASE x;\n\\.\nSELECT 1;\nCOPY public.u (a) FROM stdin;\n\\.\n-- end\n")
+
+
+class TestDumpPieces:
+    @pytest.mark.parametrize("size", [1, 2, 3, 7, 4096])
+    def test_statements_are_lines_and_copy_data_is_data_up_to_its_terminator(self, size):
+        """Statement lines come one by one; COPY rows (escaped backslashes and statement-like rows
+        included) and the terminator line are data; put together, the pieces are the input."""
+        pieces = list(dump_pieces(in_chunks(COPY_DUMP, size)))
+        assert b"".join(piece for piece, _ in pieces) == COPY_DUMP
+        statements = [piece for piece, is_data in pieces if not is_data]
+        assert statements == [b"CREATE TABLE t (a text);\n", b"COPY public.t (a) FROM stdin;\n", b"SELECT 1;\n",
+                              b"COPY public.u (a) FROM stdin;\n", b"-- end\n"]
+        data = b"".join(piece for piece, is_data in pieces if is_data)
+        assert data == b"row one\n\\\\.not the end\nCREATE DATABASE x;\n\\.\n\\.\n"
+
+    def test_copy_data_comes_in_blocks(self):
+        """A chunk of many rows is one piece, not one piece per row."""
+        rows = b"".join(b"%d\n" % i for i in range(10000))
+        pieces = list(dump_pieces([b"COPY t (a) FROM stdin;\n" + rows + b"\\.\n"]))
+        assert pieces == [(b"COPY t (a) FROM stdin;\n", False), (rows + b"\\.\n", True)]
+
+    def test_an_unfinished_last_line_is_kept(self):
+        """A dump without a final newline still ends with its last bytes."""
+        assert list(dump_pieces([b"SELECT 1;\nSELECT 2;"])) == [(b"SELECT 1;\n", False), (b"SELECT 2;", False)]
 
 
 # The shape of PostgreSQL 15's pg_dumpall around one database that has properties: its
