@@ -85,19 +85,8 @@ def restore_full(
     require(selected.is_full, f"{manifest.file} is a {manifest.kind} backup, not a full one")
     started = time.monotonic()
     artifacts.check(selected)
-    present = user_databases(server)
     restored = [db for db in manifest.databases if db not in SYSTEM_DATABASES]
-    clashing = [db for db in restored if db in present]
-    if present and not force:
-        raise RestoreFailed(
-            f"the server already has databases ({', '.join(map(repr, present))}); a full restore goes into an "
-            "empty server. Use 'restore database NAME' for one database, or --force to drop "
-            f"{', '.join(map(repr, clashing)) or 'nothing'} and restore over the rest"
-        )
-    require_empty_default_databases(server, manifest)
-    undroppable = server.undroppable(clashing)
-    require(not undroppable, "refusing before dropping anything: these databases cannot be dropped: "
-            + "; ".join(undroppable))
+    clashing = databases_to_replace(server, manifest, restored, force)
     confirm([f"drop database {db!r} on {server.where()}" for db in clashing])
     report = RestoreReport("the whole server", manifest.file, databases=restored, notes=databases_left_out(manifest))
     log.info("restore_started", what="full", file=manifest.file, databases=restored, jobs=jobs)
@@ -116,6 +105,24 @@ def restore_full(
     report.seconds = time.monotonic() - started
     log.info("restore_finished", what="full", file=manifest.file, seconds=round(report.seconds, 1))
     return report
+
+
+def databases_to_replace(server: TargetServer, manifest: Manifest, restored: list[str], force: bool) -> list[str]:
+    """The server's databases that ``restored`` would replace; refused (before anything changes)
+    without --force on a server with user databases, or when one of them cannot be dropped."""
+    present = user_databases(server)
+    clashing = [db for db in restored if db in present]
+    if present and not force:
+        raise RestoreFailed(
+            f"the server already has databases ({', '.join(map(repr, present))}); a full restore goes into an "
+            "empty server. Use 'restore database NAME' for one database, or --force to drop "
+            f"{', '.join(map(repr, clashing)) or 'nothing'} and restore over the rest"
+        )
+    require_empty_default_databases(server, manifest)
+    undroppable = server.undroppable(clashing)
+    require(not undroppable, "refusing before dropping anything: these databases cannot be dropped: "
+            + "; ".join(undroppable))
+    return clashing
 
 
 def apply_globals(server: TargetServer, artifacts: ArtifactReader, selected: Selected, report: RestoreReport) -> None:
