@@ -30,7 +30,13 @@ from daemon.restore.base import (
 from daemon.restore.feed import feed_command
 from daemon.restore.left_out import excluded_database_hint, left_out_of_database
 from daemon.restore.selection import Selected
-from daemon.restore.streams import DatabaseRename, create_database_options, database_section, database_statements
+from daemon.restore.streams import (
+    DatabaseRename,
+    create_database_options,
+    database_section,
+    database_statements,
+    split_at_create_database,
+)
 from daemon.restore.target import TargetServer
 from daemon.restore.verification import verify
 from daemon.sources.postgres import conninfo_dbname
@@ -42,6 +48,8 @@ log = get_logger(__name__)
 class DatabaseDefinition:
     options: bytes | None  # what follows the name in the backup's CREATE DATABASE
     statements: list[bytes]  # owner, settings, comment, privileges, renamed to the staging database
+    # A full backup: the stream read on from its CREATE DATABASE, for the database's section.
+    rest: Iterator[bytes] | None = None
 
 
 def restore_database(
@@ -114,7 +122,8 @@ def staged_copy(
     except PgBackupError as error:
         raise StagingFailed(error, staging, not_dropped=None) from None
     try:
-        listed = fill_database(server, artifacts, selected, database, staging, rename, archive, jobs, cancelled)
+        listed = fill_database(server, artifacts, selected, database, staging, rename, archive, jobs, cancelled,
+                               definition.rest)
         verify(server, selected.manifest, database, staging, report, listed)
         if definition.statements:
             feed_command(server.postgres, server.psql(MAINTENANCE_DB, single_transaction=True),
@@ -204,18 +213,22 @@ def database_definition(
         statements = database_statements([script], database, rename)
         return DatabaseDefinition(create_database_options([script], database), statements)
     if selected.is_full:
-        chunks = artifacts.plain_stream(selected, f"read how {database} is created")
-        return DatabaseDefinition(create_database_options(chunks, database), [])
+        options, rest = split_at_create_database(artifacts.plain_stream(selected, f"restore {database}"), database)
+        return DatabaseDefinition(options, [], rest)
     return DatabaseDefinition(None, [])
 
 
 def fill_database(
     server: TargetServer, artifacts: ArtifactReader, selected: Selected, database: str, staging: str,
     rename: DatabaseRename, archive: str | None, jobs: int, cancelled: threading.Event | None = None,
+    rest: Iterator[bytes] | None = None,
 ) -> list[str] | None:
-    """Restore the backup's ``database`` into ``staging``; the tables the archive lists (None for a plain dump)."""
+    """Restore the backup's ``database`` into ``staging``; the tables the archive lists (None for a plain dump).
+
+    ``rest`` is a full backup's stream already read up to the database (database_definition).
+    """
     if archive is None:
-        chunks = artifacts.plain_stream(selected, f"restore {database}")
+        chunks = rest if rest is not None else artifacts.plain_stream(selected, f"restore {database}")
         if selected.is_full:
             chunks = database_section(chunks, database, rename)
         if cancelled is not None:

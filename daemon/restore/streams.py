@@ -5,6 +5,7 @@ one database's section. All of it works chunk by chunk, never on a whole dump.""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -343,17 +344,34 @@ def create_database_options(chunks: Iterable[bytes], database: str) -> bytes | N
     Reads only up to the database's ``\\connect``; None when the dump has no such statement
     (pg_dump without --create).
     """
+    options, _ = split_at_create_database(chunks, database)
+    return options
+
+
+def split_at_create_database(chunks: Iterable[bytes], database: str) -> tuple[bytes | None, Iterator[bytes]]:
+    """create_database_options, and the dump read on from there for database_section: a full
+    backup is read once per database, not once for its CREATE DATABASE and again for its data.
+
+    The rest starts again with the statement lines since the last COPY data before the
+    CREATE DATABASE (the database's own entries and whatever came between): database_section
+    needs them to find the statements about the database made before its ``\\connect``, and
+    nothing that came before them.
+    """
     pattern = re.compile(rb"CREATE DATABASE (?:" + b"|".join(
         re.escape(form.encode("utf-8")) for form in identifier_forms(database)) + rb") (.*;)\n?$")
     state = _SectionState(database)
-    for line in _outside_copy(chunks):
+    pieces = dump_pieces(chunks)
+    kept: list[bytes] = []
+    for line, is_data in pieces:
+        if is_data:
+            kept = []
+            continue
+        kept.append(line)
         match = pattern.match(line)
-        if match:
-            return match.group(1)
         state.statement_line(line)
-        if state.entered:
-            return None
-    return None
+        if match or state.entered:
+            return (match.group(1) if match else None), itertools.chain(kept, (piece for piece, _ in pieces))
+    return None, iter(kept)
 
 
 def _outside_copy(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -19,6 +19,7 @@ from daemon.restore.streams import (
     keep_password_of,
     skip_existing_roles,
     skip_existing_tablespaces,
+    split_at_create_database,
     tablespace_locations,
 )
 
@@ -270,6 +271,20 @@ CREATE TABLE other (a int);
 
 
 class TestDatabaseWithProperties:
+    @pytest.mark.parametrize("size", [1, 13, 4096])
+    @pytest.mark.parametrize(("database", "options"), [
+        ("admindb", b"WITH TEMPLATE = template0 ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C';"),
+        ("template1", None),
+    ])
+    def test_one_read_gives_the_create_options_and_the_same_section(self, size, database, options):
+        """split_at_create_database finds the options past COPY data that looks like a CREATE DATABASE,
+        and the section cut from the rest of that one read is the one cut from the whole dump."""
+        rename = DatabaseRename(database, "pgbackup_restore_1")
+        found, rest = split_at_create_database(in_chunks(PROPERTIES, size), database)
+        assert found == options
+        whole = b"".join(database_section(in_chunks(PROPERTIES, size), database, rename))
+        assert b"".join(database_section(rest, database, rename)) == whole and whole
+
     @pytest.mark.parametrize("size", [1, 13, 4096])
     def test_section_goes_on_after_a_reconnect_and_names_the_staging_database(self, size):
         """The reconnect to the same database is left out (psql stays in the staging database), the
