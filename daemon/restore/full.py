@@ -43,6 +43,9 @@ from daemon.restore.verification import verify
 
 log = get_logger(__name__)
 
+# template1's and postgres's sections are read ahead into memory up to this size each.
+SECTION_IN_MEMORY = 64 << 20
+
 _ROLES_SQL = "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'"
 _TABLESPACES_SQL = "SELECT spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')"
 _USER_DATABASES_SQL = (
@@ -91,9 +94,11 @@ def restore_full(
     report = RestoreReport("the whole server", manifest.file, databases=restored, notes=databases_left_out(manifest))
     log.info("restore_started", what="full", file=manifest.file, databases=restored, jobs=jobs)
     apply_globals(server, artifacts, selected, report)
-    staged = load_staged(server, artifacts, selected, restored, report, jobs)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-read") as reader:
+        sections = reader.submit(system_sections_in_memory, artifacts, selected)
+        staged = load_staged(server, artifacts, selected, restored, report, jobs)
     try:
-        load_system_databases(server, artifacts, selected)
+        load_system_databases(server, artifacts, selected, sections.result())
     except BaseException as error:
         not_dropped = drop_all_staging(server, staged)
         if isinstance(error, PgBackupError):
@@ -233,20 +238,48 @@ def drop_all_staging(server: TargetServer, staged: dict[str, str]) -> list[str]:
     return left
 
 
-def load_system_databases(server: TargetServer, artifacts: ArtifactReader, selected: Selected) -> None:
+def system_sections_in_memory(artifacts: ArtifactReader, selected: Selected) -> dict[str, list[bytes] | None]:
+    """The sections of template1 and postgres, read while the other databases load (None for one
+    larger than SECTION_IN_MEMORY, read again when it loads).
+
+    postgres comes late in the dump (pg_dumpall orders by name): reading up to it only once
+    every other database has loaded would add most of a pass over the dump at the end.
+    They are kept in memory, never in a file: the backup may be encrypted at rest.
+    """
+    sections: dict[str, list[bytes] | None] = {}
+    for database in system_databases_of(selected.manifest):
+        chunks: list[bytes] | None = []
+        size = 0
+        for chunk in database_section(artifacts.plain_stream(selected, f"read {database}"), database):
+            size += len(chunk)
+            if size > SECTION_IN_MEMORY:
+                chunks = None
+                break
+            chunks.append(chunk)
+        sections[database] = chunks
+    return sections
+
+
+def system_databases_of(manifest: Manifest) -> list[str]:
+    return [database for database in ("template1", MAINTENANCE_DB) if database in manifest.databases]
+
+
+def load_system_databases(
+    server: TargetServer, artifacts: ArtifactReader, selected: Selected, sections: dict[str, list[bytes] | None],
+) -> None:
     """The backup's objects of template1 and postgres, each in one transaction, into the server's own.
 
     They cannot be swapped (postgres is where the restore connects, template1 a template) and
     were checked to hold no objects of their own (require_empty_default_databases). Each loads
     in a single transaction, so an error leaves it as it was; template1 loads first, and stays
-    loaded if postgres then fails.
+    loaded if postgres then fails. ``sections`` has those read already (system_sections_in_memory).
     """
     loaded: list[str] = []
-    for database in ("template1", MAINTENANCE_DB):
-        if database not in selected.manifest.databases:
-            continue
+    for database in system_databases_of(selected.manifest):
         log.info("database_load_started", database=database)
-        chunks = database_section(artifacts.plain_stream(selected, f"restore {database}"), database)
+        chunks = sections.get(database)
+        if chunks is None:
+            chunks = database_section(artifacts.plain_stream(selected, f"restore {database}"), database)
         try:
             feed_command(server.postgres, server.psql(database, single_transaction=True), chunks)
         except PgBackupError as error:
