@@ -6,7 +6,8 @@ In three passes over the dump, each fed to psql as it is read and stopping at th
    again, and the connecting role keeps its password;
 2. every other database's section into a staging database of its own, ``jobs`` at a time
    (each reader skips the rest of the dump), each checked against the manifest;
-3. template1 and postgres, each in one transaction, into the server's own.
+3. template1 and postgres, each in one transaction, into the server's own (their sections are
+   read ahead while pass 2 runs).
 
 Only when all of that succeeded is each staging database swapped in for its database. A
 failure in pass 2 or 3 leaves every database as it was (the staging databases are dropped);
