@@ -329,7 +329,7 @@ def backup_contenders(context: BenchContext, *, with_s3: bool = True,
     method (the first: POSTGRES_CONTAINER with DUMP_CONNECTION's default), and the default
     with the S3 upload. `variant_names` limits the variants (the default always runs).
 
-    The default method's default per-database backups are kept for the restore phase.
+    The default method's default full and per-database backups are kept for the restore phase.
     """
     contenders = []
     all_methods = methods()
@@ -341,9 +341,9 @@ def backup_contenders(context: BenchContext, *, with_s3: bool = True,
                     method == default_method and (variant_names is None or variant.name in variant_names))
                 if kind not in variant.kinds or not wanted:
                     continue
-                keep = kind == "databases" and method == default_method and variant is VARIANTS[0]
+                keep = method == default_method and variant is VARIANTS[0]
                 contenders.append(pgbackup_contender(context, kind, method, variant, False,
-                                                     keep_as="databases" if keep else None))
+                                                     keep_as=kind if keep else None))
         if with_s3:
             contenders.append(pgbackup_contender(context, kind, default_method, VARIANTS[0], True))
             if variant_names is None or ENCRYPTED.name in variant_names:

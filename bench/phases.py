@@ -128,8 +128,28 @@ def restore_contenders(context: BenchContext, client: docker.DockerClient, image
         finally:
             docker_env.remove_container(target.container)
 
+    def full_with_pgbackup() -> Sample:
+        backup_dir = context.keep_for_restore.get("full")
+        fulls = sorted(backup_dir.glob("*.sql.gz")) if backup_dir is not None else []
+        if not fulls:
+            raise Unavailable("no full backup (pgbackup backup full, default) to restore")
+        target = _restore_target(client, image)
+        try:
+            env = exec_env(target, backup_dir, POSTGRES_PASSWORD=target.password or "", LOG_LEVEL="WARNING")
+            run = run_process([sys.executable, "-m", "daemon", "restore", "full", "--from", str(fulls[-1]), "--yes"],
+                              env=env, cwd=REPO_ROOT, scratch=context.scratch("restore-pgbackup-full"))
+            if run.returncode != 0:
+                raise RuntimeError(f"pgbackup restore full --from FILE --yes: exit {run.returncode}: {tail(run.stderr)}")
+            _check_counts(target, expected_rows)
+            return Sample(run.seconds, peak_rss_bytes=run.peak_rss_bytes, tree_rss_bytes=run.tree_rss_bytes,
+                          machine_cpu_seconds=run.machine_cpu_seconds)
+        finally:
+            docker_env.remove_container(target.container)
+
     return [
         Contender("restore/plain", "current restore: gunzip -c full | docker exec -i psql", "restore", plain),
+        Contender("restore/full", f"pgbackup restore full --from FULL --yes (RESTORE_JOBS={jobs})", "restore",
+                  full_with_pgbackup),
         Contender("restore/pgbackup", f"pgbackup restore database NAME --from DUMP --yes, each database "
                   f"(RESTORE_JOBS={jobs})", "restore", with_pgbackup),
         Contender("restore/direct", f"pg_restore -j {jobs} --create of each dump inside the container "

@@ -82,6 +82,8 @@ def evaluate_targets(large: dict[str, Result], small: dict[str, Result], restore
                               get(f"databases/{method}/default/s3"), databases, 1.15),
             ]
     targets += rss_targets(large, small)
+    targets.append(_ratio_target("restore full with pgbackup vs plain restore",
+                                 restore.get("restore/full"), restore.get("restore/plain"), 0.6))
     targets.append(_ratio_target("restore all databases with pgbackup restore vs plain restore",
                                  restore.get("restore/pgbackup"), restore.get("restore/plain"), 0.6))
     targets.append(_ratio_target("restore all databases with pg_restore -j (no pgbackup) vs plain restore",

@@ -2,7 +2,7 @@
 
 Modules:
 ``restorer``      the entry point: ``Restorer`` takes the options, one method per restore kind
-``full``          a whole cluster from pg_dumpall, or only its roles and tablespaces
+``full``          a whole cluster from pg_dumpall (each database staged, all swapped in at the end), or only its roles and tablespaces
 ``database``      one database through a staging database, swapped in once verified
 ``table``         one table's rows replaced in place, or the table copied into another database
 ``verification``  tables and row counts of a restored database against the manifest

@@ -34,6 +34,12 @@ class RestoreReport:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
+    def merge_checks(self, other: RestoreReport) -> None:
+        """Add what another report's checks counted and noted (one database's, of a full restore)."""
+        self.tables_checked += other.tables_checked
+        self.rows_checked += other.rows_checked
+        self.notes.extend(other.notes)
+
     def summary(self) -> str:
         checked = f"{self.tables_checked} tables present"
         if self.rows_checked:

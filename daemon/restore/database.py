@@ -8,8 +8,10 @@ it was.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -29,7 +31,13 @@ from daemon.restore.base import (
 from daemon.restore.feed import feed_command
 from daemon.restore.left_out import excluded_database_hint, left_out_of_database
 from daemon.restore.selection import Selected
-from daemon.restore.streams import DatabaseRename, create_database_options, database_section, database_statements
+from daemon.restore.streams import (
+    DatabaseRename,
+    create_database_options,
+    database_section,
+    database_statements,
+    split_at_create_database,
+)
 from daemon.restore.target import TargetServer
 from daemon.restore.verification import verify
 from daemon.sources.postgres import conninfo_dbname
@@ -41,15 +49,12 @@ log = get_logger(__name__)
 STAGING_NAME = re.compile(r"pgbackup_restore_[0-9a-f]{12}")
 
 
-def staging_name() -> str:
-    return f"pgbackup_restore_{uuid.uuid4().hex[:12]}"
-
-
-
 @dataclass
 class DatabaseDefinition:
     options: bytes | None  # what follows the name in the backup's CREATE DATABASE
     statements: list[bytes]  # owner, settings, comment, privileges, renamed to the staging database
+    # A full backup: the stream read on from its CREATE DATABASE, for the database's section.
+    rest: Iterator[bytes] | None = None
 
 
 def restore_database(
@@ -75,36 +80,65 @@ def restore_database(
     exists = target in server.all_databases()
     confirm([f"drop database {target!r} on {server.where()} and replace it with {database!r} from {manifest.file}"]
             if exists else [])
-    staging = staging_name()
-    rename = DatabaseRename(database, staging)
     report = RestoreReport(f"database {database!r} as {target!r}", manifest.file, databases=[target],
                            notes=left_out_of_database(manifest, database))
     log.info("restore_started", what="database", database=database, into=target, file=manifest.file)
     with artifacts.archive_next_to_server(selected) as archive:
         try:
-            definition = database_definition(server, artifacts, selected, database, rename, archive)
-            server.create_database(staging, definition.options)
-        except PgBackupError as error:
-            raise RestoreFailed(
-                f"restoring {database!r} from {manifest.file} failed: {error}. "
-                f"{left_after_failure(target, exists, staging, not_dropped=None)}"
-            ) from None
-        try:
-            listed = fill_database(server, artifacts, selected, database, staging, rename, archive, jobs)
-            verify(server, manifest, database, staging, report, listed)
-            if definition.statements:
-                feed_command(server.postgres, server.psql(MAINTENANCE_DB, single_transaction=True),
-                             [b"".join(definition.statements)])
-        except BaseException as error:
-            not_dropped = server.drop_staging(staging)
-            if isinstance(error, PgBackupError):
-                left = left_after_failure(target, exists, staging, not_dropped)
-                raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {error}. {left}") from None
-            raise
+            staging = staged_copy(server, artifacts, selected, database, report, archive, jobs)
+        except StagingFailed as failed:
+            left = left_after_failure(target, exists, failed.staging, failed.not_dropped)
+            raise RestoreFailed(f"restoring {database!r} from {manifest.file} failed: {failed.error}. {left}") from None
     swap_in(server, messages, staging, target, exists)
     report.seconds = time.monotonic() - started
     log.info("restore_finished", what="database", database=target, seconds=round(report.seconds, 1))
     return report
+
+
+class StagingFailed(Exception):
+    """Restoring into a staging database failed; the staging database was dropped unless
+    ``not_dropped`` says why it could not be."""
+
+    def __init__(self, error: PgBackupError, staging: str, not_dropped: str | None):
+        super().__init__(str(error))
+        self.error, self.staging, self.not_dropped = error, staging, not_dropped
+
+
+def new_staging_name() -> str:
+    """A staging database's name (STAGING_NAME: what the sweep of leftovers looks for)."""
+    return f"pgbackup_restore_{uuid.uuid4().hex[:12]}"
+
+
+def staged_copy(
+    server: TargetServer, artifacts: ArtifactReader, selected: Selected, database: str, report: RestoreReport,
+    archive: str | None, jobs: int, cancelled: threading.Event | None = None,
+) -> str:
+    """The backup's ``database`` restored into a new staging database, checked against the
+    manifest and given the backup's owner, settings, comment and privileges; its name.
+
+    Raises StagingFailed (the staging database dropped) on any error; a set ``cancelled``
+    stops the load of a plain dump as an error.
+    """
+    staging = new_staging_name()
+    rename = DatabaseRename(database, staging)
+    try:
+        definition = database_definition(server, artifacts, selected, database, rename, archive)
+        server.create_database(staging, definition.options)
+    except PgBackupError as error:
+        raise StagingFailed(error, staging, not_dropped=None) from None
+    try:
+        listed = fill_database(server, artifacts, selected, database, staging, rename, archive, jobs, cancelled,
+                               definition.rest)
+        verify(server, selected.manifest, database, staging, report, listed)
+        if definition.statements:
+            feed_command(server.postgres, server.psql(MAINTENANCE_DB, single_transaction=True),
+                         [b"".join(definition.statements)])
+    except BaseException as error:
+        not_dropped = server.drop_staging(staging)
+        if isinstance(error, PgBackupError):
+            raise StagingFailed(error, staging, not_dropped) from None
+        raise
+    return staging
 
 
 def swap_in(server: TargetServer, messages: TextIO, staging: str, target: str, target_exists: bool) -> None:
@@ -154,6 +188,18 @@ def staging_kept(staging: str, reason: str) -> str:
             "(slot_name = NONE), DROP SUBSCRIPTION ...)")
 
 
+class LoadCancelled(PgBackupError):
+    """Another part of the restore failed, so this load was stopped."""
+
+
+def until_cancelled(chunks: Iterable[bytes], cancelled: threading.Event) -> Iterator[bytes]:
+    """``chunks`` until ``cancelled`` is set, then LoadCancelled (which stops the tool they feed)."""
+    for chunk in chunks:
+        if cancelled.is_set():
+            raise LoadCancelled("stopped because another database failed")
+        yield chunk
+
+
 def database_definition(
     server: TargetServer, artifacts: ArtifactReader, selected: Selected, database: str, rename: DatabaseRename,
     archive: str | None,
@@ -172,20 +218,26 @@ def database_definition(
         statements = database_statements([script], database, rename)
         return DatabaseDefinition(create_database_options([script], database), statements)
     if selected.is_full:
-        chunks = artifacts.plain_stream(selected, f"read how {database} is created")
-        return DatabaseDefinition(create_database_options(chunks, database), [])
+        options, rest = split_at_create_database(artifacts.plain_stream(selected, f"restore {database}"), database)
+        return DatabaseDefinition(options, [], rest)
     return DatabaseDefinition(None, [])
 
 
 def fill_database(
     server: TargetServer, artifacts: ArtifactReader, selected: Selected, database: str, staging: str,
-    rename: DatabaseRename, archive: str | None, jobs: int,
+    rename: DatabaseRename, archive: str | None, jobs: int, cancelled: threading.Event | None = None,
+    rest: Iterator[bytes] | None = None,
 ) -> list[str] | None:
-    """Restore the backup's ``database`` into ``staging``; the tables the archive lists (None for a plain dump)."""
+    """Restore the backup's ``database`` into ``staging``; the tables the archive lists (None for a plain dump).
+
+    ``rest`` is a full backup's stream already read up to the database (database_definition).
+    """
     if archive is None:
-        chunks = artifacts.plain_stream(selected, f"restore {database}")
+        chunks = rest if rest is not None else artifacts.plain_stream(selected, f"restore {database}")
         if selected.is_full:
             chunks = database_section(chunks, database, rename)
+        if cancelled is not None:
+            chunks = until_cancelled(chunks, cancelled)
         feed_command(server.postgres, server.psql(staging, single_transaction=True), chunks)
         return None
     listed = artifacts.listed_tables(archive)

@@ -40,7 +40,8 @@ class Restorer:
 
     def full(self, selected: Selected, *, force: bool = False) -> RestoreReport:
         """A pg_dumpall backup into a server without user databases (or with, given --force)."""
-        return restore_full(self._target(), self._artifacts(), self._confirmed, selected, force=force)
+        return restore_full(self._target(), self._artifacts(), self._confirmed, selected, force=force,
+                            jobs=self.jobs, messages=self.progress_stream)
 
     def globals_only(self, selected: Selected) -> None:
         """Only the roles and tablespaces of a full backup (for database dumps that refer to them)."""

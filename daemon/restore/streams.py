@@ -5,6 +5,7 @@ one database's section. All of it works chunk by chunk, never on a whole dump.""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from isal import isal_zlib
 
 from daemon.errors import PgBackupError
-from daemon.rowcount import CONNECT_PREFIX, COPY_PREFIX, COPY_SUFFIX, TERMINATOR, parse_connect_line
+from daemon.rowcount import CONNECT_PREFIX, COPY_PREFIX, COPY_SUFFIX, TERMINATOR, find_copy_end, parse_connect_line
 
 READ_SIZE = 1 << 20
 GZIP_WBITS = 31
@@ -74,6 +75,51 @@ def lines_of(chunks: Iterable[bytes]) -> Iterator[bytes]:
             yield line + b"\n"
     if pending:
         yield pending
+
+
+def dump_pieces(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """pg_dump(all) output as (piece, is COPY data): statement lines one by one (with their
+    newline), the rows of each COPY in large blocks that end at a line end, the last of them
+    with the terminator line ``\\.``.
+
+    A Python step per row would make cutting one database out of a full backup slower than
+    loading it; the rows are found with the row counter's terminator search instead.
+    """
+    pending, in_copy = b"", False
+    for chunk in chunks:
+        data = pending + chunk if pending else chunk
+        position = 0
+        while position < len(data):
+            if in_copy:
+                end = _copy_data_end(data, position)
+                if end == -1:
+                    end = data.rfind(b"\n", position) + 1
+                    if end > position:
+                        yield data[position:end], True
+                        position = end
+                    break
+                yield data[position:end], True
+                position, in_copy = end, False
+                continue
+            newline = data.find(b"\n", position)
+            if newline == -1:
+                break
+            line = data[position:newline + 1]
+            position = newline + 1
+            yield line, False
+            in_copy = line.startswith(COPY_PREFIX) and line.endswith(COPY_SUFFIX + b"\n")
+        pending = data[position:]
+    if pending:
+        yield pending, in_copy
+
+
+def _copy_data_end(data: bytes, position: int) -> int:
+    """Where the COPY data starting at ``position`` (a line start) ends, after its terminator
+    line; -1 when the terminator is not in ``data``."""
+    if data.startswith(TERMINATOR, position):
+        return position + len(TERMINATOR)
+    newline = find_copy_end(data, position)
+    return -1 if newline == -1 else newline + 1 + len(TERMINATOR)
 
 
 def identifier_forms(name: str) -> set[str]:
@@ -246,7 +292,7 @@ def database_statements(chunks: Iterable[bytes], database: str, rename: Database
     """
     statements = []
     state = _SectionState(database)
-    for line in _outside_copy(chunks, state):
+    for line in _outside_copy(chunks):
         state.statement_line(line)
         if state.in_database_entry and not line.startswith((b"CREATE DATABASE ", *_SESSION_META_COMMANDS)):
             statements.append(rename.rewrite(line))
@@ -268,12 +314,10 @@ def database_section(chunks: Iterable[bytes], database: str, rename: DatabaseRen
     found = False
     state = _SectionState(database)
     before_connect: list[bytes] = []
-    for line in lines_of(chunks):
-        if state.in_copy:
+    for line, is_data in dump_pieces(chunks):
+        if is_data:
             if state.entered:
                 yield line
-            if line == TERMINATOR:
-                state.in_copy = False
             continue
         was_entered = state.entered
         emit, done = state.statement_line(line)
@@ -300,35 +344,45 @@ def create_database_options(chunks: Iterable[bytes], database: str) -> bytes | N
     Reads only up to the database's ``\\connect``; None when the dump has no such statement
     (pg_dump without --create).
     """
+    options, _ = split_at_create_database(chunks, database)
+    return options
+
+
+def split_at_create_database(chunks: Iterable[bytes], database: str) -> tuple[bytes | None, Iterator[bytes]]:
+    """create_database_options, and the dump read on from there for database_section: a full
+    backup is read once per database, not once for its CREATE DATABASE and again for its data.
+
+    The rest starts again with the statement lines since the last COPY data before the
+    CREATE DATABASE (the database's own entries and whatever came between): database_section
+    needs them to find the statements about the database made before its ``\\connect``, and
+    nothing that came before them.
+    """
     pattern = re.compile(rb"CREATE DATABASE (?:" + b"|".join(
         re.escape(form.encode("utf-8")) for form in identifier_forms(database)) + rb") (.*;)\n?$")
     state = _SectionState(database)
-    for line in _outside_copy(chunks, state):
-        match = pattern.match(line)
-        if match:
-            return match.group(1)
-        state.statement_line(line)
-        if state.entered:
-            return None
-    return None
-
-
-def _outside_copy(chunks: Iterable[bytes], state: _SectionState) -> Iterator[bytes]:
-    """The lines of pg_dump output that are not COPY data (``state.statement_line`` sees each
-    COPY statement and sets ``in_copy``; its data is skipped up to the terminator)."""
-    for line in lines_of(chunks):
-        if state.in_copy:
-            if line == TERMINATOR:
-                state.in_copy = False
+    pieces = dump_pieces(chunks)
+    kept: list[bytes] = []
+    for line, is_data in pieces:
+        if is_data:
+            kept = []
             continue
-        yield line
+        kept.append(line)
+        match = pattern.match(line)
+        state.statement_line(line)
+        if match or state.entered:
+            return (match.group(1) if match else None), itertools.chain(kept, (piece for piece, _ in pieces))
+    return None, iter(kept)
+
+
+def _outside_copy(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of pg_dump output that are not COPY data."""
+    return (piece for piece, is_data in dump_pieces(chunks) if not is_data)
 
 
 class _SectionState:
     def __init__(self, database: str):
         self.database = database
         self.entered = False
-        self.in_copy = False
         self.restricted = False
         self.after_unrestrict = False
         self.in_database_entry = False  # the current pg_dump entry is about the database itself
@@ -355,8 +409,6 @@ class _SectionState:
             self.entered = self._connects_here(stripped)
             return False, False
         if not self.entered:
-            if stripped.startswith(COPY_PREFIX) and stripped.endswith(COPY_SUFFIX):
-                self.in_copy = True
             return False, False
         if stripped.startswith(b"\\restrict "):
             self.restricted = True
@@ -364,8 +416,6 @@ class _SectionState:
             self.after_unrestrict = True
         elif stripped == b"-- PostgreSQL database dump complete" and not self.restricted:
             return False, True
-        elif stripped.startswith(COPY_PREFIX) and stripped.endswith(COPY_SUFFIX):
-            self.in_copy = True
         return True, False
 
     def _connects_here(self, stripped: bytes) -> bool:

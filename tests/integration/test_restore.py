@@ -356,6 +356,68 @@ class TestFailedMigration:
                            "WHERE tablename = 'spaced'", db="authdb") == "fastspace"
 
 
+def with_error_in(dump: bytes, database: str, after: bytes) -> bytes:
+    """``dump`` (pg_dumpall output) with a failing statement in ``database``'s section, after the
+    first ``after`` there: a pause first, so the other databases' loads are under way or done."""
+    start = dump.index(b"\n\\connect " + database.encode() + b"\n")
+    position = dump.index(after, start) + len(after)
+    return dump[:position] + b"SELECT pg_sleep(3);\nSELECT 1/0;\n" + dump[position:]
+
+
+def load_events(stderr: str) -> dict[str, dict[str, datetime]]:
+    """When each database's load started and finished, from the restore's log lines."""
+    events: dict[str, dict[str, datetime]] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        if event.get("event") in ("database_load_started", "database_load_finished"):
+            events.setdefault(event["database"], {})[event["event"]] = datetime.fromisoformat(event["timestamp"])
+    return events
+
+
+class TestParallelFullRestore:
+    """`restore full` loads each database into a staging database, RESTORE_JOBS at a time, and
+    swaps them in only once every one has loaded and matched its row counts."""
+
+    @pytest.mark.parametrize(("broken", "after"), [("apidb", b"\n\\.\n"), ("postgres", b"SET row_security = off;\n")])
+    def test_a_failure_in_one_database_leaves_the_server_as_it_was(self, source, tmp_path, broken, after):
+        """A full backup whose section of one database stops at an error (a user database half-way
+        through its data, or postgres): `restore full --force` fails naming it, and every database has
+        the same tables and rows as before, with no staging database left."""
+        env = exec_env(source, tmp_path, RESTORE_JOBS="2")
+        (artifact,) = backup(env, "full")
+        source.psql("DROP TABLE documents", db="admindb")
+        source.psql("UPDATE users SET balance = 0", db="authdb")
+        compared = [*DATABASES, "postgres", "template1"]
+        before, names_before = server_fingerprints(source, compared), database_names(source)
+
+        dump = with_error_in(gzip.decompress(artifact.read_bytes()), broken, after)
+        damaged = forge(artifact, "backup_all_with_an_error.sql.gz", gzip.compress(dump))
+        result = restore(env, "full", "--from", str(damaged), "--force", "--yes")
+        assert result.returncode == 1
+        assert "division by zero" in result.stderr and f"{broken!r}" in result.stderr, result.stderr
+        assert "The server's databases were not touched" in result.stderr
+        assert server_fingerprints(source, compared) == before
+        assert database_names(source) == names_before
+
+    @pytest.mark.parametrize("jobs", [2, 1])
+    def test_databases_load_side_by_side(self, source, postgres_factory, tmp_path, jobs):
+        """With RESTORE_JOBS=2 the databases' loads overlap (the second starts before the first ends);
+        with 1 they run one after another. Either way every table comes back."""
+        (artifact,) = backup(exec_env(source, tmp_path), "full")
+        target = postgres_factory(databases=())
+        result = restore(exec_env(target, tmp_path, RESTORE_JOBS=str(jobs)), "full", "--from", str(artifact), "--yes")
+        assert result.returncode == 0, result.stderr
+        loads = load_events(result.stderr)
+        assert set(DATABASES) <= set(loads), result.stderr
+        spans = sorted((loads[db]["database_load_started"], loads[db]["database_load_finished"]) for db in DATABASES)
+        overlapping = any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+        assert overlapping is (jobs == 2), spans
+        assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
+        assert not [db for db in database_names(target) if db.startswith("pgbackup_restore_")]
+
+
 class TestBrokenArtifacts:
     """A broken artifact makes restore and verify fail loudly and leaves the target as it was."""
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from daemon.housekeeping.debris import abandoned_throwaways, abandoned_uploads, staging_databases
-from daemon.restore.database import STAGING_NAME, staging_name
+from daemon.restore.database import STAGING_NAME, new_staging_name
 from daemon.verify.throwaway import CREATOR_LABEL, OWNER_LABEL, container_id
 
 NOW = datetime(2026, 12, 5, 7, 0, tzinfo=ZoneInfo("UTC"))
@@ -49,10 +49,10 @@ class TestAbandonedThrowaways:
 class TestStagingDatabases:
     def test_exact_names_only(self):
         """Only the names the restore code makes; look-alikes are the user's."""
-        names = [staging_name(), "pgbackup_restore_keep", "app_pgbackup_restore_0123456789ab",
+        names = [new_staging_name(), "pgbackup_restore_keep", "app_pgbackup_restore_0123456789ab",
                  "pgbackup_restore_0123456789abc", "authdb"]
         assert staging_databases(names) == names[:1]
-        assert STAGING_NAME.fullmatch(staging_name())
+        assert STAGING_NAME.fullmatch(new_staging_name())
 
 
 class TestContainerId:

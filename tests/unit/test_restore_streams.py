@@ -12,12 +12,14 @@ from daemon.restore.streams import (
     create_database_options,
     database_section,
     database_statements,
+    dump_pieces,
     globals_section,
     gunzip,
     is_database_entry,
     keep_password_of,
     skip_existing_roles,
     skip_existing_tablespaces,
+    split_at_create_database,
     tablespace_locations,
 )
 
@@ -153,6 +155,34 @@ class TestSections:
         assert b"".join(globals_section([DUMPALL])).endswith(b"\\unrestrict a\n")
 
 
+COPY_DUMP = (b"CREATE TABLE t (a text);\nCOPY public.t (a) FROM stdin;\nrow one\n\\\\.not the end\n"
+             b"CREATE DATABASE x;\n\\.\nSELECT 1;\nCOPY public.u (a) FROM stdin;\n\\.\n-- end\n")
+
+
+class TestDumpPieces:
+    @pytest.mark.parametrize("size", [1, 2, 3, 7, 4096])
+    def test_statements_are_lines_and_copy_data_is_data_up_to_its_terminator(self, size):
+        """Statement lines come one by one; COPY rows (escaped backslashes and statement-like rows
+        included) and the terminator line are data; put together, the pieces are the input."""
+        pieces = list(dump_pieces(in_chunks(COPY_DUMP, size)))
+        assert b"".join(piece for piece, _ in pieces) == COPY_DUMP
+        statements = [piece for piece, is_data in pieces if not is_data]
+        assert statements == [b"CREATE TABLE t (a text);\n", b"COPY public.t (a) FROM stdin;\n", b"SELECT 1;\n",
+                              b"COPY public.u (a) FROM stdin;\n", b"-- end\n"]
+        data = b"".join(piece for piece, is_data in pieces if is_data)
+        assert data == b"row one\n\\\\.not the end\nCREATE DATABASE x;\n\\.\n\\.\n"
+
+    def test_copy_data_comes_in_blocks(self):
+        """A chunk of many rows is one piece, not one piece per row."""
+        rows = b"".join(b"%d\n" % i for i in range(10000))
+        pieces = list(dump_pieces([b"COPY t (a) FROM stdin;\n" + rows + b"\\.\n"]))
+        assert pieces == [(b"COPY t (a) FROM stdin;\n", False), (rows + b"\\.\n", True)]
+
+    def test_an_unfinished_last_line_is_kept(self):
+        """A dump without a final newline still ends with its last bytes."""
+        assert list(dump_pieces([b"SELECT 1;\nSELECT 2;"])) == [(b"SELECT 1;\n", False), (b"SELECT 2;", False)]
+
+
 # The shape of PostgreSQL 15's pg_dumpall around one database that has properties: its
 # CREATE DATABASE and owner before the \connect, then its comment (two lines) and settings,
 # a reconnect to the same database, tables, data and its privileges, each entry under its
@@ -241,6 +271,20 @@ CREATE TABLE other (a int);
 
 
 class TestDatabaseWithProperties:
+    @pytest.mark.parametrize("size", [1, 13, 4096])
+    @pytest.mark.parametrize(("database", "options"), [
+        ("admindb", b"WITH TEMPLATE = template0 ENCODING = 'LATIN1' LOCALE_PROVIDER = libc LOCALE = 'C';"),
+        ("template1", None),
+    ])
+    def test_one_read_gives_the_create_options_and_the_same_section(self, size, database, options):
+        """split_at_create_database finds the options past COPY data that looks like a CREATE DATABASE,
+        and the section cut from the rest of that one read is the one cut from the whole dump."""
+        rename = DatabaseRename(database, "pgbackup_restore_1")
+        found, rest = split_at_create_database(in_chunks(PROPERTIES, size), database)
+        assert found == options
+        whole = b"".join(database_section(in_chunks(PROPERTIES, size), database, rename))
+        assert b"".join(database_section(rest, database, rename)) == whole and whole
+
     @pytest.mark.parametrize("size", [1, 13, 4096])
     def test_section_goes_on_after_a_reconnect_and_names_the_staging_database(self, size):
         """The reconnect to the same database is left out (psql stays in the staging database), the
