@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import BinaryIO
 
 import docker
 import docker.errors
@@ -61,7 +62,7 @@ class DockerExecTransport:
             exec_id = api.exec_create(
                 container.id, command, stdout=True, stderr=True, environment=dict(env or {})
             )["Id"]
-            frames = api.exec_start(exec_id, stream=True, demux=True)
+            frames = exec_frames(api, exec_id)
         except docker.errors.DockerException as error:
             raise ConnectionFailed(f"docker exec into {self.container_name!r} failed: {error}") from None
         tail = PidAwareTail()
@@ -175,6 +176,50 @@ class PidAwareTail(StderrTail):
 
 
 Frames = Iterable[tuple[bytes | None, bytes | None]]  # (stdout, stderr) pairs of a demultiplexed exec stream
+
+STDOUT_FRAME, STDERR_FRAME = 1, 2
+
+
+def exec_frames(api: docker.APIClient, exec_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """The exec's output as (stdout, stderr) pairs, read through the HTTP response's own
+    buffered reader.
+
+    docker-py's ``exec_start(stream=True)`` reads the hijacked stream from the raw socket
+    beneath that reader, so bytes the reader already took in with the 101 response's headers are
+    lost. Through a proxy that forwards the headers and the first frames in one segment
+    (DOCKER_HOST=tcp:// to the socket proxy) a quick command's whole output went missing: an
+    empty `SHOW server_version_num`, an empty `mktemp -d`.
+    """
+    response = api._post_json(  # noqa: SLF001 - the request exec_start makes, kept to read it ourselves
+        api._url("/exec/{0}/start", exec_id), headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+        data={"Tty": False, "Detach": False}, stream=True,
+    )
+    api._raise_for_status(response)
+    reader = response.raw._fp.fp  # the buffered reader http.client parsed the headers with
+    try:
+        while True:
+            header = _read_exactly(reader, 8)
+            if len(header) < 8:
+                return
+            payload = _read_exactly(reader, int.from_bytes(header[4:8], "big"))
+            if header[0] == STDERR_FRAME:
+                yield None, payload
+            else:
+                yield payload, None
+    finally:
+        response.close()
+
+
+def _read_exactly(reader: BinaryIO, size: int) -> bytes:
+    """``size`` bytes, or fewer only at the end of the stream."""
+    parts, wanted = [], size
+    while wanted > 0:
+        part = reader.read(wanted)
+        if not part:
+            break
+        parts.append(part)
+        wanted -= len(part)
+    return b"".join(parts)
 
 
 def _stdout_of(frames: Frames, tail: StderrTail, state: dict) -> Iterator[bytes]:
