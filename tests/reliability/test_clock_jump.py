@@ -137,10 +137,16 @@ class TestSelection:
 # --- the incident, end to end -------------------------------------------------------------
 
 def faketime_pgbackup(offset: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """``pgbackup ARGS`` with the process clock shifted by ``offset`` (libfaketime). Without the
-    faketime command the test fails: scripts/test installs Debian's faketime package."""
+    """``pgbackup ARGS`` with the wall clock shifted by ``offset`` (libfaketime). Without the
+    faketime command the test fails: scripts/test installs Debian's faketime package.
+
+    Only the wall clock moves, as when a host's clock is set wrong: the monotonic clock is left
+    alone (FAKETIME_DONT_FAKE_MONOTONIC). Shifting it too would make every timed wait (a thread
+    join, an Event.wait) sleep for the offset, because libfaketime does not translate the
+    absolute deadline of ``sem_clockwait`` that CPython's timed lock waits use."""
     if shutil.which("faketime") is None:
         pytest.fail("no faketime command: install Debian's faketime package (scripts/test does)", pytrace=False)
+    env = {**env, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     return subprocess.run(["faketime", offset, sys.executable, "-m", "daemon", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, check=False)
 
