@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.parse
 
 import pytest
 
+from daemon.housekeeping import debris
+from daemon.monitoring.metrics import Metrics
+from daemon.settings import Settings
+from daemon.verify import throwaway
 from tests.integration.conftest import SMALL_SOURCE_PASSWORD
 from tests.support import docker_env
 from tests.support.pgbackup_cli import REPO_ROOT, artifact_paths, exec_env, log_events, pgbackup
@@ -102,6 +107,45 @@ class TestThroughTheProxy:
         result = pgbackup("verify", env=env)
         assert result.returncode != 0
         assert "403" in result.stdout + result.stderr
+
+
+def container_list_path(filters: str) -> str:
+    """GET /containers/json with ``filters`` encoded as the SDK encodes it (a form value)."""
+    return "/v1.41/containers/json?all=1&filters=" + urllib.parse.quote_plus(filters)
+
+
+THROWAWAY_FILTER = '{"label": ["pgbackup.restore-test=1"]}'  # json.dumps of the SDK's filter
+
+
+class TestStartSweepThroughTheProxy:
+    def test_abandoned_throwaways_are_removed_with_the_restore_test_switch(
+        self, small_source, restore_test_proxy, docker_client, postgres_image, tmp_path
+    ):
+        """The start's debris sweep lists the restore-test containers through the proxy and removes
+        this install's abandoned one (its creator, a container, is gone)."""
+        abandoned = docker_client.containers.run(
+            postgres_image, ["sleep", "600"], entrypoint=[], detach=True,
+            name=docker_env.unique_name("pgbackup-restore-test"),
+            labels={throwaway.LABEL: "1", throwaway.OWNER_LABEL: small_source.name,
+                    throwaway.CREATOR_LABEL: f"{'0' * 64}/7", **docker_env.docker_labels()})
+        try:
+            settings = Settings(postgres_container=small_source.name, postgres_user=small_source.user,
+                                backup_dir=tmp_path, docker_host=restore_test_proxy.docker_host, _env_file=None)
+            report = debris.sweep_debris(settings, Metrics())
+            assert report.errors == {}
+            assert report.removed.get("restore_test_container") == [abandoned.name]
+        finally:
+            docker_env.remove_container(abandoned)
+
+    def test_only_the_throwaway_filter_lists_containers(self, restore_test_proxy, strict_proxy):
+        """With ALLOW_RESTORE_TEST the listing passes with the throwaway label filter only; any other
+        filter, or none, is refused; the strict proxy refuses every listing."""
+        assert restore_test_proxy.status_of("GET", container_list_path(THROWAWAY_FILTER)) == 200
+        for refused in ('{"label": ["pgbackup-test=1"]}', '{"label": ["pgbackup.restore-test=1", "x=1"]}',
+                        '{"name": ["pgbackup.restore-test=1"]}'):
+            assert restore_test_proxy.status_of("GET", container_list_path(refused)) == 403, refused
+        assert restore_test_proxy.status_of("GET", "/v1.41/containers/json?all=1") == 403
+        assert strict_proxy.status_of("GET", container_list_path(THROWAWAY_FILTER)) == 403
 
 
 class TestRefusedCalls:
