@@ -7,14 +7,19 @@ whitespace is not.
 
 Each URL is a secret (tokens, passwords): the metric label and every log line name only its
 scheme. Apprise's own log lines can name hosts, users and tokens, so its logger is silenced.
+
+Apprise is imported only when a URL is checked or used: loading it costs every command about
+90 ms (and a deprecation warning from Python's imghdr), needed only with NOTIFY_URLS set.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
-import apprise
+if TYPE_CHECKING:
+    import apprise
 
 # Apprise logs through this logger (apprise/logger.py).
 APPRISE_LOGGER = "apprise"
@@ -42,6 +47,8 @@ def quiet_apprise_log() -> None:
 
 def notify_service(url: str) -> apprise.NotifyBase | None:
     """Apprise's sender for ``url``, or None when the scheme is unknown or the URL incomplete."""
+    import apprise
+
     quiet_apprise_log()
     return apprise.Apprise.instantiate(url, suppress_exceptions=True)
 

@@ -9,11 +9,14 @@ log lines can show hosts, users and tokens (notify_urls.quiet_apprise_log).
 
 from __future__ import annotations
 
-import apprise
+from typing import TYPE_CHECKING
 
 from daemon.notify.http import DeliveryFailed
 from daemon.notify.message import Notice
 from daemon.notify_urls import notify_service, scheme_of
+
+if TYPE_CHECKING:
+    import apprise
 
 FALLBACK_LABEL = "apprise"  # for a URL without a scheme a label may show; settings never let one in
 
@@ -25,11 +28,15 @@ def label(url: str) -> str:
 
 def notify_type(notice: Notice) -> apprise.NotifyType:
     """Apprise's colour and icon for the notice."""
+    import apprise
+
     return apprise.NotifyType.FAILURE if notice.failed else apprise.NotifyType.SUCCESS
 
 
 def send(url: str, notice: Notice, timeout: float) -> None:
     """The notice's title and lines as plain text to ``url``; raises DeliveryFailed."""
+    import apprise
+
     service = notify_service(url)
     if service is None:
         raise DeliveryFailed("Apprise cannot use this URL")
