@@ -112,6 +112,10 @@ class ArtifactReader:
         --schema and --table by the whole name; a table whose name merely starts the same does not count)."""
         return toc.has_table_data(self._toc_entries(archive, f"--schema={schema}", f"--table={name}"))
 
+    def has_table_definition(self, archive: str, schema: str, name: str) -> bool:
+        """Whether the archive defines exactly the table ``schema.name`` (rows or not)."""
+        return toc.has_table_definition(self._toc_entries(archive, f"--schema={schema}", f"--table={name}"))
+
     def _toc_entries(self, archive: str, *selection: str) -> list[toc.TocEntry]:
         """The entries of the archive's table of contents that ``selection`` (pg_restore's
         --schema/--table options) keeps."""

@@ -55,6 +55,11 @@ def has_table_data(entries: Iterable[TocEntry]) -> bool:
     return any(entry.catalog == 0 and entry.text.startswith(TABLE_DATA) for entry in entries)
 
 
+def has_table_definition(entries: Iterable[TocEntry]) -> bool:
+    """A table's definition: a partitioned table has one, though its rows are its partitions'."""
+    return any(entry.catalog == PG_CLASS and entry.text.startswith(TABLE) for entry in entries)
+
+
 def missing_tables(listed: Iterable[str], present: Iterable[str]) -> list[str]:
     """The listed tables the server does not have, counted: two tables that pg_restore prints alike
     (a newline in one name, a space in the other) need two tables on the server."""

@@ -636,6 +636,40 @@ class TestNamesAndTables:
         assert table_fingerprints(source, "authdb") == before
 
 
+    def test_table_restore_of_a_partitioned_table(self, source, tmp_path):
+        """`restore table` of a partitioned table (its rows are its partitions') empties every partition
+        and loads each partition's rows from the backup in one transaction, the partitions' triggers held
+        off; rows in a partition made after the backup go, as later rows of any table do. --into is
+        refused with the way to get the table."""
+        source.psql(
+            "CREATE TABLE api.events (id int, at date) PARTITION BY RANGE (at);"
+            "CREATE TABLE api.events_2026 PARTITION OF api.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+            "CREATE TABLE api.events_2027 PARTITION OF api.events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');"
+            "INSERT INTO api.events SELECT g, date '2026-06-01' + g % 400 FROM generate_series(1, 1000) g", db="apidb")
+        shape = "SELECT tableoid::regclass, count(*), sum(id) FROM api.events GROUP BY 1 ORDER BY 1"
+        original = source.psql(shape, db="apidb")
+        env = exec_env(source, tmp_path)
+        backup(env, "database", "apidb")
+        source.psql(
+            "DELETE FROM api.events WHERE id < 300;"
+            "CREATE TABLE api.events_2028 PARTITION OF api.events FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');"
+            "INSERT INTO api.events VALUES (5000, '2028-02-02');"
+            "CREATE FUNCTION api.negate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.id := -NEW.id; "
+            "RETURN NEW; END $$;"
+            "CREATE TRIGGER negate BEFORE INSERT ON api.events FOR EACH ROW EXECUTE FUNCTION api.negate()", db="apidb")
+
+        result = restore(env, "table", "apidb", "api.events", "--latest", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "api.events_2026, api.events_2027" in result.stdout + result.stderr
+        assert source.psql(shape, db="apidb") == original
+        enabled = "SELECT count(*) FROM pg_trigger WHERE tgname = 'negate' AND tgenabled = 'O'"
+        assert source.psql(enabled, db="apidb") == "4"  # the parent's and each partition's clone
+
+        copied = restore(env, "table", "apidb", "api.events", "--latest", "--into", "apidb_events")
+        assert copied.returncode == 1 and "partitioned table" in copied.stderr and "--into" in copied.stderr
+        assert "apidb_events" not in database_names(source)
+
+
 class TestFromS3:
     """A backup that is only in S3 is downloaded, checked and restored."""
 
