@@ -210,7 +210,7 @@ def pgbackup_contender(context: BenchContext, kind: str, method: Method, variant
         else:
             shutil.rmtree(scratch, ignore_errors=True)
         return Sample(run.seconds, output, run.peak_rss_bytes, run.tree_rss_bytes, details,
-                      machine_cpu_seconds=run.machine_cpu_seconds)
+                      machine_cpu_seconds=run.machine_cpu_seconds, process_cpu_seconds=run.process_cpu_seconds)
 
     return Contender(key, label, "pgbackup", run)
 
@@ -349,6 +349,15 @@ def backup_contenders(context: BenchContext, *, with_s3: bool = True,
             if variant_names is None or ENCRYPTED.name in variant_names:
                 contenders.append(pgbackup_contender(context, kind, default_method, ENCRYPTED, True))
     return contenders
+
+
+def profile_contenders(context: BenchContext) -> list[Contender]:
+    """What a dataset profile is judged by: the physical limit and the current pipeline against
+    the default full and per-database backups (default method), and the pg_dump -Fc reference."""
+    references = {c.key: c for c in reference_contenders(context)}
+    default_method = methods()[0]
+    return [references["physical"], references["current"], references["pg_dump_fc"],
+            *(pgbackup_contender(context, kind, default_method, VARIANTS[0], False) for kind in KINDS)]
 
 
 def rss_contenders(context: BenchContext) -> list[Contender]:

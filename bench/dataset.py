@@ -8,6 +8,11 @@ UUIDs, arrays, inet, with primary keys and secondary indexes.
 
 The size is the approximate byte count of the raw `pg_dumpall` output; the exact
 figure is measured after loading (`raw_dump_bytes`).
+
+Three profiles differ in how well the dump compresses (gzip -6 of the raw `pg_dumpall`):
+``mixed`` (the tables above; about 4.5:1), ``low`` (hex digests, UUIDs and bytea of
+sha256 output; about 1.8:1) and ``high`` (templated log lines and JSON with few distinct
+values; about 10:1). The same three databases hold them.
 """
 
 from __future__ import annotations
@@ -182,11 +187,111 @@ TABLES = (
 )
 
 
+# Low compressibility: what gzip cannot shrink much. sha256 output is as random as bytes get;
+# COPY prints bytea and digests as hex, which gzip brings back to about half.
+LOW_TABLES = (
+    Table(
+        "authdb", "tokens", 0.30, 330,
+        """CREATE TABLE tokens (
+            id bigint NOT NULL, token uuid NOT NULL, secret text NOT NULL, signature bytea NOT NULL,
+            issued_at timestamptz NOT NULL)""",
+        """INSERT INTO tokens
+        SELECT g, pg_temp.h({seed}, g, 'token')::uuid,
+               pg_temp.h({seed}, g, 's1') || pg_temp.h({seed}, g, 's2') || pg_temp.h({seed}, g, 's3'),
+               sha256(int8send(g) || int8send({seed})) || sha256(int8send(g) || int8send({seed} + 1))
+                   || sha256(int8send(g) || int8send({seed} + 2)) || sha256(int8send(g) || int8send({seed} + 3)),
+               timestamptz '2020-01-01 00:00:00+00' + (pg_temp.num({seed}, g, 20) % 200000000) * interval '1 second'
+        FROM generate_series({lo}, {hi}) AS g""",
+        ("ALTER TABLE tokens ADD PRIMARY KEY (id)",),
+    ),
+    Table(
+        "apidb", "blobs", 0.45, 600,
+        """CREATE TABLE blobs (id bigint NOT NULL, ref uuid NOT NULL, content bytea NOT NULL)""",
+        """INSERT INTO blobs
+        SELECT g, pg_temp.h({seed}, g, 'ref')::uuid,
+               (SELECT string_agg(sha256(int8send(g) || int8send(part) || int8send({seed})), ''::bytea)
+                FROM generate_series(1, 9) AS part)
+        FROM generate_series({lo}, {hi}) AS g""",
+        ("ALTER TABLE blobs ADD PRIMARY KEY (id)",),
+    ),
+    Table(
+        "admindb", "checksums", 0.25, 300,
+        """CREATE TABLE checksums (id bigint NOT NULL, path text NOT NULL, sha256 text NOT NULL, size bigint,
+            mime text, stored_at timestamptz)""",
+        """INSERT INTO checksums
+        SELECT g, '/srv/files/' || pg_temp.h({seed}, g, 'dir') || '/' || pg_temp.h({seed}, g, 'file') || '.bin',
+               encode(sha256(int8send(g) || int8send({seed} + 9)), 'hex'), pg_temp.num({seed}, g, 21),
+               (ARRAY['application/octet-stream','application/pdf','image/png'])[1 + g % 3],
+               timestamptz '2025-01-01 00:00:00+00' + g * interval '1 minute'
+        FROM generate_series({lo}, {hi}) AS g""",
+        ("ALTER TABLE checksums ADD PRIMARY KEY (id)",),
+    ),
+)
+
+# High compressibility: templated log lines and JSON whose keys repeat and whose values come
+# from short lists, as an application's request log and audit trail look.
+HIGH_TABLES = (
+    Table(
+        "authdb", "audit_events", 0.30, 260,
+        """CREATE TABLE audit_events (
+            id bigint NOT NULL, session text NOT NULL, actor text NOT NULL, action text NOT NULL, details jsonb,
+            at timestamptz NOT NULL)""",
+        """INSERT INTO audit_events
+        SELECT g, pg_temp.h({seed}, g / 4, 'session'), 'user' || (g % 40) || '@example.test',
+               (ARRAY['login','logout','view'])[1 + g % 3],
+               jsonb_build_object('ok', true, 'source', 'web', 'ip', '10.0.0.' || (g % 8),
+                                  'client', 'Mozilla/5.0 (X11; Linux x86_64) Firefox/132.0',
+                                  'message', 'routine session check passed for the account'),
+               timestamptz '2026-01-01 00:00:00+00' + g * interval '1 second'
+        FROM generate_series({lo}, {hi}) AS g""",
+        ("ALTER TABLE audit_events ADD PRIMARY KEY (id)",),
+    ),
+    Table(
+        "apidb", "request_log", 0.45, 240,
+        """CREATE TABLE request_log (id bigint NOT NULL, request_id uuid NOT NULL, level text NOT NULL,
+            line text NOT NULL, at timestamptz NOT NULL)""",
+        """INSERT INTO request_log
+        SELECT g, pg_temp.h({seed}, g, 'request')::uuid, CASE WHEN g % 50 = 0 THEN 'WARN' ELSE 'INFO' END,
+               'GET /v1/items/' || (g % 100) || ' HTTP/1.1 200 OK in ' || (g % 20) || ' ms '
+                   || 'upstream=api-1 cache=hit user_agent="python-requests/2.32.3" route=items.show',
+               timestamptz '2026-01-01 00:00:00+00' + g * interval '100 milliseconds'
+        FROM generate_series({lo}, {hi}) AS g""",
+        ("ALTER TABLE request_log ADD PRIMARY KEY (id)",),
+    ),
+    Table(
+        "admindb", "pages", 0.25, 500,
+        """CREATE TABLE pages (id bigint NOT NULL, title text NOT NULL, body text, revision integer,
+            author uuid)""",
+        """INSERT INTO pages
+        SELECT g, 'Page ' || (g % 100), substr({prose_literal}, 1 + (g % 5) * 3, 420), 1 + g % 3,
+               pg_temp.h({seed}, g, 'author')::uuid
+        FROM generate_series({lo}, {hi}) AS g""",
+        ("ALTER TABLE pages ADD PRIMARY KEY (id)",),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    tables: tuple[Table, ...]
+
+
+PROFILES = {
+    "mixed": Profile("mixed", "application tables: text, jsonb, numbers, UUIDs (about 4.5:1 with gzip)", TABLES),
+    "low": Profile("low", "hex digests, UUIDs and bytea of sha256 output (about 1.8:1)", LOW_TABLES),
+    "high": Profile("high", "templated log lines and repetitive JSON (about 10:1)", HIGH_TABLES),
+}
+DEFAULT_PROFILE = "mixed"
+
+
 @dataclass
 class Dataset:
     server: PgServer
     size_mb: float
     seed: int
+    profile: Profile = PROFILES[DEFAULT_PROFILE]
     rows: dict[str, int] = field(default_factory=dict)  # "db.table" -> rows
     raw_dump_bytes: int = 0
     load_seconds: float = 0.0
@@ -204,12 +309,16 @@ def rows_for(table: Table, size_mb: float) -> int:
 
 
 def _helpers_sql() -> str:
-    return _HELPERS.format(prose="'" + _PROSE.replace("'", "''") + "'")
+    return _HELPERS.format(prose=_prose_literal())
+
+
+def _prose_literal() -> str:
+    return "'" + _PROSE.replace("'", "''") + "'"
 
 
 def load_table(server: PgServer, table: Table, rows: int, seed: int) -> None:
     """Create and fill one table in one transaction (no WAL with wal_level=minimal), then index it."""
-    insert = table.insert.format(seed=seed, lo=1, hi=rows)
+    insert = table.insert.format(seed=seed, lo=1, hi=rows, prose_literal=_prose_literal())
     server.psql(f"{_helpers_sql()}\nBEGIN;\n{table.create};\n{insert};\nCOMMIT;", db=table.database)
     server.psql(";\n".join(table.indexes) + ";", db=table.database)
 
@@ -223,16 +332,17 @@ def start_source(client: docker.DockerClient, image: str, *, name_prefix: str = 
 
 def create_dataset(
     client: docker.DockerClient, image: str, size_mb: float, *, seed: int = DEFAULT_SEED,
-    name_prefix: str = "pgbackup-bench-src",
+    name_prefix: str = "pgbackup-bench-src", profile: str = DEFAULT_PROFILE,
 ) -> Dataset:
-    """Start a PostgreSQL container and fill it with about `size_mb` MB of raw dump."""
+    """Start a PostgreSQL container and fill it with about `size_mb` MB of raw dump of `profile`."""
+    chosen = PROFILES[profile]
     server = start_source(client, image, name_prefix=name_prefix)
-    dataset = Dataset(server=server, size_mb=size_mb, seed=seed)
+    dataset = Dataset(server=server, size_mb=size_mb, seed=seed, profile=chosen)
     try:
         started = time.monotonic()
-        dataset.rows = {f"{t.database}.{t.name}": rows_for(t, size_mb) for t in TABLES}
+        dataset.rows = {f"{t.database}.{t.name}": rows_for(t, size_mb) for t in chosen.tables}
         # Largest tables first, so the two workers finish at about the same time.
-        ordered = sorted(TABLES, key=lambda t: -t.share)
+        ordered = sorted(chosen.tables, key=lambda t: -t.share)
         with ThreadPoolExecutor(LOAD_WORKERS) as pool:
             for future in [pool.submit(load_table, server, t, dataset.rows[f"{t.database}.{t.name}"], seed)
                            for t in ordered]:
@@ -258,11 +368,13 @@ def raw_dump_bytes(server: PgServer) -> int:
     return int(output.strip())
 
 
-def table_counts(server: PgServer) -> dict[str, int]:
-    """Exact row counts of the dataset's tables on `server` (e.g. after a restore)."""
+def table_counts(server: PgServer, qualified_names) -> dict[str, int]:
+    """Exact row counts on `server` of the tables named ``database.table`` (e.g. after a restore)."""
     counts = {}
     for database in DATABASES:
-        names = [t.name for t in TABLES if t.database == database]
+        names = [name.split(".", 1)[1] for name in qualified_names if name.split(".", 1)[0] == database]
+        if not names:
+            continue
         sql = " UNION ALL ".join(f"SELECT '{n}', count(*) FROM {n}" for n in names)
         for line in server.psql(sql, db=database).splitlines():
             name, count = line.split("|")

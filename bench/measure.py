@@ -34,6 +34,7 @@ class Sample:
     tree_rss_bytes: int | None = None  # the largest sampled sum over its process tree
     details: dict = field(default_factory=dict)
     machine_cpu_seconds: float | None = None  # CPU time of the whole machine while it ran
+    process_cpu_seconds: float | None = None  # the measured process and the children it reaped (wait4)
 
 
 @dataclass
@@ -82,6 +83,11 @@ class Result:
         return statistics.median(values) if self.ok and values else None
 
     @property
+    def process_cpu_seconds(self) -> float | None:
+        values = [s.process_cpu_seconds for s in self.samples if s.process_cpu_seconds is not None]
+        return statistics.median(values) if self.ok and values else None
+
+    @property
     def tree_rss_bytes(self) -> int | None:
         values = [s.tree_rss_bytes for s in self.samples if s.tree_rss_bytes is not None]
         return max(values) if self.ok and values else None
@@ -93,6 +99,7 @@ class Result:
             "samples": [
                 {"seconds": s.seconds, "output_bytes": s.output_bytes, "peak_rss_bytes": s.peak_rss_bytes,
                  "tree_rss_bytes": s.tree_rss_bytes, "machine_cpu_seconds": s.machine_cpu_seconds,
+                 "process_cpu_seconds": s.process_cpu_seconds,
                  **({"details": s.details} if s.details else {})}
                 for s in self.samples
             ],
@@ -143,6 +150,7 @@ class ProcessRun:
     stdout: str
     stderr: str
     machine_cpu_seconds: float | None = None
+    process_cpu_seconds: float | None = None  # user + system of the process and its reaped children
 
 
 def machine_cpu_seconds() -> float | None:
@@ -195,6 +203,7 @@ def run_process(
         tree_rss_bytes=sampler.peak_tree, stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
         machine_cpu_seconds=cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None,
+        process_cpu_seconds=usage.ru_utime + usage.ru_stime,
     )
 
 

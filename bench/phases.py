@@ -34,7 +34,7 @@ def _restore_target(client: docker.DockerClient, image: str) -> PgServer:
 
 
 def _check_counts(server: PgServer, expected: dict[str, int]) -> None:
-    counts = bench_dataset.table_counts(server)
+    counts = bench_dataset.table_counts(server, expected)
     if counts != expected:
         raise RuntimeError(f"restored row counts differ: {counts} != {expected}")
 

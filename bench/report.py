@@ -54,6 +54,108 @@ def _output(result: Result | None) -> float | None:
     return float(result.output_bytes) if result is not None and result.output_bytes is not None else None
 
 
+@dataclass
+class ProfileRun:
+    """The results on one dataset profile (the main dataset's own results included)."""
+
+    name: str
+    description: str
+    raw_dump_bytes: int
+    results: dict[str, Result]
+
+    def get(self, key: str) -> Result | None:
+        return self.results.get(key)
+
+    @property
+    def compression_ratio(self) -> float | None:
+        """Raw pg_dumpall bytes per byte of the current pipeline's gzip output."""
+        current = _output(self.get("current"))
+        return self.raw_dump_bytes / current if current else None
+
+
+# Issue 16's targets.
+DATABASES_VS_FULL_LIMIT = 1.3
+PROFILE_PHYSICAL_LIMIT = 1.25
+RESTORE_FULL_LIMIT = 0.6
+GB = 1_000_000_000
+
+
+def evaluate_round_two_targets(large: dict[str, Result], restore: dict[str, Result], profiles: list[ProfileRun],
+                               method: str) -> list[Target]:
+    """Per-database run against the full backup and its output against pg_dump -Fc, the parallel
+    full restore, and on each dataset profile the full backup against the physical limit and
+    the current pipeline's output."""
+    full, databases = large.get(f"full/{method}/default"), large.get(f"databases/{method}/default")
+    targets = [
+        _ratio_target(f"per-database backups ({method}) vs full backup", databases, full, DATABASES_VS_FULL_LIMIT),
+        _ratio_target(f"per-database backups output ({method}) vs sum of pg_dump -Fc", databases,
+                      large.get("pg_dump_fc"), 1.0, value=_output, unit="bytes"),
+        _ratio_target("restore full with pgbackup vs plain restore", restore.get("restore/full"),
+                      restore.get("restore/plain"), RESTORE_FULL_LIMIT),
+    ]
+    for profile in profiles:
+        full = profile.get(f"full/{method}/default")
+        targets += [
+            _ratio_target(f"profile {profile.name}: full backup vs physical limit", full, profile.get("physical"),
+                          PROFILE_PHYSICAL_LIMIT),
+            _ratio_target(f"profile {profile.name}: full backup output vs current pipeline output", full,
+                          profile.get("current"), 1.0, value=_output, unit="bytes"),
+        ]
+    return targets
+
+
+def profile_rows(profiles: list[ProfileRun], method: str) -> list[list[str]]:
+    rows = []
+    for profile in profiles:
+        def seconds(key: str, profile=profile) -> str:
+            value = _seconds(profile.get(key))
+            return f"{value:.2f}" if value is not None else "n/a"
+
+        def megabytes(key: str, profile=profile) -> str:
+            value = _output(profile.get(key))
+            return f"{value / MB:.1f}" if value is not None else "n/a"
+
+        ratio = profile.compression_ratio
+        rows.append([profile.name, profile.description, f"{profile.raw_dump_bytes / MB:.0f}",
+                     f"{ratio:.1f}:1" if ratio else "n/a", seconds("physical"), seconds("current"),
+                     seconds(f"full/{method}/default"), megabytes("current"), megabytes(f"full/{method}/default"),
+                     seconds("pg_dump_fc"), seconds(f"databases/{method}/default"), megabytes("pg_dump_fc"),
+                     megabytes(f"databases/{method}/default")])
+    return rows
+
+
+PROFILE_HEADER = ["profile", "data", "raw MB", "gzip ratio", "physical s", "current s", "full s", "current MB",
+                  "full MB", "pg_dump -Fc s", "databases s", "pg_dump -Fc MB", "databases MB"]
+
+
+def s3_cost_rows(large: dict[str, Result], method: str) -> list[list[str]]:
+    """The sidecar's own CPU for the upload: CPU-seconds of the pgbackup process (and what it
+    reaped) with S3 minus without, per GB uploaded; the local S3 server's CPU beside it."""
+    rows = []
+    for kind in ("full", "databases"):
+        for variant in ("default", "encrypted"):
+            plain, with_s3 = large.get(f"{kind}/{method}/{variant}"), large.get(f"{kind}/{method}/{variant}/s3")
+            if plain is None or with_s3 is None or not (plain.ok and with_s3.ok):
+                continue
+            uploaded = [s.details.get("uploaded_bytes") for s in with_s3.samples if s.details.get("uploaded_bytes")]
+            server = [s.details["s3_server_cpu_seconds"] for s in with_s3.samples
+                      if s.details.get("s3_server_cpu_seconds") is not None]
+            if not uploaded or plain.process_cpu_seconds is None or with_s3.process_cpu_seconds is None:
+                continue
+            gigabytes = sorted(uploaded)[len(uploaded) // 2] / GB
+            extra = with_s3.process_cpu_seconds - plain.process_cpu_seconds
+            server_cpu = sorted(server)[len(server) // 2] if server else None
+            rows.append([f"{kind} ({variant})", f"{gigabytes:.3f}", f"{plain.process_cpu_seconds:.1f}",
+                         f"{with_s3.process_cpu_seconds:.1f}", f"{extra / gigabytes:.1f}",
+                         f"{server_cpu:.1f}" if server_cpu is not None else "n/a",
+                         f"{server_cpu / gigabytes:.1f}" if server_cpu is not None else "n/a"])
+    return rows
+
+
+S3_COST_HEADER = ["backup", "uploaded GB", "sidecar CPU s without S3", "sidecar CPU s with S3",
+                  "sidecar CPU s per GB uploaded", "S3 server CPU s", "S3 server CPU s per GB"]
+
+
 IDLE_CPU_LIMIT_PERCENT = 0.5
 RSS_LIMIT_MB = 150
 RSS_GROWTH_LIMIT = 0.10
@@ -177,8 +279,10 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def sections(large: dict[str, Result], small: dict[str, Result], restore: dict[str, Result],
-             idle: IdleResult, targets: list[Target], meta: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+             idle: IdleResult, targets: list[Target], meta: dict, profiles: list[ProfileRun] = (),
+             round_two: list[Target] = ()) -> list[tuple[str, list[str], list[list[str]]]]:
     out = []
+    method = meta.get("default_method", "container-auto")
     header, rows = _with_notes(result_rows(large))
     out.append((f"Backups of the {meta['size_label']} dataset", header, rows))
     header, rows = _with_notes(result_rows(small))
@@ -190,8 +294,15 @@ def sections(large: dict[str, Result], small: dict[str, Result], restore: dict[s
                 if not idle.unavailable and idle.peak_rss_bytes is not None
                 else ["pgbackup run", "n/a", "", "", "", idle.unavailable or ""])
     out.append(("Idle daemon", ["process", "sampled s", "CPU s", "CPU %", "RSS MB", "n/a reason"], [idle_row]))
+    if profiles:
+        out.append(("Dataset profiles (default settings, default method)", PROFILE_HEADER,
+                    profile_rows(list(profiles), method)))
+    out.append(("S3 upload cost (the sidecar's own CPU, the local S3 server's apart)", S3_COST_HEADER,
+                s3_cost_rows(large, method) or [["n/a (no pair of runs with and without S3)", *[""] * 6]]))
     out.append(("Targets of issue 7", ["target", "measured", "limit", "verdict", "note"],
                 [[t.name, t.measured, t.limit, t.verdict, t.note] for t in targets]))
+    out.append(("Targets of issue 16", ["target", "measured", "limit", "verdict", "note"],
+                [[t.name, t.measured, t.limit, t.verdict, t.note] for t in round_two]))
     return out
 
 

@@ -44,14 +44,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per contender (default 3)")
     parser.add_argument("--idle-seconds", type=float, default=20, help="how long the idle daemon is sampled")
     parser.add_argument("--seed", type=int, default=bench_dataset.DEFAULT_SEED)
+    parser.add_argument("--profiles", default="low,high",
+                        help="other dataset profiles to measure the default backups on, comma list of "
+                             f"{', '.join(bench_dataset.PROFILES)}, or 'none' (default low,high)")
+    parser.add_argument("--profile-size", type=float, default=500,
+                        help="raw pg_dumpall size in MB of each --profiles dataset (default 500)")
     parser.add_argument("--no-s3", action="store_true", help="leave out the S3 upload contenders")
     parser.add_argument("--variants", help="comma list of pgbackup variants to run (default: all), e.g. default")
     parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN, help=f"default {DEFAULT_MARKDOWN}")
     parser.add_argument("--json", type=Path, help="raw numbers (default: the markdown path with .json)")
     parser.add_argument("--work-dir", type=Path, help="scratch space for artifacts (default: a new temp dir)")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.size <= 0 or args.small_size <= 0:
-        parser.error("--rounds, --size and --small-size must be positive")
+    if args.rounds < 1 or args.size <= 0 or args.small_size <= 0 or args.profile_size <= 0:
+        parser.error("--rounds, --size, --small-size and --profile-size must be positive")
+    args.profiles = [] if args.profiles == "none" else [name.strip() for name in args.profiles.split(",")]
+    unknown = [name for name in args.profiles if name not in bench_dataset.PROFILES]
+    if unknown:
+        parser.error(f"--profiles: unknown {', '.join(unknown)}; choose from {', '.join(bench_dataset.PROFILES)}")
     return args
 
 
@@ -100,6 +109,21 @@ def start_s3(work_dir: Path):
         return None, f"{type(error).__name__}: {error}"
 
 
+def measure_profile(client, image: str, name: str, args: argparse.Namespace, work_dir: Path,
+                    datasets: list) -> report.ProfileRun:
+    """The default backups and the references on a dataset of another compressibility."""
+    data = bench_dataset.create_dataset(client, image, args.profile_size, seed=args.seed, profile=name,
+                                        name_prefix=f"pgbackup-bench-{name}")
+    datasets.append(data)
+    try:
+        context = BenchContext(data.server, work_dir)
+        results = run_rounds(bench_contenders.profile_contenders(context), args.rounds, log)
+    finally:
+        data.remove()
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return report.ProfileRun(data.profile.name, data.profile.description, data.raw_dump_bytes, results)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -146,6 +170,12 @@ def main(argv=None) -> int:
 
         log(f"idle daemon for {args.idle_seconds:g} s")
         idle = phases.measure_idle(context, args.idle_seconds)
+        data.remove()
+
+        profiles = {}
+        for name in args.profiles:
+            log(f"profile {name}: dataset of {args.profile_size:g} MB")
+            profiles[name] = measure_profile(client, image, name, args, work_dir / f"profile-{name}", datasets)
     finally:
         for item in datasets:
             item.remove()
@@ -157,8 +187,12 @@ def main(argv=None) -> int:
     meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     meta["load_after"] = load_average()
     method_keys = [bench_contenders.method_key(method) for method in bench_contenders.methods()]
+    meta["default_method"] = method_keys[0]
     targets = report.evaluate_targets(large, small, restore, idle, method_keys)
-    parts = report.sections(large, small, restore, idle, targets, meta)
+    main_profile = report.ProfileRun(data.profile.name, data.profile.description, data.raw_dump_bytes, large)
+    profile_runs = [main_profile, *profiles.values()]
+    round_two = report.evaluate_round_two_targets(large, restore, profile_runs, method_keys[0])
+    parts = report.sections(large, small, restore, idle, targets, meta, profile_runs, round_two)
     report.print_report(parts, meta)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(report.markdown(parts, meta))
@@ -171,8 +205,12 @@ def main(argv=None) -> int:
         "small": [r.to_json() for r in small.values()],
         "restore": [r.to_json() for r in restore.values()],
         "idle": idle.to_json(),
+        "profiles": [{"name": p.name, "raw_dump_bytes": p.raw_dump_bytes,
+                      "results": [r.to_json() for r in p.results.values()]} for p in profiles.values()],
         "targets": [{"name": t.name, "measured": t.measured, "limit": t.limit, "verdict": t.verdict,
                      "note": t.note} for t in targets],
+        "targets_round_two": [{"name": t.name, "measured": t.measured, "limit": t.limit, "verdict": t.verdict,
+                               "note": t.note} for t in round_two],
     }, indent=2))
     log(f"wrote {args.markdown} and {json_path}")
     return 0

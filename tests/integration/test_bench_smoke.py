@@ -23,7 +23,7 @@ class TestBenchmarkSmoke:
         markdown = tmp_path / "bench.md"
         command = [
             sys.executable, "-m", "bench", "--size", "20", "--small-size", "5", "--rounds", "1",
-            "--idle-seconds", "3", "--variants", "default", "--markdown", str(markdown),
+            "--idle-seconds", "3", "--variants", "default", "--profile-size", "5", "--markdown", str(markdown),
             "--work-dir", str(tmp_path / "work"),
         ]
         env = {**os.environ, "PGBACKUP_TEST_POSTGRES_IMAGE": postgres_image}
@@ -47,8 +47,20 @@ class TestBenchmarkSmoke:
             assert next(r for r in report["large"] if r["key"] == reference)["median_seconds"] > 0
         assert report["dataset"]["raw_dump_bytes"] > 10_000_000
 
-        targets = report["targets"]
-        assert targets and all(t["verdict"] in VERDICTS for t in targets)
-        assert all(t["note"] for t in targets if t["verdict"] == "n/a")
+        # The other dataset profiles: each measured its references and the default backups.
+        assert [profile["name"] for profile in report["profiles"]] == ["low", "high"]
+        for profile in report["profiles"]:
+            measured = {r["key"]: r["median_seconds"] for r in profile["results"]}
+            assert {"physical", "current", "full/container-auto/default", "databases/container-auto/default"} \
+                <= {key for key, seconds in measured.items() if seconds}, profile
+            assert profile["raw_dump_bytes"] > 2_000_000
+
+        for targets in (report["targets"], report["targets_round_two"]):
+            assert targets and all(t["verdict"] in VERDICTS for t in targets)
+            assert all(t["note"] for t in targets if t["verdict"] == "n/a")
+        judged = {t["name"] for t in report["targets_round_two"] if t["verdict"] != "n/a"}
+        assert {"profile low: full backup vs physical limit", "profile high: full backup vs physical limit",
+                "per-database backups (container-auto) vs full backup"} <= judged
         text = markdown.read_text()
         assert "## Targets of issue 7" in text and "physical limit" in text
+        assert "## Targets of issue 16" in text and "## Dataset profiles" in text and "## S3 upload cost" in text
