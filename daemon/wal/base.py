@@ -7,6 +7,9 @@ is restorable on its own (to its stop point) even across a gap in the WAL archiv
 archive it is the start of a point-in-time recovery. (``-X stream`` cannot write to stdout,
 ``-X none`` would make the base depend on the archive having no hole.) ``--checkpoint=fast``
 starts it at once instead of after a spread checkpoint of up to minutes.
+
+With ENCRYPT_RECIPIENTS the compressed tar is encrypted while it streams, like every other
+artifact (``base_*.tar.gz.age``; the manifest records ``encryption`` and the recipients).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from daemon.backup.compression import Gzip
 from daemon.backup.outcome import RunOutcome
 from daemon.backup.pipeline import PipelinedWriter
 from daemon.backup.runner import BackupRunner
+from daemon.encryption import ENCRYPTION_AGE, Encryption, Unencrypted
 from daemon.errors import Cancelled, PgBackupError
 from daemon.identity import this_instance
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, write_manifest
-from daemon.naming import base_backup_name
+from daemon.naming import base_backup_name, encrypted_name
 from daemon.settings import Settings
 from daemon.storage.local import AtomicArtifact, unused_start_time
 from daemon.wal.basetar import BaseFacts, BaseTarScanner
@@ -60,8 +64,14 @@ def run_base_backup(runner: BackupRunner, settings: Settings, *, wait: bool = Tr
 
 def take_base_backup(settings: Settings, runner: BackupRunner, run_id: str) -> Manifest:
     endpoint = resolve_endpoint(settings, runner.docker_client)
-    started = unused_start_time(settings.backup_dir, base_backup_name, runner.clock)
-    file_name = base_backup_name(started)
+    encryption = settings.encryption
+
+    def name_at(moment: datetime) -> str:
+        name = base_backup_name(moment)
+        return encrypted_name(name) if encryption is not None else name
+
+    started = unused_start_time(settings.backup_dir, name_at, runner.clock)
+    file_name = name_at(started)
     scanner = BaseTarScanner()
     progress = runner.progress(f"base {TARGET}")
     argv = base_backup_argv(endpoint, f"pgbackup {file_name}")
@@ -72,8 +82,10 @@ def take_base_backup(settings: Settings, runner: BackupRunner, run_id: str) -> M
         progress.wrote(len(block))
 
     try:
-        with AtomicArtifact(settings.backup_dir, file_name) as artifact:
-            with PipelinedWriter(write_block, Gzip(settings.gzip_level, settings.gzip_threads)) as writer:
+        # Encryption is the last stage, as for every artifact: the file holds an age file.
+        stage = encryption.stage(write_block) if encryption is not None else Unencrypted(write_block)
+        with AtomicArtifact(settings.backup_dir, file_name) as artifact, stage:
+            with PipelinedWriter(stage.write, Gzip(settings.gzip_level, settings.gzip_threads)) as writer:
                 with endpoint.replication.transport.stream(argv, endpoint.environment()) as chunks:
                     for chunk in chunks:
                         if runner.cancel.is_set():
@@ -82,10 +94,13 @@ def take_base_backup(settings: Settings, runner: BackupRunner, run_id: str) -> M
                         scanner.feed(chunk)
                         writer.put(chunk)
                 writer.finish()
+            stage.finish()
             facts = _facts(scanner)
             artifact.commit()
-            manifest = _manifest(settings, endpoint, file_name, artifact, started, runner.clock(), facts, run_id)
+            manifest = _manifest(settings, endpoint, file_name, artifact, started, runner.clock(), facts, run_id,
+                                 encryption)
             try:
+                manifest.sign(settings.signing_key)  # MANIFEST_SIGNING_KEY: unsigned would be foreign
                 write_manifest(settings.backup_dir, manifest)
             except BaseException:
                 artifact.retract()
@@ -107,12 +122,15 @@ def _facts(scanner: BaseTarScanner) -> BaseFacts:
 
 
 def _manifest(settings: Settings, endpoint: ReplicationEndpoint, file_name: str, artifact: AtomicArtifact,
-              started: datetime, finished: datetime, facts: BaseFacts, run_id: str) -> Manifest:
+              started: datetime, finished: datetime, facts: BaseFacts, run_id: str,
+              encryption: Encryption | None) -> Manifest:
     return Manifest(
         kind=KIND, target=TARGET, file=file_name, size_bytes=artifact.size_bytes, sha256=artifact.sha256,
         started_at=started, finished_at=finished, server_version=endpoint.server_version, format="tar",
         compression="gzip", method="pg_basebackup", pgbackup_version=__version__, run_id=run_id,
         instance=this_instance(settings).name,
+        encryption=ENCRYPTION_AGE if encryption is not None else "",
+        recipients=encryption.fingerprints if encryption is not None else [],
         details={
             "start_lsn": facts.start_lsn, "stop_lsn": facts.stop_lsn, "timeline": facts.timeline,
             "start_time": facts.start_time, "start_segment": facts.start_segment, "wal_method": WAL_METHOD,
