@@ -74,6 +74,15 @@ class Exclusions:
                        only_schemas=tuple(self.schemas.get(database, ())))
 
 
+def missing_tables_sql(tables: Sequence[str]) -> str:
+    """A query listing those of ``tables`` (as EXCLUDE_TABLE_DATA names them) that the database
+    does not have: pg_dump matches such a name silently against nothing."""
+    literals = ", ".join("'" + table_pattern(table).replace("'", "''") + "'" for table in tables)
+    names = ", ".join("'" + table.replace("'", "''") + "'" for table in tables)
+    return (f"SELECT name FROM unnest(ARRAY[{names}]::text[], ARRAY[{literals}]::text[]) AS t(name, pattern) "
+            "WHERE to_regclass(pattern) IS NULL")
+
+
 def name_pattern(name: str) -> str:
     """A pg_dump pattern that matches exactly ``name``: double-quoted, inner quotes doubled."""
     return '"' + name.replace('"', '""') + '"'

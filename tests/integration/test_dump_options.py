@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.docker_env import remove_container
-from tests.support.pgbackup_cli import artifact_paths, exec_env, pgbackup
+from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup
 from tests.support.postgres import start_postgres
 from tests.support.sample_data import seed, table_fingerprints
 
@@ -110,6 +110,24 @@ class TestExcludeTableData:
         assert len(kept) == len(original) - 2
         assert {table: table_fingerprints(source, copy)[table] for table in kept} == kept
         assert source.psql("SELECT count(*) > 0 FROM api.recent", db=copy) == "f"  # the view over it came back
+
+    def test_a_name_the_database_does_not_have_is_reported_and_the_backup_keeps_everything_else(
+            self, source, tmp_path):
+        """EXCLUDE_TABLE_DATA with a typo: the run still backs up (it leaves out the tables that exist) and logs
+        exclude_table_data_not_found naming only the missing table, in every run."""
+        env = exec_env(source, tmp_path, EXCLUDE_TABLE_DATA=f"apidb:{ROWS_LEFT_OUT},api.no_such_table")
+        result = pgbackup("backup", "database", "apidb", env=env)
+        assert result.returncode == 0, result.stderr
+        warnings = [event for event in log_events(result.stdout + result.stderr)
+                    if event.get("event") == "exclude_table_data_not_found"]
+        assert len(warnings) == 1 and warnings[0]["tables"] == ["api.no_such_table"], warnings
+        assert warnings[0]["database"] == "apidb" and "EXCLUDE_TABLE_DATA" in warnings[0]["hint"]
+
+        clean = exec_env(source, tmp_path / "clean", EXCLUDE_TABLE_DATA=f"apidb:{ROWS_LEFT_OUT}")
+        result = pgbackup("backup", "database", "apidb", env=clean)
+        assert result.returncode == 0, result.stderr
+        assert not [event for event in log_events(result.stdout + result.stderr)
+                    if event.get("event", "").startswith("exclude_table_data_not")]
 
     def test_restoring_one_such_table_is_refused_with_the_reason(self, source, tmp_path):
         """`restore table` of a table whose rows were left out says so instead of 'no such table'."""
