@@ -11,6 +11,11 @@ Layout (one record per file, so archiving a segment never rewrites a shared inde
                                           wal_size_bytes, timeline, archived_at
       00000002.history.gz / .json         a timeline's history file, the same way
 
+With ENCRYPT_RECIPIENTS each archived file is an age file around the gzip
+(``<name>.gz.age``) and its record says ``"encryption": "age"`` with the recipients'
+fingerprints; reading it back needs ENCRYPT_IDENTITY_FILE. The spool is pg_receivewal's own
+and stays plain: at most the segment being received and the newest complete one.
+
 A segment counts as archived only when its record exists; the record is written after the
 ``.gz`` is fsynced under its final name, so a crash in between leaves a file that the next pass
 archives again. A segment leaves the spool only once archived, and the newest complete one
@@ -20,7 +25,6 @@ spool alone (without the slot's help) says where streaming continues.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -29,7 +33,10 @@ from datetime import datetime
 from pathlib import Path
 
 from daemon.backup.compression import Gzip
+from daemon.encryption import ENCRYPTION_AGE, Decryption, Encryption, Unencrypted
 from daemon.logs import get_logger
+from daemon.naming import encrypted_name
+from daemon.restore.streams import ArtifactDamaged, gunzip, read_chunks
 from daemon.storage.local import AtomicArtifact, replace_file_atomically
 from daemon.wal.segments import history_timeline, is_wal_file, parse_segment
 
@@ -57,6 +64,12 @@ class WalRecord:
     archived_at: str  # ISO 8601
     offsite_key: str = ""  # the S3 key of its copy, once copied (wal/offsite.py)
     offsite_at: str = ""
+    encryption: str = ""  # "age" when ``file`` is an age file (ENCRYPT_RECIPIENTS); "" plain gzip
+    recipients: tuple[str, ...] = ()  # fingerprints of the age recipients
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.encryption)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -64,7 +77,9 @@ class WalRecord:
     @classmethod
     def from_json(cls, text: str) -> WalRecord:
         record = json.loads(text)
-        return cls(**{key: record[key] for key in cls.__dataclass_fields__ if key in record})
+        fields = {key: record[key] for key in cls.__dataclass_fields__ if key in record}
+        fields["recipients"] = tuple(fields.get("recipients", ()))
+        return cls(**fields)
 
 
 def wal_dir(backup_dir: Path) -> Path:
@@ -95,32 +110,42 @@ def timeline_of(name: str) -> int:
     return timeline
 
 
-def archive_file(source: Path, archive: Path, gzip_level: int, now: datetime) -> WalRecord:
-    """Compress ``source`` into ``archive`` atomically and write its record; returns the record."""
+def archive_file(source: Path, archive: Path, gzip_level: int, now: datetime,
+                 encryption: Encryption | None = None) -> WalRecord:
+    """Compress (and with ``encryption``, encrypt) ``source`` into ``archive`` atomically and write
+    its record; returns the record."""
     name = source.name
     compressor = Gzip(gzip_level, threads=1)
-    existing = archive / f"{name}{COMPRESSED_SUFFIX}"
-    existing.unlink(missing_ok=True)  # a .gz without a record: an earlier pass that died before the record
+    compressed = f"{name}{COMPRESSED_SUFFIX}"
+    for leftover in (compressed, encrypted_name(compressed)):  # without a record: a pass that died before it
+        (archive / leftover).unlink(missing_ok=True)
+    file_name = encrypted_name(compressed) if encryption is not None else compressed
     wal_size = 0
-    with AtomicArtifact(archive, existing.name) as artifact, source.open("rb") as wal:
-        while block := wal.read(BLOCK_SIZE):
-            wal_size += len(block)
-            artifact.write(compressor.member(block))
+    with AtomicArtifact(archive, file_name) as artifact, source.open("rb") as wal:
+        stage = encryption.stage(artifact.write) if encryption is not None else Unencrypted(artifact.write)
+        with stage:
+            while block := wal.read(BLOCK_SIZE):
+                wal_size += len(block)
+                stage.write(compressor.member(block))
+            stage.finish()
         artifact.commit()
     record = WalRecord(name, artifact.final_path.name, artifact.sha256, artifact.size_bytes, wal_size,
-                       timeline_of(name), now.isoformat())
+                       timeline_of(name), now.isoformat(),
+                       encryption=ENCRYPTION_AGE if encryption is not None else "",
+                       recipients=tuple(encryption.fingerprints) if encryption is not None else ())
     replace_file_atomically(record_path(archive, name), record.to_json().encode("utf-8"))
     return record
 
 
-def archive_completed(backup_dir: Path, gzip_level: int, clock: Callable[[], datetime]) -> list[WalRecord]:
+def archive_completed(backup_dir: Path, gzip_level: int, clock: Callable[[], datetime],
+                      encryption: Encryption | None = None) -> list[WalRecord]:
     """Archive every complete WAL file of the spool that has no record yet, oldest first, then
     remove from the spool what is archived, except the newest complete segment."""
     spool, archive = spool_dir(backup_dir), wal_dir(backup_dir)
     archived = []
     for path in sorted(complete_files(spool), key=lambda path: path.name):
         if not record_path(archive, path.name).exists():
-            record = archive_file(path, archive, gzip_level, clock())
+            record = archive_file(path, archive, gzip_level, clock(), encryption)
             log.info("wal_archived", file=record.file, size_bytes=record.size_bytes, sha256=record.sha256)
             archived.append(record)
     _trim_spool(spool, archive)
@@ -160,8 +185,9 @@ def partial_segment(backup_dir: Path) -> Path | None:
     return max(partials, key=lambda path: path.name) if partials else None
 
 
-def read_checked(backup_dir: Path, record: WalRecord) -> Iterator[bytes]:
-    """The WAL file's own bytes, after the archived file's sha256 and size matched its record."""
+def read_checked(backup_dir: Path, record: WalRecord, decryption: Decryption | None = None) -> Iterator[bytes]:
+    """The WAL file's own bytes, after the archived file's sha256 and size matched its record;
+    an encrypted one decrypted with ``decryption`` (ENCRYPT_IDENTITY_FILE; IdentityMissing without)."""
     path = wal_dir(backup_dir) / record.file
     digest = hashlib.sha256()
     try:
@@ -173,6 +199,9 @@ def read_checked(backup_dir: Path, record: WalRecord) -> Iterator[bytes]:
         raise WalArchiveError(f"WAL file {record.name}: cannot read {path}: {error.strerror}") from None
     if digest.hexdigest() != record.sha256 or size != record.size_bytes:
         raise WalArchiveError(f"WAL file {record.name}: {path} does not match its record (sha256 or size differs)")
-    with gzip.open(path, "rb") as wal:
-        while block := wal.read(BLOCK_SIZE):
-            yield block
+    stored = read_chunks(path)
+    content = (decryption or Decryption(None)).plaintext(stored, record) if record.encrypted else stored
+    try:
+        yield from gunzip(content, record.file)
+    except ArtifactDamaged as error:
+        raise WalArchiveError(f"WAL file {record.name}: {error}") from None

@@ -66,12 +66,14 @@ def restore_point_in_time(settings: Settings, target: datetime | None, volume: s
                           client: docker.DockerClient | None = None) -> RecoveryReport:
     """Recover into ``volume`` to ``target`` (None: everything received). Hold the backup lock."""
     instance = this_instance(settings, create=False)
-    manifests = [m for m in scan_manifests(settings.backup_dir).manifests if instance.owns(m.instance)]
+    # With MANIFEST_SIGNING_KEY an unsigned or badly signed manifest is foreign: never restored.
+    scanned = scan_manifests(settings.backup_dir, settings.signing_key).manifests
+    manifests = [m for m in scanned if instance.owns(m.instance)]
     base = choose_base(manifests, target)
     check_received(target, newest_wal_time(settings))
     client = client or docker_client(settings)
     return recover_into_volume(client, settings.backup_dir, base, volume, image or _image(settings, client, base),
-                               target)
+                               target, decryption=settings.decryption)
 
 
 def _image(settings: Settings, client: docker.DockerClient, base: Manifest) -> str:

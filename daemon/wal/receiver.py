@@ -137,7 +137,8 @@ class WalReceiver:
     def _archive_pass(self) -> None:
         """Completed segments into the archive; a failure (a full disk) is logged and tried again."""
         try:
-            archive_completed(self.settings.backup_dir, self.settings.gzip_level, self._now)
+            archive_completed(self.settings.backup_dir, self.settings.gzip_level, self._now,
+                              self.settings.encryption)
         except OSError as error:
             log.error("wal_archive_failed", error=str(error))
         newest = newest_wal_time(spool_dir(self.settings.backup_dir))

@@ -26,6 +26,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from daemon.encryption import Decryption
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import Manifest
@@ -106,17 +107,20 @@ def plan_wal(records: list[WalRecord], partial: Path | None, base: Manifest) -> 
 
 def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
                         target: datetime | None, *, timeout: float = 3600,
-                        labels: dict[str, str] | None = None) -> RecoveryReport:
+                        labels: dict[str, str] | None = None, decryption: Decryption | None = None) -> RecoveryReport:
     """Unpack ``base`` into ``volume`` (created if missing; refused when it holds a data
     directory), stage the WAL, recover to ``target`` (None: everything received) and promote;
     the server is stopped cleanly and the staged WAL removed. ``image``: a PostgreSQL image of
     the base's major version. The caller holds the backup lock: the WAL is staged in a scratch
-    directory of BACKUP_DIR, which a backup run would otherwise remove as a leftover."""
+    directory of BACKUP_DIR, which a backup run would otherwise remove as a leftover.
+    ``decryption`` (ENCRYPT_IDENTITY_FILE) reads an encrypted base and WAL; without it they are
+    refused (IdentityMissing) before anything is written."""
+    decryption = decryption or Decryption(None)
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix=RESTORE_SCRATCH_PREFIX, dir=backup_dir))
     try:
         reached, plan = _recover(client, backup_dir, base, volume, image, target, started + timeout, labels or {},
-                                 scratch)
+                                 scratch, decryption)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     target_text = target.isoformat(sep=" ") if target is not None else "latest"
@@ -127,12 +131,16 @@ def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Man
 
 
 def _recover(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
-             target: datetime | None, deadline: float, labels: dict[str, str], scratch: Path) -> tuple[str, WalPlan]:
+             target: datetime | None, deadline: float, labels: dict[str, str], scratch: Path,
+             decryption: Decryption) -> tuple[str, WalPlan]:
     # The partial segment is copied before the records are read: a segment completed and archived
     # in between is then in the records, never missing between the records and the partial.
     partial = _copy_partial(backup_dir, scratch)
     plan = plan_wal(read_records(backup_dir), partial, base)
     base_path = backup_dir / base.file
+    decryption.require(base)
+    for record in plan.records:
+        decryption.require(record)
     check_sha256(base_path, base.sha256, base.size_bytes)
     _ensure_volume(client, volume, labels)
     log.info("pitr_recovery_started", base=base.file, volume=volume,
@@ -145,9 +153,9 @@ def _recover(client: docker.DockerClient, backup_dir: Path, base: Manifest, volu
     )
     try:
         _refuse_existing_data(container, volume)
-        with base_path.open("rb") as tar_gz:  # Docker unpacks a gzip-compressed tar itself
-            container.put_archive(PGDATA, tar_gz)
-        _put_wal(container, backup_dir, plan, scratch)
+        # Docker unpacks a gzip-compressed tar itself; an encrypted base is decrypted on its way.
+        container.put_archive(PGDATA, iter(decryption.plaintext(_read(base_path), base)))
+        _put_wal(container, backup_dir, plan, scratch, decryption)
         container.start()
         _exec(container, ["sh", "-c", _PREPARE], "root")
         _exec(container, _pg_ctl_start(target), "postgres")
@@ -188,13 +196,13 @@ def _refuse_existing_data(container: Container, volume: str) -> None:
                           "or empty volume")
 
 
-def _put_wal(container: Container, backup_dir: Path, plan: WalPlan, scratch: Path) -> None:
+def _put_wal(container: Container, backup_dir: Path, plan: WalPlan, scratch: Path, decryption: Decryption) -> None:
     """The checked WAL as one tar under PGDATA/pgbackup_wal/, built in the scratch directory."""
     tar_path = scratch / "wal.tar"
     with tarfile.open(tar_path, "w") as tar:
         tar.addfile(_directory_entry(STAGED_WAL))
         for record in plan.records:
-            _add_file(tar, f"{STAGED_WAL}/{record.name}", read_checked(backup_dir, record), scratch)
+            _add_file(tar, f"{STAGED_WAL}/{record.name}", read_checked(backup_dir, record, decryption), scratch)
         if plan.partial is not None:
             name = plan.partial.name.removesuffix(".partial")
             _add_file(tar, f"{STAGED_WAL}/{name}", _read(plan.partial), scratch)

@@ -1,17 +1,21 @@
 """Point-in-time recovery with ENCRYPT_RECIPIENTS and MANIFEST_SIGNING_KEY_FILE, against a real
 PostgreSQL 15 container and Debian's `age` command: a base backup is an age file with a signed
-manifest, Debian's age reads it, `verify` needs the identity and checks the whole tar."""
+manifest, Debian's age reads it, `verify` needs the identity and checks the whole tar; the WAL
+archive is encrypted too, and a point-in-time recovery reads both only with the identity."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from daemon.manifest import read_manifest
+from daemon.wal.archive import partial_segment, read_records, wal_dir
+from tests.integration.test_daemon import wait_until
 from tests.integration.test_encryption import AGE_HEADER, AgeKey, age_binary, new_age_key
-from tests.integration.test_wal_streaming import allow_replication
+from tests.integration.test_wal_streaming import FAR_AWAY, allow_replication, running_daemon
 from tests.support import docker_env
 from tests.support.pgbackup_cli import exec_env, pgbackup
 from tests.support.postgres import start_postgres
@@ -77,3 +81,45 @@ class TestEncryptedBaseBackup:
                                                           "ENCRYPT_IDENTITY_FILE": str(age_key.identity_file)})
         assert verified.returncode == 0, verified.stdout + verified.stderr
         assert "a PostgreSQL 15 data directory" in verified.stdout, verified.stdout
+
+
+class TestEncryptedPointInTimeRecovery:
+    def test_encrypted_base_and_wal_recover_every_committed_row_only_with_the_identity(
+            self, docker_client, postgres_image, encrypted_source, encrypted_env, age_key, docker_volume_factory,
+            tmp_path):
+        """WAL_STREAMING with ENCRYPT_RECIPIENTS: archived segments are <name>.gz.age with records saying age;
+        `restore point-in-time --latest` without ENCRYPT_IDENTITY_FILE exits 2 naming it and writes nothing;
+        with it, the encrypted base and WAL recover a volume holding every committed row."""
+        backup_dir = Path(encrypted_env["BACKUP_DIR"])
+        daemon_env = {**encrypted_env, "SCHEDULE_FULL": FAR_AWAY, "SCHEDULE_DATABASES": FAR_AWAY,
+                      "SCHEDULE_RETENTION": FAR_AWAY, "SCHEDULE_BASE": FAR_AWAY, "SCHEDULE_RESTORE_TEST": "off"}
+        with running_daemon(daemon_env, tmp_path / "daemon.log"):
+            wait_until(lambda: partial_segment(backup_dir) is not None, 60, "the receiver to stream")
+            base = pgbackup("backup", "base", env=encrypted_env)
+            assert base.returncode == 0, base.stderr
+            encrypted_source.psql("INSERT INTO ticks SELECT g, clock_timestamp() FROM generate_series(101, 5000) g",
+                                  db="appdb")
+            closed = encrypted_source.psql("SELECT pg_walfile_name(pg_switch_wal())")
+            wait_until(lambda: closed in {r.name for r in read_records(backup_dir)}, 60, f"segment {closed} archived")
+            encrypted_source.psql("INSERT INTO ticks SELECT g, clock_timestamp() FROM generate_series(5001, 5100) g",
+                                  db="appdb")  # only in the partial segment
+            committed = encrypted_source.psql("SELECT count(*) FROM ticks", db="appdb")
+            time.sleep(1.5)
+
+            records = read_records(backup_dir)
+            assert records and all(r.encryption == "age" and r.file.endswith(".gz.age") for r in records), records
+            assert all((wal_dir(backup_dir) / r.file).read_bytes().startswith(AGE_HEADER) for r in records)
+
+            volume = docker_volume_factory("pgbackup-test-pitr-encrypted")
+            command = ("restore", "point-in-time", "--latest", "--volume", volume, "--image", postgres_image)
+            refused = pgbackup(*command, env=encrypted_env)
+            assert refused.returncode == 2 and "ENCRYPT_IDENTITY_FILE" in refused.stderr, refused.stderr
+            recovered = pgbackup(*command, env={**encrypted_env, "ENCRYPT_IDENTITY_FILE": str(age_key.identity_file)})
+            assert recovered.returncode == 0, recovered.stderr
+
+        restored = start_postgres(docker_client, postgres_image, databases=(), volume=volume,
+                                  password=encrypted_source.password)
+        try:
+            assert restored.psql("SELECT count(*) FROM ticks", db="appdb") == committed
+        finally:
+            docker_env.remove_container(restored.container)

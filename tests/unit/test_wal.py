@@ -5,8 +5,10 @@ import tarfile
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+import pyrage
 import pytest
 
+from daemon.encryption import Decryption, Encryption, IdentityMissing
 from daemon.errors import PgBackupError
 from daemon.manifest import Manifest
 from daemon.wal import archive
@@ -226,6 +228,28 @@ class TestArchive:
         (archive.wal_dir(tmp_path) / record.file).write_bytes(b"broken")
         with pytest.raises(archive.WalArchiveError, match=Segment(1, 1).name):
             list(archive.read_checked(tmp_path, record))
+
+
+class TestEncryptedArchive:
+    def test_with_recipients_a_segment_is_an_age_file_read_back_only_with_the_identity(self, tmp_path):
+        """ENCRYPT_RECIPIENTS: the archived file is <name>.gz.age (an age file), its record says age with the
+        recipient's fingerprint; reading it back needs the identity (IdentityMissing naming the variable
+        without it) and gives the original bytes with it."""
+        identity = pyrage.x25519.Identity.generate()
+        key_file = tmp_path / "key.txt"
+        key_file.write_text(f"{identity}\n")
+        archive.ensure_dirs(tmp_path)
+        (archive.spool_dir(tmp_path) / Segment(1, 1).name).write_bytes(b"wal-bytes " * 1000)
+        encryption = Encryption((str(identity.to_public()),))
+        (record,) = archive.archive_completed(tmp_path, 1, lambda: datetime.now(timezone.utc), encryption)
+        stored = (archive.wal_dir(tmp_path) / record.file).read_bytes()
+        assert record.file == f"{Segment(1, 1).name}.gz.age" and stored.startswith(b"age-encryption.org/v1\n")
+        assert record.encryption == "age" and list(record.recipients) == encryption.fingerprints
+        (reread,) = archive.read_records(tmp_path)
+        assert reread == record
+        with pytest.raises(IdentityMissing, match="ENCRYPT_IDENTITY_FILE"):
+            list(archive.read_checked(tmp_path, reread))
+        assert b"".join(archive.read_checked(tmp_path, reread, Decryption(key_file))) == b"wal-bytes " * 1000
 
 
 def wal_record(name: str) -> archive.WalRecord:
