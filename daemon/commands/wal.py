@@ -46,8 +46,9 @@ def command_wal(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def status(settings: Settings, *, as_json: bool = False) -> int:
-    summary = summarize(read_records(settings.backup_dir), partial_segment(settings.backup_dir),
-                        scan_manifests(settings.backup_dir).manifests, offsite=wal_offsite.wanted(settings))
+    key = settings.signing_key  # records and manifests not signed with it count as missing
+    summary = summarize(read_records(settings.backup_dir, key), partial_segment(settings.backup_dir),
+                        scan_manifests(settings.backup_dir, key).manifests, offsite=wal_offsite.wanted(settings))
     try:
         summary.slot = slot_state(resolve_endpoint(settings), settings.wal_slot_name)
     except PgBackupError as error:

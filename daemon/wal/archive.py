@@ -16,6 +16,11 @@ With ENCRYPT_RECIPIENTS each archived file is an age file around the gzip
 fingerprints; reading it back needs ENCRYPT_IDENTITY_FILE. The spool is pg_receivewal's own
 and stays plain: at most the segment being received and the newest complete one.
 
+With MANIFEST_SIGNING_KEY every record carries an HMAC over its content (but the offsite
+fields, written later), like the manifests: a record unsigned or badly signed is untrusted, and
+readers that know the key leave it out as if the file were missing (a recovery then refuses
+the gap, naming the segment), so whoever can write the bucket cannot slip in WAL of their own.
+
 A segment counts as archived only when its record exists; the record is written after the
 ``.gz`` is fsynced under its final name, so a crash in between leaves a file that the next pass
 archives again. A segment leaves the spool only once archived, and the newest complete one
@@ -28,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -37,6 +42,7 @@ from daemon.encryption import ENCRYPTION_AGE, Decryption, Encryption, Unencrypte
 from daemon.logs import get_logger
 from daemon.naming import encrypted_name
 from daemon.restore.streams import ArtifactDamaged, gunzip, read_chunks
+from daemon.signing import signature_of, signature_problem
 from daemon.storage.local import AtomicArtifact, replace_file_atomically
 from daemon.wal.segments import history_timeline, is_wal_file, parse_segment
 
@@ -66,10 +72,28 @@ class WalRecord:
     offsite_at: str = ""
     encryption: str = ""  # "age" when ``file`` is an age file (ENCRYPT_RECIPIENTS); "" plain gzip
     recipients: tuple[str, ...] = ()  # fingerprints of the age recipients
+    signature: str = ""  # MANIFEST_SIGNING_KEY: HMAC-SHA256 over the signed fields (daemon/signing.py)
 
     @property
     def encrypted(self) -> bool:
         return bool(self.encryption)
+
+    def _signed_fields(self) -> dict[str, object]:
+        record = asdict(self)
+        for unsigned in ("offsite_key", "offsite_at"):  # written after the record, when the copy is made
+            del record[unsigned]
+        record["recipients"] = list(self.recipients)
+        return record
+
+    def signed(self, key: bytes | None) -> WalRecord:
+        """This record with its signature under ``key`` (unchanged without a key)."""
+        if key is None:
+            return self
+        return replace(self, signature=signature_of(self._signed_fields(), key))
+
+    def signature_problem(self, key: bytes | None) -> str | None:
+        """Why the record is not to be trusted under ``key``; None when it is (or without a key)."""
+        return signature_problem(self._signed_fields(), key)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -111,7 +135,7 @@ def timeline_of(name: str) -> int:
 
 
 def archive_file(source: Path, archive: Path, gzip_level: int, now: datetime,
-                 encryption: Encryption | None = None) -> WalRecord:
+                 encryption: Encryption | None = None, signing_key: bytes | None = None) -> WalRecord:
     """Compress (and with ``encryption``, encrypt) ``source`` into ``archive`` atomically and write
     its record; returns the record."""
     name = source.name
@@ -132,20 +156,21 @@ def archive_file(source: Path, archive: Path, gzip_level: int, now: datetime,
     record = WalRecord(name, artifact.final_path.name, artifact.sha256, artifact.size_bytes, wal_size,
                        timeline_of(name), now.isoformat(),
                        encryption=ENCRYPTION_AGE if encryption is not None else "",
-                       recipients=tuple(encryption.fingerprints) if encryption is not None else ())
+                       recipients=tuple(encryption.fingerprints) if encryption is not None else ()
+                       ).signed(signing_key)
     replace_file_atomically(record_path(archive, name), record.to_json().encode("utf-8"))
     return record
 
 
 def archive_completed(backup_dir: Path, gzip_level: int, clock: Callable[[], datetime],
-                      encryption: Encryption | None = None) -> list[WalRecord]:
+                      encryption: Encryption | None = None, signing_key: bytes | None = None) -> list[WalRecord]:
     """Archive every complete WAL file of the spool that has no record yet, oldest first, then
     remove from the spool what is archived, except the newest complete segment."""
     spool, archive = spool_dir(backup_dir), wal_dir(backup_dir)
     archived = []
     for path in sorted(complete_files(spool), key=lambda path: path.name):
         if not record_path(archive, path.name).exists():
-            record = archive_file(path, archive, gzip_level, clock(), encryption)
+            record = archive_file(path, archive, gzip_level, clock(), encryption, signing_key)
             log.info("wal_archived", file=record.file, size_bytes=record.size_bytes, sha256=record.sha256)
             archived.append(record)
     _trim_spool(spool, archive)
@@ -166,16 +191,23 @@ def _trim_spool(spool: Path, archive: Path) -> None:
             path.unlink()
 
 
-def read_records(backup_dir: Path) -> list[WalRecord]:
-    """The records of the archive, by name (segments of one timeline in WAL order)."""
+def read_records(backup_dir: Path, signing_key: bytes | None = None) -> list[WalRecord]:
+    """The records of the archive, by name (segments of one timeline in WAL order). With
+    ``signing_key`` (MANIFEST_SIGNING_KEY) a record not signed with it is left out and logged."""
     archive = wal_dir(backup_dir)
     records = []
     if archive.is_dir():
         for path in sorted(archive.glob(f"*{RECORD_SUFFIX}")):
             try:
-                records.append(WalRecord.from_json(path.read_text(encoding="utf-8")))
+                record = WalRecord.from_json(path.read_text(encoding="utf-8"))
             except (OSError, ValueError, KeyError, TypeError) as error:
                 log.warning("wal_record_unreadable", file=path.name, error=str(error))
+                continue
+            problem = record.signature_problem(signing_key)
+            if problem is not None:
+                log.error("wal_record_untrusted", file=path.name, reason=problem)
+                continue
+            records.append(record)
     return records
 
 

@@ -58,7 +58,8 @@ def newest_wal_time(settings: Settings) -> datetime | None:
     partial = partial_segment(settings.backup_dir)
     if partial is not None:
         return datetime.fromtimestamp(partial.stat().st_mtime, settings.timezone)
-    times = [datetime.fromisoformat(record.archived_at) for record in read_records(settings.backup_dir)]
+    times = [datetime.fromisoformat(record.archived_at)
+             for record in read_records(settings.backup_dir, settings.signing_key)]
     return max(times) if times else None
 
 
@@ -73,7 +74,7 @@ def restore_point_in_time(settings: Settings, target: datetime | None, volume: s
     check_received(target, newest_wal_time(settings))
     client = client or docker_client(settings)
     return recover_into_volume(client, settings.backup_dir, base, volume, image or _image(settings, client, base),
-                               target, decryption=settings.decryption)
+                               target, decryption=settings.decryption, signing_key=settings.signing_key)
 
 
 def _image(settings: Settings, client: docker.DockerClient, base: Manifest) -> str:

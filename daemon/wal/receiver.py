@@ -138,7 +138,7 @@ class WalReceiver:
         """Completed segments into the archive; a failure (a full disk) is logged and tried again."""
         try:
             archive_completed(self.settings.backup_dir, self.settings.gzip_level, self._now,
-                              self.settings.encryption)
+                              self.settings.encryption, self.settings.signing_key)
         except OSError as error:
             log.error("wal_archive_failed", error=str(error))
         newest = newest_wal_time(spool_dir(self.settings.backup_dir))

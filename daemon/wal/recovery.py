@@ -107,20 +107,22 @@ def plan_wal(records: list[WalRecord], partial: Path | None, base: Manifest) -> 
 
 def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
                         target: datetime | None, *, timeout: float = 3600,
-                        labels: dict[str, str] | None = None, decryption: Decryption | None = None) -> RecoveryReport:
+                        labels: dict[str, str] | None = None, decryption: Decryption | None = None,
+                        signing_key: bytes | None = None) -> RecoveryReport:
     """Unpack ``base`` into ``volume`` (created if missing; refused when it holds a data
     directory), stage the WAL, recover to ``target`` (None: everything received) and promote;
     the server is stopped cleanly and the staged WAL removed. ``image``: a PostgreSQL image of
     the base's major version. The caller holds the backup lock: the WAL is staged in a scratch
     directory of BACKUP_DIR, which a backup run would otherwise remove as a leftover.
     ``decryption`` (ENCRYPT_IDENTITY_FILE) reads an encrypted base and WAL; without it they are
-    refused (IdentityMissing) before anything is written."""
+    refused (IdentityMissing) before anything is written. With ``signing_key``
+    (MANIFEST_SIGNING_KEY) a WAL record not signed with it counts as missing."""
     decryption = decryption or Decryption(None)
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix=RESTORE_SCRATCH_PREFIX, dir=backup_dir))
     try:
         reached, plan = _recover(client, backup_dir, base, volume, image, target, started + timeout, labels or {},
-                                 scratch, decryption)
+                                 scratch, decryption, signing_key)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     target_text = target.isoformat(sep=" ") if target is not None else "latest"
@@ -132,11 +134,11 @@ def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Man
 
 def _recover(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
              target: datetime | None, deadline: float, labels: dict[str, str], scratch: Path,
-             decryption: Decryption) -> tuple[str, WalPlan]:
+             decryption: Decryption, signing_key: bytes | None) -> tuple[str, WalPlan]:
     # The partial segment is copied before the records are read: a segment completed and archived
     # in between is then in the records, never missing between the records and the partial.
     partial = _copy_partial(backup_dir, scratch)
-    plan = plan_wal(read_records(backup_dir), partial, base)
+    plan = plan_wal(read_records(backup_dir, signing_key), partial, base)
     base_path = backup_dir / base.file
     decryption.require(base)
     for record in plan.records:

@@ -87,7 +87,7 @@ class TestEncryptedPointInTimeRecovery:
     def test_encrypted_base_and_wal_recover_every_committed_row_only_with_the_identity(
             self, docker_client, postgres_image, encrypted_source, encrypted_env, age_key, docker_volume_factory,
             tmp_path):
-        """WAL_STREAMING with ENCRYPT_RECIPIENTS: archived segments are <name>.gz.age with records saying age;
+        """WAL_STREAMING with ENCRYPT_RECIPIENTS: archived segments are <name>.gz.age with signed records saying age;
         `restore point-in-time --latest` without ENCRYPT_IDENTITY_FILE exits 2 naming it and writes nothing;
         with it, the encrypted base and WAL recover a volume holding every committed row."""
         backup_dir = Path(encrypted_env["BACKUP_DIR"])
@@ -107,7 +107,8 @@ class TestEncryptedPointInTimeRecovery:
             time.sleep(1.5)
 
             records = read_records(backup_dir)
-            assert records and all(r.encryption == "age" and r.file.endswith(".gz.age") for r in records), records
+            assert records and all(r.encryption == "age" and r.file.endswith(".gz.age") and r.signature
+                                   for r in records), records
             assert all((wal_dir(backup_dir) / r.file).read_bytes().startswith(AGE_HEADER) for r in records)
 
             volume = docker_volume_factory("pgbackup-test-pitr-encrypted")

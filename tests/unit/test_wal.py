@@ -1,5 +1,6 @@
 """The pure parts of WAL streaming: segment names, gaps, back-off, prerequisites, base tar facts."""
 
+import dataclasses
 import io
 import tarfile
 from datetime import datetime, timezone
@@ -250,6 +251,32 @@ class TestEncryptedArchive:
         with pytest.raises(IdentityMissing, match="ENCRYPT_IDENTITY_FILE"):
             list(archive.read_checked(tmp_path, reread))
         assert b"".join(archive.read_checked(tmp_path, reread, Decryption(key_file))) == b"wal-bytes " * 1000
+
+
+class TestSignedRecords:
+    KEY = b"k" * 32
+
+    def test_records_are_signed_and_an_altered_or_unsigned_one_is_left_out(self, tmp_path):
+        """With MANIFEST_SIGNING_KEY records carry a signature that survives the offsite fields written
+        later; a record whose sha256 was changed, or that is unsigned, is left out by readers with the key
+        (and kept by readers without one)."""
+        archive.ensure_dirs(tmp_path)
+        for number in (1, 2, 3):
+            (archive.spool_dir(tmp_path) / Segment(1, number).name).write_bytes(b"w" * 4096)
+        now = datetime.now(timezone.utc)
+        first, second, third = archive.archive_completed(tmp_path, 1, lambda: now, signing_key=self.KEY)
+        assert first.signature.startswith("hmac-sha256:") and first.signature_problem(self.KEY) is None
+        copied = dataclasses.replace(first, offsite_key="prod/wal/x.gz", offsite_at=now.isoformat())
+        archive.replace_file_atomically(archive.record_path(archive.wal_dir(tmp_path), first.name),
+                                        copied.to_json().encode())
+        forged = dataclasses.replace(second, sha256="f" * 64)
+        archive.replace_file_atomically(archive.record_path(archive.wal_dir(tmp_path), second.name),
+                                        forged.to_json().encode())
+        unsigned = dataclasses.replace(third, signature="")
+        archive.replace_file_atomically(archive.record_path(archive.wal_dir(tmp_path), third.name),
+                                        unsigned.to_json().encode())
+        assert [r.name for r in archive.read_records(tmp_path, self.KEY)] == [first.name]
+        assert len(archive.read_records(tmp_path)) == 3
 
 
 def wal_record(name: str) -> archive.WalRecord:
