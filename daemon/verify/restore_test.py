@@ -4,7 +4,8 @@ and compared with their manifests.
 
 Metrics: pgbackup_restore_test_runs_total{status}, ..._last_run_success,
 ..._duration_seconds (the measured time to restore: the RTO) and
-..._last_success_timestamp_seconds{target} (target "all" for the full backup).
+..._last_success_timestamp_seconds{target} (target "all" for the full backup, "point-in-time"
+for the recovery of the newest base backup with WAL_STREAMING=on, verify/pitr_proof.py).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from daemon.scheduler import ScheduledJob
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
 from daemon.verify.checks import static_checks
+from daemon.verify.pitr_proof import prove_recovery
 from daemon.verify.throwaway import RestoreTestError, TargetResult, latest_backups, restore_into_throwaway
 
 log = get_logger(__name__)
+
+PITR_TARGET = "point-in-time"  # the restore test's target (metric label) for the recovery proof
 
 
 @dataclass
@@ -56,8 +60,9 @@ def run_restore_test(
     started = time.monotonic()
     run = RestoreTestRun()
     try:
-        selections = latest_backups(settings, datetime.now(settings.timezone))
-        if not selections:
+        now = datetime.now(settings.timezone)
+        selections = latest_backups(settings, now)
+        if not selections and not settings.wal_streaming:
             raise RestoreTestError(f"there is no backup with a manifest in {settings.backup_dir} to test")
         checked = []
         for selected in selections:
@@ -69,6 +74,10 @@ def run_restore_test(
                 run.results.append(TargetResult(target, selected.manifest.file, False, str(error)))
         if checked:
             run.results += restore_into_throwaway(settings, checked, client, labels, cancel)
+        if settings.wal_streaming:
+            proof = prove_recovery(settings, now, client=client, labels=labels, cancel=cancel)
+            run.results.append(TargetResult(PITR_TARGET, proof.base, proof.ok,
+                                            proof.error or "\n".join(proof.checks), proof.seconds))
     except Cancelled as error:
         log.warning("restore_test_cancelled", reason=str(error), seconds=round(time.monotonic() - started, 1))
         run.error = str(error)

@@ -12,6 +12,7 @@ from daemon.errors import PgBackupError
 from daemon.restore.selection import Selected, from_path
 from daemon.settings import Settings
 from daemon.verify.checks import static_checks
+from daemon.verify.pitr_proof import PITR_RESULT, prove_recovery
 from daemon.verify.throwaway import latest_backups, restore_into_throwaway
 
 # Kinds whose restore is not a database restore, with what verify checks instead.
@@ -76,8 +77,16 @@ def verify_artifact(settings: Settings, path: Path, restore: bool = True) -> Ver
 
 
 def verify_latest(settings: Settings, restore: bool = True) -> list[VerifyResult]:
-    selections = latest_backups(settings, datetime.now(settings.timezone))
-    if not selections:
+    """The newest full backup and each database's newest dump; with WAL_STREAMING=on also the
+    point-in-time recovery (verify/pitr_proof.py: WAL continuity, and with ``restore`` the newest
+    base backup recovered with every WAL received)."""
+    now = datetime.now(settings.timezone)
+    selections = latest_backups(settings, now)
+    if not selections and not settings.wal_streaming:
         raise PgBackupError(f"there is no backup with a manifest in {settings.backup_dir} to verify")
-    return verify_selections(settings, selections, restore)
+    results = verify_selections(settings, selections, restore) if selections else []
+    if settings.wal_streaming:
+        proof = prove_recovery(settings, now, recover=restore)
+        results.append(VerifyResult(PITR_RESULT, proof.checks, proof.error))
+    return results
 
