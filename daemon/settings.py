@@ -210,6 +210,7 @@ class Settings(BaseSettings):
     encrypt_recipients: Annotated[list[str], NoDecode] = Field(default_factory=list)
     encrypt_recipients_file: Path | None = None
     encrypt_identity_file: Path | None = None
+    encrypt_scope: Literal["all", "offsite"] = "all"  # offsite: local copies plain, S3 copies encrypted
     manifest_signing_key: SecretStr | None = None
     manifest_signing_key_file: Path | None = None
 
@@ -348,6 +349,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _scope_with_something_to_encrypt(self) -> Settings:
+        """ENCRYPT_SCOPE=offsite encrypts the S3 copies: without recipients or without S3 nothing
+        would be, and the user would believe otherwise."""
+        if self.encrypt_scope == "offsite" and not self.encrypt_recipients:
+            raise ValueError("ENCRYPT_SCOPE=offsite needs ENCRYPT_RECIPIENTS (or ENCRYPT_RECIPIENTS_FILE): the "
+                             "S3 copies are encrypted to them")
+        if self.encrypt_scope == "offsite" and not self.s3_bucket:
+            raise ValueError("ENCRYPT_SCOPE=offsite encrypts only the S3 copies, and S3_BUCKET is not set, so "
+                             "nothing would be encrypted; set S3_BUCKET, or ENCRYPT_SCOPE=all to encrypt the "
+                             "local copies")
+        return self
+
+    @model_validator(mode="after")
     def _long_signing_key(self) -> Settings:
         if self.manifest_signing_key is not None and \
                 len(self.manifest_signing_key.get_secret_value().encode("utf-8")) < MIN_SIGNING_KEY_BYTES:
@@ -438,8 +452,17 @@ class Settings(BaseSettings):
 
     @property
     def encryption(self) -> age.Encryption | None:
-        """How new artifacts are encrypted; None when ENCRYPT_RECIPIENTS is not set."""
-        if not self.encrypt_recipients:
+        """How new local artifacts are encrypted (and so their S3 copies, the same bytes); None when
+        ENCRYPT_RECIPIENTS is not set or ENCRYPT_SCOPE=offsite (see offsite_encryption)."""
+        if not self.encrypt_recipients or self.encrypt_scope == "offsite":
+            return None
+        return age.Encryption(tuple(self.encrypt_recipients))
+
+    @property
+    def offsite_encryption(self) -> age.Encryption | None:
+        """With ENCRYPT_SCOPE=offsite: how the plain local artifacts are encrypted on their way to
+        S3 (never decrypted to disk); None otherwise."""
+        if not self.encrypt_recipients or self.encrypt_scope != "offsite":
             return None
         return age.Encryption(tuple(self.encrypt_recipients))
 

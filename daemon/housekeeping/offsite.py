@@ -19,9 +19,11 @@ from daemon.identity import split_by_owner, this_instance
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, scan_manifests, write_manifest
 from daemon.monitoring.metrics import WHOLE_KIND, Metrics
+from daemon.naming import plain_name
 from daemon.settings import Settings
 from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
 from daemon.storage.s3_claim import ensure_claimed
+from daemon.storage.s3_encrypted import upload_encrypted_copy
 from daemon.storage.s3_upload import MultipartUpload, UploadStopped, upload_file
 
 log = get_logger(__name__)
@@ -84,10 +86,12 @@ class Offsite:
             self.metrics.s3_upload_failures.labels(kind, target)
 
     # --- while a backup is written --------------------------------------------------------
-    def sinks(self, plan: DumpPlan, file_name: str) -> list[OffsiteSink]:
+    def sinks(self, plan: DumpPlan, file_name: str) -> list[OffsiteSink | EncryptedCopySink]:
         if not self.wants(plan.kind):
             return []
         self._declare(plan.kind, plan.target)
+        if self.settings.offsite_encryption is not None:
+            return [EncryptedCopySink(self)]
         return [OffsiteSink(self, file_name)]
 
     # --- outcomes ----------------------------------------------------------------------
@@ -139,10 +143,16 @@ class Offsite:
         return uploaded
 
     def upload_existing(self, path: Path, manifest: Manifest) -> bool:
+        encryption = self.settings.offsite_encryption
         try:
-            record = upload_file(self.owned_bucket(), path, manifest, stop=self.cancel, **self._part_size())
+            if encryption is not None and not manifest.encrypted:  # ENCRYPT_SCOPE=offsite
+                record = upload_encrypted_copy(self.owned_bucket(), path, manifest, encryption,
+                                               self.settings.signing_key, stop=self.cancel, **self._part_size())
+            else:
+                record = upload_file(self.owned_bucket(), path, manifest, stop=self.cancel, **self._part_size())
+                manifest.offsite = dict(record)
+                MultipartUpload(self.bucket, manifest.file, **self._part_size()).upload_manifest(manifest)
             manifest.offsite = dict(record)
-            MultipartUpload(self.bucket, manifest.file, **self._part_size()).upload_manifest(manifest)
             self.succeeded(manifest, record)
         except UploadStopped as stopped:  # no failure of S3: the next run's backlog uploads it
             log.warning("offsite_upload_stopped", file=manifest.file, reason=str(stopped))
@@ -202,6 +212,31 @@ class OffsiteSink:
             log.error("manifest_update_failed", file=manifest.file, error=str(error))
 
 
+class EncryptedCopySink:
+    """A runner sink for ENCRYPT_SCOPE=offsite: nothing streams while the dump runs; once the plain
+    artifact is committed (the dump's snapshot and locks are released by then) it is encrypted on
+    its way to S3. Never fails the backup: a failure is recorded and the backlog tries again."""
+
+    def __init__(self, offsite: Offsite):
+        self.offsite = offsite
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def complete(self, manifest: Manifest) -> None:
+        try:
+            self.offsite.upload_existing(self.offsite.settings.backup_dir / manifest.file, manifest)
+        except Exception as error:  # noqa: BLE001 - e.g. an encryption failure: the local backup stands
+            self.offsite.failed(manifest, describe(error))
+            try:
+                write_manifest(self.offsite.settings.backup_dir, manifest)
+            except OSError as write_error:
+                log.error("manifest_update_failed", file=manifest.file, error=str(write_error))
+
+
 def backup_locations(settings: Settings, manifests: list[Manifest]
                      ) -> tuple[list[Manifest], dict[str, str], str | None]:
     """For ``pgbackup list``: local manifests plus offsite-only copies, each file's location
@@ -218,8 +253,9 @@ def backup_locations(settings: Settings, manifests: list[Manifest]
         return manifests, locations, f"cannot list the S3 copies: {describe(error)}"
     merged = list(manifests)
     for copy in copies:
-        if copy.manifest.file in locations:
-            locations[copy.manifest.file] = "both"
+        local_name = copy.manifest.file if copy.manifest.file in locations else plain_name(copy.manifest.file)
+        if local_name in locations:  # the same file, or (ENCRYPT_SCOPE=offsite) its encrypted copy
+            locations[local_name] = "both"
         else:
             locations[copy.manifest.file] = "offsite"
             merged.append(copy.manifest)

@@ -12,7 +12,7 @@ from pathlib import Path
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.manifest import Manifest, scan_manifests, write_manifest
-from daemon.naming import partial_name
+from daemon.naming import partial_name, plain_name
 from daemon.restore.streams import ArtifactDamaged, read_chunks
 from daemon.settings import Settings
 from daemon.storage.local import fsync_directory
@@ -34,7 +34,9 @@ def candidates(settings: Settings) -> list[Manifest]:
         log.warning("offsite_list_failed", error=type(error).__name__)
         return local
     present = {manifest.file for manifest in local}
-    return local + [copy.manifest for copy in copies if copy.manifest.file not in present]
+    # With ENCRYPT_SCOPE=offsite the S3 copy of a local x.sql.gz is x.sql.gz.age: the same backup.
+    return local + [copy.manifest for copy in copies
+                    if copy.manifest.file not in present and plain_name(copy.manifest.file) not in present]
 
 
 def ensure_local(settings: Settings, manifest: Manifest) -> Path:

@@ -7,18 +7,25 @@ A pass every UPLOAD_INTERVAL_SECONDS, in a thread of its own so that a slow S3 n
 local archive; a failed upload is logged, counted (``pgbackup_s3_upload_failures_total{kind="wal"}``)
 and tried again on the next pass. A local record notes its copy (``offsite_key``); the segment
 being received (the .partial) is not copied.
+
+With ENCRYPT_SCOPE=offsite the local archive is plain and each copy is encrypted on its way up
+(``<segment>.gz.age``, at most a compressed segment in memory) with a record of its own saying
+so, signed again with MANIFEST_SIGNING_KEY.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from daemon.encryption import ENCRYPTION_AGE, Encryption
 from daemon.identity import this_instance
 from daemon.logs import get_logger
 from daemon.monitoring.metrics import Metrics
+from daemon.naming import encrypted_name
 from daemon.settings import Settings
 from daemon.storage.local import replace_file_atomically
 from daemon.storage.s3 import Bucket, content_md5, describe
@@ -43,24 +50,43 @@ def wal_key(bucket: Bucket, name: str) -> str:
     return f"{bucket.prefix}{WAL_FOLDER}{name}"
 
 
-def upload_pending(backup_dir: Path, bucket: Bucket, now: datetime) -> list[WalRecord]:
-    """Copy every archived WAL file without a copy yet, oldest first; the records copied."""
+def upload_pending(backup_dir: Path, bucket: Bucket, now: datetime, encryption: Encryption | None = None,
+                   signing_key: bytes | None = None) -> list[WalRecord]:
+    """Copy every archived WAL file without a copy yet, oldest first; the records copied.
+    ``encryption`` (ENCRYPT_SCOPE=offsite): plain archived files are encrypted on their way up."""
     copied = []
     for record in read_records(backup_dir):
         if record.offsite_key:
             continue
         data = (wal_dir(backup_dir) / record.file).read_bytes()  # at most a segment, compressed
-        key = wal_key(bucket, record.file)
+        remote = record
+        if encryption is not None and not record.encrypted:
+            data, remote = encrypted_copy(data, record, encryption, signing_key)
+        key = wal_key(bucket, remote.file)
         bucket.client.put_object(Bucket=bucket.name, Key=key, Body=data, ContentMD5=content_md5(data),
                                  **bucket.put_options())
         bucket.client.put_object(Bucket=bucket.name, Key=wal_key(bucket, f"{record.name}{RECORD_SUFFIX}"),
-                                 Body=record.to_json().encode("utf-8"), ContentType="application/json",
+                                 Body=remote.to_json().encode("utf-8"), ContentType="application/json",
                                  **bucket.put_options())
         uploaded = replace(record, offsite_key=key, offsite_at=now.isoformat())
         replace_file_atomically(record_path(wal_dir(backup_dir), record.name), uploaded.to_json().encode("utf-8"))
         log.info("wal_uploaded", file=record.file, key=key)
         copied.append(uploaded)
     return copied
+
+
+def encrypted_copy(data: bytes, record: WalRecord, encryption: Encryption,
+                   signing_key: bytes | None) -> tuple[bytes, WalRecord]:
+    """The age-encrypted bytes of a plain archived file and the record of the copy."""
+    blocks: list[bytes] = []
+    with encryption.stage(blocks.append) as stage:
+        stage.write(data)
+        stage.finish()
+    encrypted = b"".join(blocks)
+    copy = replace(record, file=encrypted_name(record.file), sha256=hashlib.sha256(encrypted).hexdigest(),
+                   size_bytes=len(encrypted), encryption=ENCRYPTION_AGE, recipients=tuple(encryption.fingerprints),
+                   signature="", offsite_key="", offsite_at="")
+    return encrypted, copy.signed(signing_key)
 
 
 def start_uploader(settings: Settings, metrics: Metrics, cancel: threading.Event) -> threading.Thread | None:
@@ -75,7 +101,8 @@ def start_uploader(settings: Settings, metrics: Metrics, cancel: threading.Event
                 if bucket is None:  # never into a prefix another install has claimed (storage/s3_claim.py)
                     bucket = Bucket.from_settings(settings)
                     ensure_claimed(bucket, this_instance(settings), datetime.now(settings.timezone))
-                upload_pending(settings.backup_dir, bucket, datetime.now(settings.timezone))
+                upload_pending(settings.backup_dir, bucket, datetime.now(settings.timezone),
+                               settings.offsite_encryption, settings.signing_key)
                 backoff, wait = _retry_backoff(), UPLOAD_INTERVAL_SECONDS
             except Exception as error:  # noqa: BLE001 - S3 down, a claimed prefix: logged, counted, tried again
                 bucket = None

@@ -383,3 +383,64 @@ class TestEncryptedVolumeSnapshot:
                                                                                    volume)
         result = pgbackup("verify", str(snapshot), env=with_identity)
         assert result.returncode == 0 and "decrypts completely" in result.stdout, result.stdout + result.stderr
+
+
+class TestEncryptScopeOffsite:
+    def test_local_copies_stay_plain_and_the_s3_copies_are_age_files_that_restore(
+            self, source, age_key, s3_server, tmp_path):
+        """ENCRYPT_SCOPE=offsite: the local dump is a plain custom archive; its S3 copy is <file>.age, an age
+        file whose own signed manifest says age with the sha256 of the uploaded bytes, and that Debian's age
+        decrypts to exactly the local file; `list` shows the pair as one backup in both places. With the local
+        copy gone, restore picks the S3 copy: exit 2 naming ENCRYPT_IDENTITY_FILE without it, the source's
+        tables with it."""
+        signing_key = tmp_path / "signing.key"
+        signing_key.write_text("0f" * 32)
+        env = exec_env(source, tmp_path / "backups", ENCRYPT_RECIPIENTS=age_key.recipient, ENCRYPT_SCOPE="offsite",
+                       MANIFEST_SIGNING_KEY_FILE=str(signing_key), **s3_env(s3_server))
+        (dump,) = backup(env, "database", "authdb")
+        assert dump.name.endswith(".dump") and dump.read_bytes().startswith(b"PGDMP")
+        local = manifest_of(dump)
+        assert local["encryption"] == "" and local["offsite"]["status"] == "complete"
+        assert local["offsite"]["file"] == f"{dump.name}.age" and local["offsite"]["encryption"] == "age"
+
+        bucket = s3_server.client()
+        uploaded = bucket.get_object(Bucket=s3_server.bucket, Key=local["offsite"]["key"])["Body"].read()
+        assert_encrypted(uploaded)
+        remote = json.loads(bucket.get_object(Bucket=s3_server.bucket,
+                                              Key=f"{local['offsite']['key']}.manifest.json")["Body"].read())
+        assert remote["file"] == f"{dump.name}.age" and remote["encryption"] == "age"
+        assert remote["recipients"] == [fingerprint(age_key.recipient)]
+        assert remote["sha256"] == hashlib.sha256(uploaded).hexdigest() and remote["size_bytes"] == len(uploaded)
+        assert remote["signature"].startswith("hmac-sha256:")
+        copy_path = tmp_path / "copy.age"
+        copy_path.write_bytes(uploaded)
+        assert age_decrypt(age_key, copy_path) == dump.read_bytes()
+
+        listing = pgbackup("list", env=env)
+        assert listing.returncode == 0, listing.stderr
+        lines = [line for line in listing.stdout.splitlines() if dump.name in line]
+        assert len(lines) == 1 and "both" in lines[0], listing.stdout
+
+        dump.unlink()
+        dump.with_name(dump.name + ".manifest.json").unlink()
+        restore = ("restore", "database", "authdb", "--latest", "--into", "authdb_from_s3", "--yes")
+        refused = pgbackup(*restore, env=env)
+        assert refused.returncode == 2 and "ENCRYPT_IDENTITY_FILE" in refused.stderr, refused.stderr
+        result = pgbackup(*restore, env={**env, "ENCRYPT_IDENTITY_FILE": str(age_key.identity_file)})
+        assert result.returncode == 0, result.stderr
+        try:
+            assert table_fingerprints(source, "authdb_from_s3") == table_fingerprints(source, "authdb")
+        finally:
+            source.psql("DROP DATABASE IF EXISTS authdb_from_s3")
+
+    @pytest.mark.parametrize("missing", ["ENCRYPT_RECIPIENTS", "S3_BUCKET"])
+    def test_offsite_scope_without_recipients_or_s3_is_refused_naming_the_variable(
+            self, source, age_key, s3_server, tmp_path, missing):
+        """Nothing would be encrypted: the settings error names ENCRYPT_SCOPE and what is missing."""
+        env = exec_env(source, tmp_path, ENCRYPT_RECIPIENTS=age_key.recipient, ENCRYPT_SCOPE="offsite",
+                       **s3_env(s3_server))
+        del env[missing]
+        result = pgbackup("backup", "database", "authdb", env=env)
+        assert result.returncode == 2, result.stderr
+        assert "ENCRYPT_SCOPE=offsite" in result.stderr and missing in result.stderr, result.stderr
+        assert not list(tmp_path.glob("authdb_*"))
