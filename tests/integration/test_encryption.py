@@ -385,6 +385,35 @@ class TestEncryptedVolumeSnapshot:
         assert result.returncode == 0 and "decrypts completely" in result.stdout, result.stdout + result.stderr
 
 
+class TestEveryKindEncrypted:
+    def test_pre_migration_and_table_backups_are_age_files_that_restore(self, source, postgres_factory, age_key,
+                                                                       tmp_path):
+        """The two kinds the other tests leave out: a pre-migration backup and a table backup are *.age files
+        holding no SQL; `restore full` of the first gives back every table of the source, and `restore table`
+        of the second puts back rows changed since."""
+        env = exec_env(source, tmp_path / "backups", ENCRYPT_RECIPIENTS=age_key.recipient,
+                       ENCRYPT_IDENTITY_FILE=str(age_key.identity_file), BACKUP_TABLES="authdb:sessions")
+        (before_migration,) = backup(env, "pre-migration")
+        (table_backup,) = backup(env, "tables")
+        for artifact in (before_migration, table_backup):
+            assert artifact.name.endswith(".age") and manifest_of(artifact)["encryption"] == "age", artifact.name
+            assert_encrypted(artifact.read_bytes())
+
+        target = postgres_factory(databases=())
+        result = pgbackup("restore", "full", "--from", str(before_migration), "--yes",
+                          env={**env, **exec_env(target, tmp_path / "backups")})
+        assert result.returncode == 0, result.stderr
+        assert server_fingerprints(target, DATABASES) == server_fingerprints(source, DATABASES)
+
+        expected = table_fingerprints(target, "authdb")
+        target.psql("DELETE FROM sessions WHERE id % 2 = 0; UPDATE sessions SET note = 'changed'", db="authdb")
+        assert table_fingerprints(target, "authdb") != expected
+        result = pgbackup("restore", "table", "authdb", "sessions", "--from", str(table_backup), "--yes",
+                          env={**env, **exec_env(target, tmp_path / "backups")})
+        assert result.returncode == 0, result.stderr
+        assert table_fingerprints(target, "authdb") == expected
+
+
 class TestEncryptScopeOffsite:
     def test_local_copies_stay_plain_and_the_s3_copies_are_age_files_that_restore(
             self, source, age_key, s3_server, tmp_path):

@@ -9,10 +9,14 @@ import tracemalloc
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pyrage
+
+from daemon.encryption import Encryption, decrypted
 from daemon.manifest import Manifest
 from daemon.settings import Settings
 from daemon.storage import s3_upload
 from daemon.storage.s3 import Bucket
+from daemon.storage.s3_encrypted import upload_encrypted_copy
 from daemon.storage.s3_upload import MIN_PART_SIZE, upload_file
 
 UTC = ZoneInfo("UTC")
@@ -90,3 +94,41 @@ class TestBoundedMemory:
         head = s3_server.client().head_object(Bucket=s3_server.bucket, Key=record["key"])
         assert head["ContentLength"] == manifest.size_bytes and record["sha256"] == manifest.sha256
         assert s3_server.client().list_multipart_uploads(Bucket=s3_server.bucket).get("Uploads", []) == []
+
+
+class TestEncryptedCopyMemory:
+    def test_an_encrypted_copy_holds_a_few_parts_whatever_the_size(self, s3_server, tmp_path):
+        """ENCRYPT_SCOPE=offsite: a 150 MiB plain artifact encrypted on its way up in 5 MiB parts holds less than
+        the uploader's bound plus the cipher's queues (far below the artifact's size), and the object in the
+        bucket decrypts to exactly the local file."""
+        identity = pyrage.x25519.Identity.generate()
+        settings = Settings(postgres_container="unused", backup_dir=tmp_path, s3_endpoint_url=s3_server.endpoint_url,
+                            s3_bucket=s3_server.bucket, aws_access_key_id=s3_server.access_key,
+                            aws_secret_access_key=s3_server.secret_key)
+        bucket = Bucket.from_settings(settings)
+        path = tmp_path / "backup_all_20261204_050000.sql.gz"
+        manifest = write_random_file(path, 150 * MiB)
+
+        tracemalloc.start()
+        try:
+            record = upload_encrypted_copy(bucket, path, manifest, Encryption((str(identity.to_public()),)), None,
+                                           part_size=MIN_PART_SIZE)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+        bound = s3_upload.held_bytes_bound(MIN_PART_SIZE) + 10 * MiB  # the cipher: four 1 MiB blocks each side
+        assert peak < bound, f"the upload held {peak / MiB:.0f} MiB at its peak"
+        assert record["status"] == "complete" and record["key"].endswith(".sql.gz.age")
+        encrypted = tmp_path / "copy.age"
+        s3_server.client().download_file(s3_server.bucket, record["key"], str(encrypted))
+        digest = hashlib.sha256()
+        for block in decrypted(_chunks(encrypted), [identity], encrypted.name):
+            digest.update(block)
+        assert digest.hexdigest() == manifest.sha256
+
+
+def _chunks(path):
+    with path.open("rb") as data:
+        while block := data.read(MiB):
+            yield block
