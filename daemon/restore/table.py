@@ -50,6 +50,7 @@ def restore_table(
         if into:
             table_into(server, archive, target, schema, name, qualified)
         else:
+            refuse_referenced(server, target, qualified)
             confirm([replace_step(server, target, qualified, manifest.file, holders if partitioned else None)])
             table_rows_replaced(server, archive, target, qualified, holders, partitioned)
     require(server.table_exists(target, qualified), f"table {qualified} is missing in {target!r} after the restore")
@@ -96,6 +97,28 @@ def partitions_with_rows(
     require(bool(holders), f"{file} has rows for none of the partitions of {schema}.{name} "
             f"({', '.join(f'{s}.{n}' for s, n in leaves)}); nothing was changed")
     return holders
+
+
+# Other tables whose foreign keys point at the table (or one of its partitions), as JSON ["schema", "name"].
+# pg_partition_tree gives no row for a table outside any partition tree: the table itself is added.
+_REFERENCING_TABLES_SQL = (
+    "WITH tree AS (SELECT to_regclass({table}) AS relid UNION SELECT relid FROM pg_partition_tree(to_regclass({table}))) "
+    "SELECT DISTINCT json_build_array(n.nspname, c.relname)::text FROM pg_constraint k "
+    "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE k.contype = 'f' AND k.confrelid IN (SELECT relid FROM tree) "
+    "AND k.conrelid NOT IN (SELECT relid FROM tree) ORDER BY 1"
+)
+
+
+def refuse_referenced(server: TargetServer, target: str, qualified: str) -> None:
+    """A table other tables' foreign keys point at cannot be emptied alone (TRUNCATE refuses, and
+    CASCADE would empty them too): say so, and what works instead, before anything changes."""
+    rows = server.query(_REFERENCING_TABLES_SQL.format(table=quote_literal(qualified)), target)
+    referencing = [f"{schema}.{name}" for schema, name in (json.loads(row) for row in rows)]
+    require(not referencing, f"table {qualified} in {target!r} is referenced by foreign keys of "
+            f"{', '.join(referencing)}: its rows cannot be replaced alone (that would empty those tables too). "
+            "Restore the database with --into and copy what you need from there, or bring deleted rows back with "
+            "`pgbackup recover-rows`; nothing was changed")
 
 
 def replace_step(server: TargetServer, target: str, qualified: str, file: str,

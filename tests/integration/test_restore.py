@@ -670,6 +670,23 @@ class TestNamesAndTables:
         assert "apidb_events" not in database_names(source)
 
 
+    def test_table_restore_of_a_table_other_tables_reference_is_refused_with_the_way(self, source, tmp_path):
+        """`restore table` of a table that another table's foreign key points at is refused before anything
+        changes, naming the referencing table and what to do instead (a TRUNCATE would have to empty it too)."""
+        source.psql("CREATE TABLE api.owners (id int PRIMARY KEY); INSERT INTO api.owners VALUES (1), (2);"
+                    "CREATE TABLE api.pets (id int, owner int REFERENCES api.owners); INSERT INTO api.pets VALUES "
+                    "(10, 1)", db="apidb")
+        env = exec_env(source, tmp_path)
+        backup(env, "database", "apidb")
+        source.psql("DELETE FROM api.owners WHERE id = 2", db="apidb")
+
+        refused = restore(env, "table", "apidb", "api.owners", "--latest", "--yes")
+        assert refused.returncode == 1, refused.stderr
+        assert "referenced by foreign keys of api.pets" in refused.stderr and "recover-rows" in refused.stderr
+        assert source.psql("SELECT count(*) FROM api.owners", db="apidb") == "1"
+        assert source.psql("SELECT count(*) FROM api.pets", db="apidb") == "1"
+
+
 class TestFromS3:
     """A backup that is only in S3 is downloaded, checked and restored."""
 
