@@ -335,27 +335,32 @@ def create_dataset(
     name_prefix: str = "pgbackup-bench-src", profile: str = DEFAULT_PROFILE,
 ) -> Dataset:
     """Start a PostgreSQL container and fill it with about `size_mb` MB of raw dump of `profile`."""
-    chosen = PROFILES[profile]
     server = start_source(client, image, name_prefix=name_prefix)
-    dataset = Dataset(server=server, size_mb=size_mb, seed=seed, profile=chosen)
     try:
-        started = time.monotonic()
-        dataset.rows = {f"{t.database}.{t.name}": rows_for(t, size_mb) for t in chosen.tables}
-        # Largest tables first, so the two workers finish at about the same time.
-        ordered = sorted(chosen.tables, key=lambda t: -t.share)
-        with ThreadPoolExecutor(LOAD_WORKERS) as pool:
-            for future in [pool.submit(load_table, server, t, dataset.rows[f"{t.database}.{t.name}"], seed)
-                           for t in ordered]:
-                future.result()
-        with ThreadPoolExecutor(LOAD_WORKERS) as pool:
-            for future in [pool.submit(server.psql, "VACUUM (FREEZE, ANALYZE);", db) for db in DATABASES]:
-                future.result()
-        server.psql("CHECKPOINT;")
-        dataset.load_seconds = time.monotonic() - started
-        dataset.raw_dump_bytes = raw_dump_bytes(server)
+        return fill(server, size_mb, seed=seed, profile=profile)
     except BaseException:
-        dataset.remove()
+        docker_env.remove_container(server.container)
         raise
+
+
+def fill(server: PgServer, size_mb: float, *, seed: int = DEFAULT_SEED, profile: str = DEFAULT_PROFILE) -> Dataset:
+    """Fill a running server (with the three databases) with about `size_mb` MB of raw dump of `profile`."""
+    chosen = PROFILES[profile]
+    dataset = Dataset(server=server, size_mb=size_mb, seed=seed, profile=chosen)
+    started = time.monotonic()
+    dataset.rows = {f"{t.database}.{t.name}": rows_for(t, size_mb) for t in chosen.tables}
+    # Largest tables first, so the two workers finish at about the same time.
+    ordered = sorted(chosen.tables, key=lambda t: -t.share)
+    with ThreadPoolExecutor(LOAD_WORKERS) as pool:
+        for future in [pool.submit(load_table, server, t, dataset.rows[f"{t.database}.{t.name}"], seed)
+                       for t in ordered]:
+            future.result()
+    with ThreadPoolExecutor(LOAD_WORKERS) as pool:
+        for future in [pool.submit(server.psql, "VACUUM (FREEZE, ANALYZE);", db) for db in DATABASES]:
+            future.result()
+    server.psql("CHECKPOINT;")
+    dataset.load_seconds = time.monotonic() - started
+    dataset.raw_dump_bytes = raw_dump_bytes(server)
     return dataset
 
 

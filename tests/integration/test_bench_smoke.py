@@ -23,7 +23,8 @@ class TestBenchmarkSmoke:
         markdown = tmp_path / "bench.md"
         command = [
             sys.executable, "-m", "bench", "--size", "20", "--small-size", "5", "--rounds", "1",
-            "--idle-seconds", "3", "--variants", "default", "--profile-size", "5", "--markdown", str(markdown),
+            "--idle-seconds", "3", "--variants", "default", "--profile-size", "5", "--pitr-size", "5",
+            "--pitr-write-seconds", "3", "--pitr-tps-seconds", "2", "--markdown", str(markdown),
             "--work-dir", str(tmp_path / "work"),
         ]
         env = {**os.environ, "PGBACKUP_TEST_POSTGRES_IMAGE": postgres_image}
@@ -55,6 +56,14 @@ class TestBenchmarkSmoke:
                 <= {key for key, seconds in measured.items() if seconds}, profile
             assert profile["raw_dump_bytes"] > 2_000_000
 
+        # Point-in-time recovery: a base backup against its reference, the write throughput with and without
+        # streaming, an RTO whose rows were checked, and an RPO measured after a real docker kill.
+        pitr = report["pitr"]
+        assert pitr["base_seconds"] > 0 and pitr["basebackup_null_seconds"] > 0 and pitr["base_bytes"] > 0, pitr
+        assert {"without streaming", "WAL_STREAMING=on"} <= set(pitr["tps"]), pitr
+        assert pitr["rto_seconds"] > 0 and pitr["rto_rows"] > 0, pitr
+        assert pitr["rpo_commits_seen"] > 0 and pitr["rpo_commits_lost"] is not None, pitr
+
         for targets in (report["targets"], report["targets_round_two"]):
             assert targets and all(t["verdict"] in VERDICTS for t in targets)
             assert all(t["note"] for t in targets if t["verdict"] == "n/a")
@@ -64,3 +73,4 @@ class TestBenchmarkSmoke:
         text = markdown.read_text()
         assert "## Targets of issue 7" in text and "physical limit" in text
         assert "## Targets of issue 16" in text and "## Dataset profiles" in text and "## S3 upload cost" in text
+        assert "## Point-in-time recovery" in text
