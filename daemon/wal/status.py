@@ -17,6 +17,7 @@ from daemon.wal.monitor import read_slot
 from daemon.wal.segments import find_gaps, format_lsn, parse_segment
 from daemon.wal.server import ReplicationEndpoint
 
+
 @dataclass
 class ArchiveSummary:
     segments: int
