@@ -115,9 +115,14 @@ class TestWalMonitor:
         assert metric(port, "pgbackup_wal_slot_status", wal_status="lost") == 0
         assert RETENTION_PROBLEM not in problems(port) and RPO_PROBLEM not in problems(port)
 
-        idle_since = time.time()  # nothing is written now: the point keeps up with the polls
-        wait_until(lambda: (metric(port, "pgbackup_wal_recoverable_until_timestamp_seconds") or 0) > idle_since,
-                   POLLS, "the recovery point to move on while the server is idle")
+        def past_the_last_arrival() -> bool:
+            """Nothing arrived for a while, yet the point is the latest poll: later than any WAL received."""
+            text = metrics_text(port)
+            until = sample(text, "pgbackup_wal_recoverable_until_timestamp_seconds", slot=SLOT)
+            received = sample(text, "pgbackup_wal_last_received_timestamp_seconds", slot=SLOT)
+            return until is not None and received is not None and until > received + 1
+
+        wait_until(past_the_last_arrival, 2 * POLLS, "the recovery point to pass the last WAL arrival")
 
         def slot_status() -> dict:
             return json.loads(pgbackup("wal", "status", "--json", env=env).stdout)["slot"]
