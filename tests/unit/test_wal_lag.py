@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from daemon.settings import load_settings
 from daemon.wal.lag import (
     MIB,
     SlotReading,
@@ -14,6 +15,7 @@ from daemon.wal.lag import (
     rpo_problem,
 )
 from daemon.wal.segments import parse_lsn
+from tests.unit.test_settings import clean_environment, problems  # noqa: F401 - the autouse fixture
 
 GIB = 1024 * MIB
 
@@ -131,3 +133,22 @@ class TestRetention:
     def test_a_slot_within_its_reservation_is_fine(self, status):
         """wal_status reserved or extended with little retained: no problem."""
         assert retention_problem(reading(wal_status=status), limit_bytes=GIB) is None
+
+
+class TestLimitSettings:
+    def test_defaults(self, monkeypatch):
+        """WAL_MAX_LAG_SECONDS is 300 and WAL_SLOT_RETAINED_MAX_BYTES 8 GiB unless set."""
+        monkeypatch.setenv("POSTGRES_CONTAINER", "pg")
+        settings = load_settings()
+        assert (settings.wal_max_lag_seconds, settings.wal_slot_retained_max_bytes) == (300, 8 * GIB)
+
+    @pytest.mark.parametrize(("variable", "value", "bound"), [
+        ("WAL_MAX_LAG_SECONDS", "10", "greater than or equal to 30"),
+        ("WAL_MAX_LAG_SECONDS", "99999999", "less than or equal to 86400"),
+        ("WAL_SLOT_RETAINED_MAX_BYTES", "1024", f"greater than or equal to {16 * MIB}"),
+        ("WAL_SLOT_RETAINED_MAX_BYTES", str(2**60), f"less than or equal to {2**50}"),
+    ])
+    def test_values_out_of_bounds_are_refused_naming_the_variable(self, monkeypatch, variable, value, bound):
+        """A limit below a poll's reach (or a segment) or absurdly high is refused with the bound."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", **{variable: value})
+        assert line.startswith(f"{variable}: ") and bound in line
