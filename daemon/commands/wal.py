@@ -11,9 +11,9 @@ from daemon.errors import PgBackupError
 from daemon.manifest import scan_manifests
 from daemon.settings import Settings
 from daemon.wal import offsite as wal_offsite
-from daemon.wal.archive import partial_segment, read_records, spool_dir
+from daemon.wal.archive import partial_segment, read_records
+from daemon.wal.monitor import last_received
 from daemon.wal.prerequisites import assess
-from daemon.wal.receiver import newest_wal_time
 from daemon.wal.server import resolve_endpoint, server_facts
 from daemon.wal.setup import apply_setup
 from daemon.wal.status import slot_state, summarize
@@ -54,7 +54,7 @@ def status(settings: Settings, *, as_json: bool = False) -> int:
     try:
         summary.slot = slot_state(resolve_endpoint(settings), settings.wal_slot_name,
                                   settings.wal_slot_retained_max_bytes,
-                                  newest_wal_time(spool_dir(settings.backup_dir)))
+                                  last_received(settings.backup_dir))
     except PgBackupError as error:
         summary.slot = {"name": settings.wal_slot_name, "error": str(error)}
     if as_json:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import docker
 from prometheus_client import Gauge
@@ -54,6 +55,15 @@ def read_slot(sql: PostgresServer, slot: str) -> SlotReading:
     return parse_reading(sql.query(_READING_SQL.format(slot=slot))[0])
 
 
+def last_received(backup_dir: Path) -> float | None:
+    """When WAL last arrived in the spool; None when unknown (an archive pass may move a segment away
+    while its time is read: the next poll reads it again)."""
+    try:
+        return newest_wal_time(spool_dir(backup_dir))
+    except OSError:
+        return None
+
+
 @dataclass
 class WalMonitor:
     settings: Settings
@@ -78,7 +88,10 @@ class WalMonitor:
 
     def _loop(self, cancel: threading.Event) -> None:
         while True:
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # a bug: logged, and the next poll still comes
+                log.exception("wal_monitor_poll_crashed")
             if cancel.wait(self.interval):
                 return
 
@@ -112,7 +125,7 @@ class WalMonitor:
         self.metrics.wal_slot_retained_max.labels(self.slot).set(limit)
         for status in WAL_STATUSES:
             self.metrics.wal_slot_status.labels(self.slot, status).set(int(reading.wal_status == status))
-        received = newest_wal_time(spool_dir(self.settings.backup_dir))
+        received = last_received(self.settings.backup_dir)
         recoverable = recoverable_until(lag, checked_at, self._last_caught_up, received)
         if recoverable is not None:
             self._recoverable = max(recoverable, self._recoverable or 0)  # never moves back

@@ -8,13 +8,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 
 import pytest
+import structlog
 
-from daemon.wal.monitor import RETENTION_PROBLEM, RPO_PROBLEM
+from daemon.monitoring.health import HealthState
+from daemon.monitoring.metrics import Metrics
+from daemon.settings import Settings
+from daemon.wal.monitor import RETENTION_PROBLEM, RPO_PROBLEM, WalMonitor
 from tests.integration.test_daemon import get, sample, wait_until
 from tests.integration.test_wal_streaming import (
     FAR_AWAY,
@@ -168,3 +174,28 @@ class TestBaseFreshness:
                                            kind="base", target="cluster"), 30, "the base backup on /metrics")
         assert newest >= started - 5
         assert sample(metrics_text(port), "pgbackup_kind_max_age_seconds", kind="base") == 24 * 3600
+
+
+class TestUnreachableServer:
+    def test_a_failed_poll_is_logged_and_counted_and_the_monitor_goes_on(self, tmp_path):
+        """With nothing listening at the server's address, each poll fails: logged as wal_monitor_failed,
+        counted, and the thread keeps polling until the daemon stops; no figure is invented."""
+        port = docker_env.free_port()
+        settings = Settings(POSTGRES_HOST="127.0.0.1", POSTGRES_PORT=port, POSTGRES_PASSWORD="x",
+                            BACKUP_DIR=tmp_path, WAL_STREAMING=True)
+        metrics, health, cancel = Metrics(), HealthState(datetime.now(timezone.utc), timedelta(hours=24)), \
+            threading.Event()
+        with structlog.testing.capture_logs() as logs:
+            thread = WalMonitor(settings, metrics, health, interval=0.2).start(cancel)
+            try:
+                wait_until(lambda: metrics.registry.get_sample_value("pgbackup_wal_monitor_failures_total") >= 3,
+                           60, "three failed polls")
+            finally:
+                cancel.set()
+                thread.join(timeout=30)
+        assert not thread.is_alive()
+        failed = [entry for entry in logs if entry["event"] == "wal_monitor_failed"]
+        assert len(failed) >= 3 and str(port) in failed[0]["error"]
+        assert metrics.registry.get_sample_value("pgbackup_wal_receive_lag_bytes", {"slot": SLOT}) is None
+        assert metrics.registry.get_sample_value("pgbackup_wal_max_lag_seconds", {"slot": SLOT}) == 300
+        assert health.problem(RPO_PROBLEM) is None  # nothing was ever received: the streaming problem's case
