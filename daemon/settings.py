@@ -36,6 +36,7 @@ MAX_RUN_SECONDS = 7 * MAX_SECONDS  # a run deadline: a week
 MAX_MIN_KEEP = 1_000
 MAX_KEEP_PERIODS = 10_000  # GFS tiers: over 27 years of days; a bound only so that a typo is caught
 MAX_SIZE_BYTES = 2**50  # 1 PiB
+WAL_SEGMENT_BYTES = 16 * 2**20  # a slot always keeps about a segment: a lower limit would always be exceeded
 # A snapshot stopped by SIGTERM finishes its stop, then starts the database (no ready-wait while
 # shutting down): that fits the sidecar's stop_grace_period (3m in compose.yaml) with room to spare.
 MAX_VOLUME_STOP_SECONDS = 120
@@ -221,6 +222,9 @@ class Settings(BaseSettings):
     replication_password: SecretStr | None = None
     replication_password_file: Path | None = None
     schedule_base: str = "0 1 * * *"
+    # /healthz and the alerts: how far back recovery may reach, how much WAL the slot may keep
+    wal_max_lag_seconds: int = Field(300, ge=30, le=MAX_SECONDS)
+    wal_slot_retained_max_bytes: int = Field(8 * 2**30, ge=WAL_SEGMENT_BYTES, le=MAX_SIZE_BYTES)
 
     # --- restore ---------------------------------------------------------------------
     restore_jobs: int = Field(2, ge=1, le=64)

@@ -12,6 +12,7 @@ from daemon.manifest import scan_manifests
 from daemon.settings import Settings
 from daemon.wal import offsite as wal_offsite
 from daemon.wal.archive import partial_segment, read_records
+from daemon.wal.monitor import last_received
 from daemon.wal.prerequisites import assess
 from daemon.wal.server import resolve_endpoint, server_facts
 from daemon.wal.setup import apply_setup
@@ -31,10 +32,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
                               help="with POSTGRES_CONTAINER: allow replication in pg_hba.conf (and reload) and "
                               "create the slot; settings that need a restart are only printed")
     status_parser = actions.add_parser(
-        "status", help="the WAL archive (span, gaps, S3 copies), the newest base backup and the slot",
+        "status", help="the WAL archive (span, gaps, S3 copies), the newest base backup, the slot and the lag",
         description="The WAL archive in BACKUP_DIR/wal/ (oldest and newest segment, the segment being received, "
-        "gaps, files not yet copied to S3), the newest base backup, and the slot on the server. Exit 1 if the "
-        "archive has a gap.")
+        "gaps, files not yet copied to S3), the newest base backup, and the slot on the server: the WAL it keeps "
+        "against its limit, wal_status, the receiver's lag in bytes and the time up to which recovery is "
+        "possible. Exit 1 if the archive has a gap.")
     status_parser.add_argument("--json", action="store_true", help="print it as JSON")
     return {"wal": command_wal}
 
@@ -50,7 +52,9 @@ def status(settings: Settings, *, as_json: bool = False) -> int:
     summary = summarize(read_records(settings.backup_dir, key), partial_segment(settings.backup_dir),
                         scan_manifests(settings.backup_dir, key).manifests, offsite=wal_offsite.wanted(settings))
     try:
-        summary.slot = slot_state(resolve_endpoint(settings), settings.wal_slot_name)
+        summary.slot = slot_state(resolve_endpoint(settings), settings.wal_slot_name,
+                                  settings.wal_slot_retained_max_bytes,
+                                  last_received(settings.backup_dir))
     except PgBackupError as error:
         summary.slot = {"name": settings.wal_slot_name, "error": str(error)}
     if as_json:

@@ -115,6 +115,35 @@ class Metrics:
             "pgbackup_wal_receiver_up", "1 while pg_receivewal streams WAL, 0 while it is down", ["slot"], registry=r)
         self.wal_receiver_restarts = Counter(
             "pgbackup_wal_receiver_restarts", "Times the WAL receiver exited and was started again", registry=r)
+        # ... and from the WAL monitor's poll of the server (daemon/wal/monitor.py, daemon/wal/lag.py)
+        self.wal_recoverable_until = Gauge(
+            "pgbackup_wal_recoverable_until_timestamp_seconds",
+            "Time up to which point-in-time recovery is possible: the latest poll that found the receiver "
+            "caught up (receive lag 0 bytes), else when WAL last arrived", ["slot"], registry=r)
+        self.wal_max_lag = Gauge(
+            "pgbackup_wal_max_lag_seconds", "Configured limit of the recovery point's age (WAL_MAX_LAG_SECONDS)",
+            ["slot"], registry=r)
+        self.wal_receive_lag = Gauge(
+            "pgbackup_wal_receive_lag_bytes",
+            "The server's current WAL position minus what the receiver has flushed", ["slot"], registry=r)
+        self.wal_slot_retained = Gauge(
+            "pgbackup_wal_slot_retained_bytes",
+            "WAL the server keeps for the slot (current position minus the slot's restart_lsn)", ["slot"], registry=r)
+        self.wal_slot_retained_max = Gauge(
+            "pgbackup_wal_slot_retained_max_bytes",
+            "Retention limit /healthz applies: WAL_SLOT_RETAINED_MAX_BYTES, or 80 % of the server's "
+            "max_slot_wal_keep_size when that is lower", ["slot"], registry=r)
+        self.wal_slot_safe = Gauge(
+            "pgbackup_wal_slot_safe_bytes",
+            "WAL the server may still write before the slot is in danger of losing WAL (safe_wal_size; no "
+            "series while max_slot_wal_keep_size is unlimited)", ["slot"], registry=r)
+        self.wal_slot_status = Gauge(
+            "pgbackup_wal_slot_status",
+            "1 for the slot's wal_status in pg_replication_slots (reserved, extended, unreserved, lost), 0 for "
+            "the others", ["slot", "wal_status"], registry=r)
+        self.wal_monitor_failures = Counter(
+            "pgbackup_wal_monitor_failures", "Polls of the server's WAL and slot positions that failed (logged as "
+            "wal_monitor_failed)", registry=r)
         # The per-target series the staleness alerts read, and which targets each kind's
         # scheduled run covers now (unknown until its first run: every target counts).
         self._freshness_gauges = (self.last_success_timestamp, self.last_size, self.last_duration,

@@ -1,6 +1,7 @@
 """WAL streaming in the daemon: with WAL_STREAMING=on, the prerequisite check at start, the
-supervised receiver and the base backup schedule (SCHEDULE_BASE); with it off, the slot of an
-earlier install dropped (a slot nobody reads keeps WAL on the server until its disk is full)."""
+supervised receiver, the monitor of lag and slot retention (``monitor``) and the base backup
+schedule (SCHEDULE_BASE); with it off, the slot of an earlier install dropped (a slot nobody reads
+keeps WAL on the server until its disk is full)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from daemon.settings import Settings
 from daemon.sources.connect import connect
 from daemon.wal.archive import wal_dir
 from daemon.wal.base import KIND, TARGET, run_base_backup
+from daemon.wal.monitor import start_monitor
 from daemon.wal.offsite import start_uploader
 from daemon.wal.prerequisites import PREREQUISITES_PROBLEM, assess, missing_text
 from daemon.wal.receiver import WalReceiver
@@ -50,6 +52,7 @@ def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: thr
         def stream() -> None:
             check_prerequisites(settings, health, client)
             start_uploader(settings, metrics, cancel)
+            start_monitor(settings, metrics, health, cancel, client)
             WalReceiver(settings, metrics, health, cancel, client).supervise()
         target = stream
     else:

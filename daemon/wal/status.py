@@ -1,7 +1,9 @@
-"""`pgbackup wal status`: the archive on disk (pure summary) and the slot on the server."""
+"""`pgbackup wal status`: the archive on disk (pure summary) and the slot on the server, with the
+receiver's lag and the time up to which recovery is possible (as the daemon's monitor reads them)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -10,12 +12,10 @@ from daemon.errors import PgBackupError
 from daemon.manifest import Manifest
 from daemon.wal.archive import WalRecord
 from daemon.wal.base import KIND as BASE_KIND
-from daemon.wal.segments import find_gaps, parse_segment
+from daemon.wal.lag import recoverable_until, retained_limit
+from daemon.wal.monitor import read_slot
+from daemon.wal.segments import find_gaps, format_lsn, parse_segment
 from daemon.wal.server import ReplicationEndpoint
-
-_SLOT_SQL = ("SELECT concat_ws('|', active, coalesce(restart_lsn::text, ''), "
-             "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text, ''), "
-             "coalesce(wal_status, '')) FROM pg_replication_slots WHERE slot_name = '{slot}'")
 
 
 @dataclass
@@ -62,15 +62,27 @@ def summarize(records: list[WalRecord], partial: Path | None, manifests: list[Ma
     )
 
 
-def slot_state(endpoint: ReplicationEndpoint, slot: str) -> dict[str, object]:
-    """The slot on the server: whether the receiver holds it, its restart position, the WAL it keeps."""
+def slot_state(endpoint: ReplicationEndpoint, slot: str, retained_max_bytes: int,
+               last_received: float | None = None) -> dict[str, object]:
+    """The slot on the server: whether the receiver holds it, its restart position, the WAL it keeps
+    against its limit, the receiver's lag, and the time up to which recovery is possible now."""
+    checked_at = time.time()  # before the query: every commit before it is at or below the position read
     try:
-        rows = endpoint.sql.query(_SLOT_SQL.format(slot=slot))
+        reading = read_slot(endpoint.sql, slot)
     except PgBackupError as error:
         return {"name": slot, "error": str(error)}
-    if not rows:
+    if not reading.exists:
         return {"name": slot, "exists": False}
-    active, restart_lsn, retained, wal_status = rows[0].strip().split("|")
-    return {"name": slot, "exists": True, "active": active == "t", "restart_lsn": restart_lsn,
-            "retained_bytes": int(retained) if retained else None, "wal_status": wal_status,
-            "checked_at": datetime.now().astimezone().isoformat(timespec="seconds")}
+    recoverable = recoverable_until(reading.lag_bytes, checked_at, None, last_received)
+    return {"name": slot, "exists": True, "active": reading.active,
+            "restart_lsn": format_lsn(reading.restart_lsn) if reading.restart_lsn is not None else None,
+            "retained_bytes": reading.retained_bytes,
+            "retained_max_bytes": retained_limit(retained_max_bytes, reading.max_slot_wal_keep_size_mb),
+            "wal_status": reading.wal_status, "safe_wal_size_bytes": reading.safe_wal_size,
+            "receive_lag_bytes": reading.lag_bytes,
+            "recoverable_until": _local_time(recoverable) if recoverable is not None else None,
+            "checked_at": _local_time(checked_at)}
+
+
+def _local_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")

@@ -132,5 +132,11 @@ class TestAlertDefinitions:
             "pgbackup_restore_test_last_success_timestamp_seconds",
             "pgbackup_restore_test_last_run_success",
             'up{job="pgbackup"}',
+            "pgbackup_wal_receiver_up",
+            "pgbackup_wal_recoverable_until_timestamp_seconds",
+            "pgbackup_wal_max_lag_seconds",
+            "pgbackup_wal_slot_retained_bytes",
+            "pgbackup_wal_slot_retained_max_bytes",
+            "pgbackup_wal_slot_status",
         ):
             assert metric in expressions, metric
