@@ -7,10 +7,11 @@ segment of that name exists (pg_receivewal pads it to the full size). What the l
 lacks (the base backup, WAL files) comes from the offsite copy (``remote.OffsiteWal``) when one
 is given, downloaded into the scratch directory and checked. ``recover_into_volume`` does the
 work: every file is read and checked before the volume is touched; the volume is prepared as
-`restore-volume` does (created, or unused and empty, or emptied with ``force``); the recovery settings are given on the server's command line (``-c``), not
-written into the data directory, so once the server has promoted and stopped cleanly (``pg_ctl
-stop -m fast``, then ``pg_controldata`` says "shut down") and the staged WAL is removed, the
-volume starts as a normal server under the compose service.
+`restore-volume` does (created, or unused and empty, or emptied with ``force``); the recovery
+settings are given on the server's command line (``-c``), not written into the data directory,
+so once the server has promoted and stopped cleanly (``pg_ctl stop -m fast``, then
+``pg_controldata`` says "shut down") and the staged WAL is removed, the volume starts as a
+normal server under the compose service.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from daemon.wal.archive import (
     read_checked,
     read_checked_file,
     read_records,
+    wal_dir,
 )
 from daemon.wal.segments import Segment, find_gaps, history_timeline, parse_lsn, parse_segment, segment_of
 
@@ -145,9 +147,10 @@ def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Man
                         signing_key: bytes | None = None, offsite: OffsiteWal | None = None,
                         force: bool = False) -> RecoveryReport:
     """Unpack ``base`` into ``volume`` (created if missing; refused while a running container
-    uses it, and when it is not empty unless ``force``, which empties it first), stage the WAL, recover to ``target`` (None: everything received) and promote;
-    the server is stopped cleanly and the staged WAL removed. ``image``: a PostgreSQL image of
-    the base's major version. The caller holds the backup lock: the WAL is staged in a scratch
+    uses it, and when it is not empty unless ``force``, which empties it first), stage the WAL,
+    recover to ``target`` (None: everything received) and promote; the server is stopped
+    cleanly and the staged WAL removed. ``image``: a PostgreSQL image of the base's major
+    version (also the helper that checks and, with ``force``, empties the volume). The caller holds the backup lock: the WAL is staged in a scratch
     directory of BACKUP_DIR, which a backup run would otherwise remove as a leftover.
     ``decryption`` (ENCRYPT_IDENTITY_FILE) reads an encrypted base and WAL; without it they are
     refused (IdentityMissing) before anything is written. With ``signing_key``
@@ -217,7 +220,9 @@ class _Recovery:
         # The partial segment is copied before the records are read: a segment completed and archived
         # in between is then in the records, never missing between the records and the partial.
         partial = _copy_partial(self.backup_dir, self.scratch)
-        local = read_records(self.backup_dir, self.signing_key)
+        # A record whose file is gone counts as missing locally: its S3 copy stands in.
+        local = [record for record in read_records(self.backup_dir, self.signing_key)
+                 if (wal_dir(self.backup_dir) / record.file).exists()]
         remote = self.offsite.records(base_start(base), {r.name for r in local}) if self.offsite else []
         plan = plan_wal(available_records(local, remote), partial, base)
         self.decryption.require(base)
