@@ -150,8 +150,9 @@ def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Man
     uses it, and when it is not empty unless ``force``, which empties it first), stage the WAL,
     recover to ``target`` (None: everything received) and promote; the server is stopped
     cleanly and the staged WAL removed. ``image``: a PostgreSQL image of the base's major
-    version (also the helper that checks and, with ``force``, empties the volume). The caller holds the backup lock: the WAL is staged in a scratch
-    directory of BACKUP_DIR, which a backup run would otherwise remove as a leftover.
+    version (also the helper that checks and, with ``force``, empties the volume). The caller
+    holds the backup lock: the WAL is staged in a scratch directory of BACKUP_DIR, which a
+    backup run would otherwise remove as a leftover.
     ``decryption`` (ENCRYPT_IDENTITY_FILE) reads an encrypted base and WAL; without it they are
     refused (IdentityMissing) before anything is written. With ``signing_key``
     (MANIFEST_SIGNING_KEY) a WAL record not signed with it counts as missing. ``offsite``: the S3
