@@ -7,16 +7,23 @@ the module."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 import uuid
 from datetime import datetime, timezone
 
 import docker.errors
+import pyrage
 import pytest
 
+from daemon.encryption import Decryption, Encryption
+from daemon.storage.s3 import Bucket
+from daemon.wal import archive
 from daemon.wal.archive import read_records
-from daemon.wal.segments import parse_segment
+from daemon.wal.offsite import upload_pending
+from daemon.wal.remote import OffsiteWal
+from daemon.wal.segments import Segment, parse_segment
 from tests.integration.test_daemon import wait_until
 from tests.integration.test_wal_streaming import (
     FAR_AWAY,
@@ -149,6 +156,48 @@ class TestForce:
         assert "previous content deleted" in forced.stderr
         count, _ = restored_rows(docker_client, postgres_image, volume, source.password)
         assert count == disaster["total"]
+
+
+class TestOffsiteRecords:
+    KEY = b"k" * 32
+
+    def test_only_trusted_records_are_read_and_every_download_is_checked(self, offsite, tmp_path):
+        """Segments archived with MANIFEST_SIGNING_KEY and copied encrypted (ENCRYPT_SCOPE=offsite): read back
+        from S3 with the key, an unsigned record is left out (the segment counts as missing), a copy whose
+        bytes were swapped is refused naming the segment, and a good one reads back as the segment with the
+        identity."""
+        identity = pyrage.x25519.Identity.generate()
+        key_file = tmp_path / "key.txt"
+        key_file.write_text(f"{identity}\n")
+        backup_dir = tmp_path / "backups"
+        archive.ensure_dirs(backup_dir)
+        for number in (1, 2, 3):
+            (archive.spool_dir(backup_dir) / Segment(1, number).name).write_bytes(bytes([number]) * 8192)
+        now = datetime.now(timezone.utc)
+        archive.archive_completed(backup_dir, 1, lambda: now, signing_key=self.KEY)
+        bucket = Bucket(client=offsite.client(), name=offsite.bucket, prefix="signed/", signing_key=self.KEY)
+        copied = upload_pending(backup_dir, bucket, now, Encryption((str(identity.to_public()),)), self.KEY)
+        assert len(copied) == 3
+        client, folder = offsite.client(), "signed/wal/"
+        unsigned = archive.WalRecord.from_json(
+            client.get_object(Bucket=offsite.bucket, Key=f"{folder}{Segment(1, 2).name}.json")["Body"].read())
+        client.put_object(Bucket=offsite.bucket, Key=f"{folder}{Segment(1, 2).name}.json",
+                          Body=dataclasses.replace(unsigned, signature="").to_json().encode())
+        third = f"{folder}{Segment(1, 3).name}.gz.age"
+        client.put_object(Bucket=offsite.bucket, Key=third,
+                          Body=client.get_object(Bucket=offsite.bucket, Key=f"{folder}{Segment(1, 1).name}.gz.age")
+                          ["Body"].read())
+
+        remote = OffsiteWal(bucket, self.KEY)
+        records = remote.records(Segment(1, 1), skip=set())
+        assert [record.name for record in records] == [Segment(1, 1).name, Segment(1, 3).name]
+        assert remote.records(Segment(1, 2), skip={Segment(1, 3).name}) == []
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        path = remote.fetch_wal(records[0], downloads)
+        assert b"".join(archive.read_checked_file(path, records[0], Decryption(key_file))) == bytes([1]) * 8192
+        with pytest.raises(archive.WalArchiveError, match=Segment(1, 3).name):
+            remote.fetch_wal(records[1], downloads)
 
 
 class TestRefusal:
