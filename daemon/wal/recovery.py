@@ -244,7 +244,7 @@ class _Recovery:
             return path
         if self.offsite is None:
             raise RecoveryRefused(f"base backup {base.file} is not in {self.backup_dir} (its manifest is) "
-                                  "and S3 is not set up to fetch its copy")
+                                  "and S3 is not set up or could not be read (see offsite_wal_list_failed in the log)")
         self.fetched.append(base.file)
         return self.offsite.fetch_base(base, self.scratch)
 
