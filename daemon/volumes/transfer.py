@@ -106,7 +106,7 @@ def restore_volume(settings: Settings, client: docker.DockerClient, artifact: Pa
     manifest = verified_manifest(artifact, settings)
     log.info("volume_restore_verified", file=artifact.name, sha256=manifest.sha256, source_volume=manifest.target)
     image = choose_helper_image(client, settings.helper_image, settings.postgres_container)
-    created, wiped = _prepare_target(client, image, volume, force)
+    created, wiped = prepare_target(client, image, volume, force)
     scanner = TarScanner()
     with HelperContainer(client, image, volume, read_only=False) as helper:
         helper.write_tar(_scanned(gunzipped(artifact, manifest, settings.decryption), scanner))
@@ -141,7 +141,7 @@ def clone_volume(settings: Settings, client: docker.DockerClient, source: str, d
         )
     to_stop = select_containers_to_stop(source, users, named_container(client, settings.postgres_container))
     image = choose_helper_image(client, settings.helper_image, settings.postgres_container)
-    created, wiped = _prepare_target(client, image, dest, force)
+    created, wiped = prepare_target(client, image, dest, force)
     scanner = TarScanner()
     stopper = ContainerStopper(
         client, settings.backup_dir, source, settings.volume_stop_timeout_seconds,
@@ -163,8 +163,10 @@ def clone_volume(settings: Settings, client: docker.DockerClient, source: str, d
     return TransferResult(dest, scanner.entries, scanner.pg_version, created, wiped, report)
 
 
-def _prepare_target(client: docker.DockerClient, image: str, volume: str, force: bool) -> tuple[bool, bool]:
-    """Create the target volume, or check that it is unused and empty (or empty it with force)."""
+def prepare_target(client: docker.DockerClient, image: str, volume: str, force: bool) -> tuple[bool, bool]:
+    """Create the target volume, or check that it is unused and empty (or empty it with force);
+    (created, wiped). Also what `restore point-in-time` does with the volume it recovers into.
+    ``image``: a helper image with sh and find (the wipe runs in it)."""
     if not volume_exists(client, volume):
         try:
             client.volumes.create(volume)

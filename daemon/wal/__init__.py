@@ -10,9 +10,10 @@
 - ``offsite``: the archive copied to S3 under <prefix>/wal/, file first, record last
 - ``lag``: receive lag, retained WAL, the time up to which recovery is possible, their limits (pure)
 - ``monitor``: the server polled for those every 15 s: metrics and /healthz
+- ``remote``: those copies and the base backups' read back for a recovery, downloaded and checked
 - ``receiver``: pg_receivewal supervised: restarts with back-off, archive passes, metrics, /healthz
 - ``base``: ``pgbackup backup base`` and SCHEDULE_BASE: pg_basebackup into an atomic artifact
-- ``recovery``: a base backup and the archived WAL into a volume, recovered to a point in time
+- ``recovery``: a base backup and the archived WAL (local, else S3) into a volume, recovered to a point in time
 - ``pitr``: ``pgbackup restore point-in-time``: the target read, the base chosen, refusals
 - ``setup``: ``pgbackup wal setup --apply``: the pg_hba.conf line, a reload and the slot
 - ``status``: ``pgbackup wal status``: the archive summarized (pure) and the slot

@@ -220,7 +220,12 @@ def partial_segment(backup_dir: Path) -> Path | None:
 def read_checked(backup_dir: Path, record: WalRecord, decryption: Decryption | None = None) -> Iterator[bytes]:
     """The WAL file's own bytes, after the archived file's sha256 and size matched its record;
     an encrypted one decrypted with ``decryption`` (ENCRYPT_IDENTITY_FILE; IdentityMissing without)."""
-    path = wal_dir(backup_dir) / record.file
+    return read_checked_file(wal_dir(backup_dir) / record.file, record, decryption)
+
+
+def read_checked_file(path: Path, record: WalRecord, decryption: Decryption | None = None) -> Iterator[bytes]:
+    """``read_checked`` for an archived file at ``path`` (in the archive, or an offsite copy
+    downloaded elsewhere)."""
     digest = hashlib.sha256()
     try:
         with path.open("rb") as compressed:

@@ -3,11 +3,15 @@ PostgreSQL run in a throwaway container until it has recovered to the target and
 
 ``plan_wal`` (pure) chooses the WAL and refuses a hole before anything is written; the
 newest WAL is the spool's ``.partial`` segment, staged under its plain name when no complete
-segment of that name exists (pg_receivewal pads it to the full size). ``recover_into_volume``
-does the work: the recovery settings are given on the server's command line (``-c``), not
-written into the data directory, so once the server has promoted and stopped cleanly (``pg_ctl
-stop -m fast``, then ``pg_controldata`` says "shut down") and the staged WAL is removed, the
-volume starts as a normal server under the compose service.
+segment of that name exists (pg_receivewal pads it to the full size). What the local archive
+lacks (the base backup, WAL files) comes from the offsite copy (``remote.OffsiteWal``) when one
+is given, downloaded into the scratch directory and checked. ``recover_into_volume`` does the
+work: every file is read and checked before the volume is touched; the volume is prepared as
+`restore-volume` does (created, or unused and empty, or emptied with ``force``); the recovery
+settings are given on the server's command line (``-c``), not written into the data directory,
+so once the server has promoted and stopped cleanly (``pg_ctl stop -m fast``, then
+``pg_controldata`` says "shut down") and the staged WAL is removed, the volume starts as a
+normal server under the compose service.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -32,7 +37,16 @@ from daemon.logs import get_logger
 from daemon.manifest import Manifest
 from daemon.naming import RESTORE_SCRATCH_PREFIX
 from daemon.restore.streams import check_sha256
-from daemon.wal.archive import WalRecord, partial_segment, read_checked, read_records
+from daemon.volumes.transfer import prepare_target
+from daemon.wal.archive import (
+    WalArchiveError,
+    WalRecord,
+    partial_segment,
+    read_checked,
+    read_checked_file,
+    read_records,
+    wal_dir,
+)
 from daemon.wal.segments import Segment, find_gaps, history_timeline, parse_lsn, parse_segment, segment_of
 
 log = get_logger(__name__)
@@ -56,6 +70,10 @@ class RecoveryFailed(PgBackupError):
     """PostgreSQL did not recover, promote or stop cleanly."""
 
 
+if TYPE_CHECKING:  # the S3 client (boto3) is imported only when offsite copies are read
+    from daemon.wal.remote import OffsiteWal
+
+
 @dataclass(frozen=True)
 class WalPlan:
     records: list[WalRecord]  # complete segments and history files, in order
@@ -72,6 +90,9 @@ class RecoveryReport:
     segments_staged: int
     seconds: float
     log_tail: list[str] = field(default_factory=list)
+    fetched_offsite: list[str] = field(default_factory=list)  # files read from S3 (the base, WAL files)
+    partial_staged: bool = False  # the newest commits (.partial) were there; without, the newest complete segment
+    volume_wiped: bool = False  # --force emptied a volume that held data
 
 
 def plan_wal(records: list[WalRecord], partial: Path | None, base: Manifest) -> WalPlan:
@@ -80,7 +101,7 @@ def plan_wal(records: list[WalRecord], partial: Path | None, base: Manifest) -> 
     segments after the base have a hole, or when the first one after the base's own WAL (which
     its tar carries, -X fetch) is missing."""
     timeline = int(base.details["timeline"])
-    start = segment_of(parse_lsn(str(base.details["start_lsn"])), timeline)
+    start = base_start(base)
     stop = segment_of(parse_lsn(str(base.details["stop_lsn"])), timeline)
     segments = {}
     histories = []
@@ -97,76 +118,142 @@ def plan_wal(records: list[WalRecord], partial: Path | None, base: Manifest) -> 
     on_base_timeline = [segment for segment in present if segment.timeline == timeline]
     gaps = find_gaps([*on_base_timeline, stop] if on_base_timeline else [])
     if gaps:
-        raise RecoveryRefused(f"the WAL after base backup {base.file} has a hole: {gaps[0]}")
+        raise RecoveryRefused(f"the WAL after base backup {base.file} has a hole: "
+                              f"{'; '.join(str(gap) for gap in gaps)}; nothing was written")
     if on_base_timeline and min(on_base_timeline).number > stop.number + 1:
         raise RecoveryRefused(f"the WAL after base backup {base.file} starts at {min(on_base_timeline).name}; "
                               f"{stop.next().name} is missing")
     ordered = [segments[segment] for segment in sorted(segments)]
+    histories.sort(key=lambda record: record.name)
     return WalPlan(histories + ordered, partial, max(present) if present else None)
+
+
+def base_start(base: Manifest) -> Segment:
+    """The segment holding the base backup's start: the oldest WAL a recovery from it reads."""
+    timeline = int(base.details["timeline"])
+    return segment_of(parse_lsn(str(base.details["start_lsn"])), timeline)
+
+
+def available_records(local: list[WalRecord], remote: list[WalRecord]) -> list[WalRecord]:
+    """The local records and the offsite ones of names the local archive lacks (a local file is
+    read before its copy)."""
+    names = {record.name for record in local}
+    return local + [record for record in remote if record.name not in names]
 
 
 def recover_into_volume(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
                         target: datetime | None, *, timeout: float = 3600,
                         labels: dict[str, str] | None = None, decryption: Decryption | None = None,
-                        signing_key: bytes | None = None) -> RecoveryReport:
-    """Unpack ``base`` into ``volume`` (created if missing; refused when it holds a data
-    directory), stage the WAL, recover to ``target`` (None: everything received) and promote;
-    the server is stopped cleanly and the staged WAL removed. ``image``: a PostgreSQL image of
-    the base's major version. The caller holds the backup lock: the WAL is staged in a scratch
-    directory of BACKUP_DIR, which a backup run would otherwise remove as a leftover.
+                        signing_key: bytes | None = None, offsite: OffsiteWal | None = None,
+                        force: bool = False) -> RecoveryReport:
+    """Unpack ``base`` into ``volume`` (created if missing; refused while a running container
+    uses it, and when it is not empty unless ``force``, which empties it first), stage the WAL,
+    recover to ``target`` (None: everything received) and promote; the server is stopped
+    cleanly and the staged WAL removed. ``image``: a PostgreSQL image of the base's major
+    version (also the helper that checks and, with ``force``, empties the volume). The caller
+    holds the backup lock: the WAL is staged in a scratch directory of BACKUP_DIR, which a
+    backup run would otherwise remove as a leftover.
     ``decryption`` (ENCRYPT_IDENTITY_FILE) reads an encrypted base and WAL; without it they are
     refused (IdentityMissing) before anything is written. With ``signing_key``
-    (MANIFEST_SIGNING_KEY) a WAL record not signed with it counts as missing."""
+    (MANIFEST_SIGNING_KEY) a WAL record not signed with it counts as missing. ``offsite``: the S3
+    copy, read for the base and the WAL files that are not in the local archive."""
     decryption = decryption or Decryption(None)
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix=RESTORE_SCRATCH_PREFIX, dir=backup_dir))
     try:
-        reached, plan = _recover(client, backup_dir, base, volume, image, target, started + timeout, labels or {},
-                                 scratch, decryption, signing_key)
+        job = _Recovery(client, backup_dir, scratch, decryption, signing_key, offsite)
+        reached, plan, wiped = job.run(base, volume, image, target, started + timeout, labels or {}, force)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     target_text = target.isoformat(sep=" ") if target is not None else "latest"
     report = RecoveryReport(volume, base.file, target_text, reached, len(plan.records) + bool(plan.partial),
-                            round(time.monotonic() - started, 3))
-    log.info("pitr_recovery_finished", volume=volume, reached=reached, seconds=report.seconds)
+                            round(time.monotonic() - started, 3), fetched_offsite=job.fetched,
+                            partial_staged=plan.partial is not None, volume_wiped=wiped)
+    log.info("pitr_recovery_finished", volume=volume, reached=reached, seconds=report.seconds,
+             fetched_offsite=len(job.fetched))
     return report
 
 
-def _recover(client: docker.DockerClient, backup_dir: Path, base: Manifest, volume: str, image: str,
-             target: datetime | None, deadline: float, labels: dict[str, str], scratch: Path,
-             decryption: Decryption, signing_key: bytes | None) -> tuple[str, WalPlan]:
-    # The partial segment is copied before the records are read: a segment completed and archived
-    # in between is then in the records, never missing between the records and the partial.
-    partial = _copy_partial(backup_dir, scratch)
-    plan = plan_wal(read_records(backup_dir, signing_key), partial, base)
-    base_path = backup_dir / base.file
-    decryption.require(base)
-    for record in plan.records:
-        decryption.require(record)
-    check_sha256(base_path, base.sha256, base.size_bytes)
-    _ensure_volume(client, volume, labels)
-    log.info("pitr_recovery_started", base=base.file, volume=volume,
-             target=target.isoformat(sep=" ") if target is not None else "latest",
-             newest_segment=plan.newest_segment.name if plan.newest_segment else None)
-    container = client.containers.create(
-        image, entrypoint=["sleep"], command=["infinity"], user="root", network_mode="none",
-        name=f"pgbackup-pitr-{uuid.uuid4().hex[:8]}", labels={RECOVERY_LABEL: "1", **labels},
-        volumes={volume: {"bind": PGDATA, "mode": "rw"}},
-    )
-    try:
-        _refuse_existing_data(container, volume)
-        # Docker unpacks a gzip-compressed tar itself; an encrypted base is decrypted on its way.
-        container.put_archive(PGDATA, iter(decryption.plaintext(_read(base_path), base)))
-        _put_wal(container, backup_dir, plan, scratch, decryption)
-        container.start()
-        _exec(container, ["sh", "-c", _PREPARE], "root")
-        _exec(container, _pg_ctl_start(target), "postgres")
-        reached = _wait_promoted(container, deadline)
-        _stop_cleanly(container)
-        _exec(container, ["rm", "-rf", f"{PGDATA}/{STAGED_WAL}", f"{PGDATA}/{RECOVERY_LOG}"], "root")
-    finally:
-        container.remove(force=True)
-    return reached, plan
+@dataclass
+class _Recovery:
+    """One recovery's sources: the local archive, the scratch directory, and the offsite copy."""
+
+    client: docker.DockerClient
+    backup_dir: Path
+    scratch: Path
+    decryption: Decryption
+    signing_key: bytes | None
+    offsite: OffsiteWal | None
+    fetched: list[str] = field(default_factory=list)
+
+    def run(self, base: Manifest, volume: str, image: str, target: datetime | None, deadline: float,
+            labels: dict[str, str], force: bool) -> tuple[str, WalPlan, bool]:
+        plan, base_path, wal_tar = self._checked_inputs(base)
+        created = _ensure_volume(self.client, volume, labels)
+        # As `restore-volume`: never into a volume a running container uses; a non-empty one only with force.
+        _, wiped = prepare_target(self.client, image, volume, force)
+        log.info("pitr_recovery_started", base=base.file, volume=volume, volume_created=created, volume_wiped=wiped,
+                 target=target.isoformat(sep=" ") if target is not None else "latest",
+                 newest_segment=plan.newest_segment.name if plan.newest_segment else None)
+        container = self.client.containers.create(
+            image, entrypoint=["sleep"], command=["infinity"], user="root", network_mode="none",
+            name=f"pgbackup-pitr-{uuid.uuid4().hex[:8]}", labels={RECOVERY_LABEL: "1", **labels},
+            volumes={volume: {"bind": PGDATA, "mode": "rw"}},
+        )
+        try:
+            # Docker unpacks a gzip-compressed tar itself; an encrypted base is decrypted on its way.
+            container.put_archive(PGDATA, iter(self.decryption.plaintext(_read(base_path), base)))
+            with wal_tar.open("rb") as data:
+                container.put_archive(PGDATA, data)
+            container.start()
+            _exec(container, ["sh", "-c", _PREPARE], "root")
+            _exec(container, _pg_ctl_start(target), "postgres")
+            reached = _wait_promoted(container, deadline)
+            _stop_cleanly(container)
+            _exec(container, ["rm", "-rf", f"{PGDATA}/{STAGED_WAL}", f"{PGDATA}/{RECOVERY_LOG}"], "root")
+        finally:
+            container.remove(force=True)
+        return reached, plan, wiped
+
+    def _checked_inputs(self, base: Manifest) -> tuple[WalPlan, Path, Path]:
+        """The WAL plan, the base's checked file and the staged WAL's tar, every file read and
+        checked: whatever is missing or damaged is refused before the volume is touched."""
+        # The partial segment is copied before the records are read: a segment completed and archived
+        # in between is then in the records, never missing between the records and the partial.
+        partial = _copy_partial(self.backup_dir, self.scratch)
+        # A record whose file is gone counts as missing locally: its S3 copy stands in.
+        local = [record for record in read_records(self.backup_dir, self.signing_key)
+                 if (wal_dir(self.backup_dir) / record.file).exists()]
+        remote = self.offsite.records(base_start(base), {r.name for r in local}) if self.offsite else []
+        plan = plan_wal(available_records(local, remote), partial, base)
+        self.decryption.require(base)
+        for record in plan.records:
+            self.decryption.require(record)
+        base_path = self._base_file(base)
+        local_names = {record.name for record in local}
+        try:
+            wal_tar = _wal_tar(plan, self.scratch, lambda record: self._wal_bytes(record, record.name in local_names))
+        except WalArchiveError as error:
+            raise RecoveryRefused(f"{error}; nothing was written") from None
+        return plan, base_path, wal_tar
+
+    def _base_file(self, base: Manifest) -> Path:
+        path = self.backup_dir / base.file
+        if path.exists():
+            check_sha256(path, base.sha256, base.size_bytes)
+            return path
+        if self.offsite is None:
+            raise RecoveryRefused(f"base backup {base.file} is not in {self.backup_dir} (its manifest is) "
+                                  "and S3 is not set up or could not be read (see offsite_wal_list_failed in the log)")
+        self.fetched.append(base.file)
+        return self.offsite.fetch_base(base, self.scratch)
+
+    def _wal_bytes(self, record: WalRecord, local: bool) -> Iterator[bytes]:
+        if local or self.offsite is None:
+            return read_checked(self.backup_dir, record, self.decryption)
+        path = self.offsite.fetch_wal(record, self.scratch)
+        self.fetched.append(record.file)
+        return _removed_after(read_checked_file(path, record, self.decryption), path)
 
 
 def _copy_partial(backup_dir: Path, scratch: Path) -> Path | None:
@@ -182,34 +269,36 @@ def _copy_partial(backup_dir: Path, scratch: Path) -> Path | None:
     return copy
 
 
-def _ensure_volume(client: docker.DockerClient, volume: str, labels: dict[str, str]) -> None:
+def _ensure_volume(client: docker.DockerClient, volume: str, labels: dict[str, str]) -> bool:
+    """Create ``volume`` with ``labels`` when missing; whether it was created."""
     try:
         client.volumes.get(volume)
     except docker.errors.NotFound:
         client.volumes.create(volume, labels=labels)
+        return True
+    return False
 
 
-def _refuse_existing_data(container: Container, volume: str) -> None:
-    try:
-        container.get_archive(f"{PGDATA}/PG_VERSION")
-    except docker.errors.NotFound:
-        return
-    raise RecoveryRefused(f"volume {volume!r} already holds a PostgreSQL data directory; recover into a new "
-                          "or empty volume")
-
-
-def _put_wal(container: Container, backup_dir: Path, plan: WalPlan, scratch: Path, decryption: Decryption) -> None:
-    """The checked WAL as one tar under PGDATA/pgbackup_wal/, built in the scratch directory."""
+def _wal_tar(plan: WalPlan, scratch: Path, content: Callable[[WalRecord], Iterable[bytes]]) -> Path:
+    """The checked WAL as one tar of PGDATA/pgbackup_wal/, built in the scratch directory;
+    ``content`` gives a record's WAL bytes (checked against the record as they are read)."""
     tar_path = scratch / "wal.tar"
     with tarfile.open(tar_path, "w") as tar:
         tar.addfile(_directory_entry(STAGED_WAL))
         for record in plan.records:
-            _add_file(tar, f"{STAGED_WAL}/{record.name}", read_checked(backup_dir, record, decryption), scratch)
+            _add_file(tar, f"{STAGED_WAL}/{record.name}", content(record), scratch)
         if plan.partial is not None:
             name = plan.partial.name.removesuffix(".partial")
             _add_file(tar, f"{STAGED_WAL}/{name}", _read(plan.partial), scratch)
-    with tar_path.open("rb") as data:
-        container.put_archive(PGDATA, data)
+    return tar_path
+
+
+def _removed_after(blocks: Iterator[bytes], path: Path) -> Iterator[bytes]:
+    """``blocks``, then ``path`` removed: a downloaded WAL file takes scratch space only while staged."""
+    try:
+        yield from blocks
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _directory_entry(name: str) -> tarfile.TarInfo:

@@ -25,10 +25,11 @@ from daemon.manifest import read_manifest
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
 from daemon.settings import Settings
+from daemon.volumes.containers import VolumeError
 from daemon.wal.archive import read_records, wal_dir
 from daemon.wal.backoff import Backoff
 from daemon.wal.receiver import STREAMING_PROBLEM, WalReceiver
-from daemon.wal.recovery import RecoveryRefused, recover_into_volume
+from daemon.wal.recovery import recover_into_volume
 from daemon.wal.segments import DEFAULT_SEGMENT_SIZE, find_gaps, parse_segment
 from tests.integration.test_daemon import get, sample, wait_until
 from tests.support import docker_env
@@ -303,7 +304,7 @@ class TestPointInTimeRecovery:
         finally:
             docker_env.remove_container(restored.container)
 
-        with pytest.raises(RecoveryRefused, match="already holds"):
+        with pytest.raises(VolumeError, match="--force"):  # as restore-volume: a volume with data needs --force
             recover_into_volume(docker_client, backup_dir, base, volume, postgres_image, target)
 
 

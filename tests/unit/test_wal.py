@@ -15,9 +15,10 @@ from daemon.manifest import Manifest
 from daemon.wal import archive
 from daemon.wal.backoff import Backoff
 from daemon.wal.basetar import BaseTarScanner
-from daemon.wal.pitr import check_received, choose_base, parse_target
+from daemon.wal.pitr import check_received, choose_base, describe_reached, parse_target
 from daemon.wal.prerequisites import ServerFacts, assess, missing_text
-from daemon.wal.recovery import RecoveryRefused, plan_wal
+from daemon.wal.recovery import RecoveryRefused, available_records, plan_wal
+from daemon.wal.remote import wanted_record
 from daemon.wal.segments import (
     DEFAULT_SEGMENT_SIZE,
     Segment,
@@ -322,6 +323,48 @@ class TestWalPlan:
         records = [wal_record("00000002.history"), wal_record(Segment(1, 2).name)]
         plan = plan_wal(records, None, base_manifest())
         assert [r.name for r in plan.records] == ["00000002.history", Segment(1, 2).name]
+
+
+    def test_every_hole_is_named(self):
+        """Segments 2, 4 and 7: both holes (3; 5 and 6) are named in the refusal."""
+        records = [wal_record(Segment(1, n).name) for n in (2, 4, 7)]
+        with pytest.raises(RecoveryRefused) as refused:
+            plan_wal(records, None, base_manifest())
+        assert all(Segment(1, n).name in str(refused.value) for n in (3, 5, 6))
+
+
+class TestOffsiteWal:
+    def test_offsite_records_fill_only_what_the_local_archive_lacks(self):
+        """Local 2 and 4, offsite 2, 3 and 4: the local 2 and 4 are kept, 3 comes from S3, and
+        together they have no hole."""
+        local = [wal_record(Segment(1, n).name) for n in (2, 4)]
+        remote = [dataclasses.replace(wal_record(Segment(1, n).name), sha256="1" * 64) for n in (2, 3, 4)]
+        merged = available_records(local, remote)
+        assert [r.sha256 for r in merged if r.name != Segment(1, 3).name] == ["0" * 64, "0" * 64]
+        plan = plan_wal(merged, None, base_manifest())
+        assert [r.name for r in plan.records] == [Segment(1, n).name for n in (2, 3, 4)]
+
+    def test_only_records_a_recovery_from_the_base_can_use_are_read(self):
+        """Segments before the base's start segment and on earlier timelines are not read; history
+        files always are; other names never."""
+        since = Segment(1, 5)
+        assert wanted_record(Segment(1, 5).name, since) and wanted_record(Segment(2, 9).name, since)
+        assert not wanted_record(Segment(1, 4).name, since)
+        assert not wanted_record(Segment(1, 9).name, Segment(2, 1))
+        assert wanted_record("00000002.history", since)
+        assert not wanted_record("claim.json", since) and wanted_record(Segment(1, 1).name, None)
+
+
+class TestReachedReport:
+    def test_the_time_reached_is_set_against_the_target(self):
+        """PostgreSQL's last replayed commit time, and how far before the target it lies."""
+        text = describe_reached("2026-12-05 14:54:58.25+00", datetime(2026, 12, 5, 14, 54, 59, tzinfo=timezone.utc))
+        assert "2026-12-05 14:54:58.250000+00:00" in text and "0.750 s before the target" in text
+
+    def test_latest_and_nothing_replayed(self):
+        """--latest says everything received; no transaction replayed says so."""
+        assert "everything received" in describe_reached("2026-12-05 14:54:58+00", None)
+        assert "no transaction was replayed" in describe_reached("", None)
 
 
 class TestPointInTimeSelection:
