@@ -207,6 +207,7 @@ class _Recovery:
                 container.put_archive(PGDATA, data)
             container.start()
             _exec(container, ["sh", "-c", _PREPARE], "root")
+            _verify_base(container, base)
             _exec(container, _pg_ctl_start(target), "postgres")
             reached = _wait_promoted(container, deadline)
             _stop_cleanly(container)
@@ -352,6 +353,17 @@ def _stop_cleanly(container: Container) -> None:
     state = _exec(container, ["sh", "-c", f'pg_controldata "{PGDATA}" | grep "cluster state"'], "postgres")
     if "shut down" not in state:
         raise RecoveryFailed(f"the recovered server did not shut down cleanly ({state.strip()})")
+
+
+def _verify_base(container: Container, base: Manifest) -> None:
+    """pg_verifybackup of the unpacked base before the server touches it: every file against the
+    checksums of the backup's own backup_manifest, and the WAL from its start to its stop (the tar
+    carries it, -X fetch) parsed. The staged WAL directory is not the backup's."""
+    code, output = container.exec_run(["pg_verifybackup", "--quiet", f"--ignore={STAGED_WAL}", PGDATA],
+                                      user="postgres")
+    if code != 0:
+        raise RecoveryFailed(f"base backup {base.file} failed pg_verifybackup after unpacking: "
+                             f"{output.decode(errors='replace').strip()[-2000:]}")
 
 
 def _exec(container: Container, argv: list[str], user: str) -> str:

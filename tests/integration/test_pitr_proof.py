@@ -5,6 +5,10 @@ throwaway volume that is removed afterwards; a hole in the archive fails both, n
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import tarfile
 import time
 from pathlib import Path
 
@@ -107,3 +111,47 @@ class TestRecoveryProof:
             for path, data in moved.items():
                 path.write_bytes(data)
         assert proof_leftovers(docker_client) == []
+
+
+class TestVerifiedBase:
+    def test_a_base_whose_content_was_altered_behind_a_matching_sha256_is_refused_by_pg_verifybackup(
+            self, streamed, docker_client, docker_volume_factory, postgres_image):
+        """A relation file inside the newest base backup changed, with the manifest's sha256 and size made to
+        match (unsigned manifests are trusted without MANIFEST_SIGNING_KEY): `restore point-in-time` unpacks
+        it, pg_verifybackup finds the file's checksum differs from the backup's own backup_manifest, and the
+        recovery fails saying so instead of starting a server on it."""
+        backup_dir = Path(streamed["BACKUP_DIR"])
+        (base_path,) = sorted(backup_dir.glob("base_*.tar.gz"))[-1:]
+        manifest_path = base_path.with_name(base_path.name + ".manifest.json")
+        original = base_path.read_bytes(), manifest_path.read_text()
+        try:
+            altered = alter_largest_relation_file(original[0])
+            base_path.write_bytes(altered)
+            manifest = json.loads(original[1])
+            manifest.update(sha256=hashlib.sha256(altered).hexdigest(), size_bytes=len(altered))
+            manifest_path.write_text(json.dumps(manifest))
+
+            volume = docker_volume_factory("pgbackup-test-pitr-altered")
+            result = pgbackup("restore", "point-in-time", "--latest", "--volume", volume, "--image", postgres_image,
+                              env=streamed)
+            assert result.returncode == 1, result.stderr
+            assert "failed pg_verifybackup" in result.stderr and base_path.name in result.stderr, result.stderr
+        finally:
+            base_path.write_bytes(original[0])
+            manifest_path.write_text(original[1])
+
+
+def alter_largest_relation_file(tar_gz: bytes) -> bytes:
+    """The gzip tar with one byte in the middle of its largest file under base/ flipped (same size)."""
+    source = tarfile.open(fileobj=io.BytesIO(tar_gz), mode="r:gz")
+    members = source.getmembers()
+    victim = max((m for m in members if m.isfile() and m.name.startswith("base/")), key=lambda m: m.size)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as target:
+        for member in members:
+            data = source.extractfile(member).read() if member.isfile() else None
+            if member.name == victim.name:
+                middle = len(data) // 2
+                data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+            target.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
