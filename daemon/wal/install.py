@@ -1,6 +1,8 @@
 """WAL streaming in the daemon: with WAL_STREAMING=on, the prerequisite check at start, the
-supervised receiver and the base backup schedule (SCHEDULE_BASE); with it off, the slot of an
-earlier install dropped (a slot nobody reads keeps WAL on the server until its disk is full)."""
+watch on synchronous_standby_names (WAL_SYNCHRONOUS), the supervised receiver and the base
+backup schedule (SCHEDULE_BASE); with it off, the slot of an earlier install dropped (a slot
+nobody reads keeps WAL on the server until its disk is full) and a server that still waits for
+the receiver on every commit reported."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from daemon.wal.offsite import start_uploader
 from daemon.wal.prerequisites import PREREQUISITES_PROBLEM, assess, missing_text
 from daemon.wal.receiver import WalReceiver
 from daemon.wal.server import drop_slot, resolve_endpoint, server_facts
+from daemon.wal.sync_watch import SynchronousWatch
 
 log = get_logger(__name__)
 
@@ -49,6 +52,7 @@ def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: thr
     if settings.wal_streaming:
         def stream() -> None:
             check_prerequisites(settings, health, client)
+            SynchronousWatch(settings, health, cancel, client).start()
             start_uploader(settings, metrics, cancel)
             WalReceiver(settings, metrics, health, cancel, client).supervise()
         target = stream
@@ -56,6 +60,8 @@ def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: thr
         def target() -> None:
             if wal_dir(settings.backup_dir).is_dir():
                 drop_unused_slot(settings, client)
+                # Commits that still wait for the receiver hang now: said until someone undoes it.
+                SynchronousWatch(settings, health, cancel, client).run(until_clear=True)
     thread = threading.Thread(target=target, name="wal", daemon=True)
     thread.start()
     return thread
