@@ -13,6 +13,7 @@ from daemon.errors import PgBackupError
 from daemon.settings import Settings
 from daemon.sources.connect import docker_client
 from daemon.sources.docker_exec import DockerExecTransport
+from daemon.wal.archive import wal_dir
 from daemon.wal.server import (
     APPLICATION_NAME,
     ReplicationEndpoint,
@@ -46,7 +47,9 @@ def apply_setup(settings: Settings, endpoint: ReplicationEndpoint,
         transport.run(["sh", "-c", _APPEND_ONCE, "sh", line, hba_file])
         endpoint.sql.query("SELECT pg_reload_conf()")
         done.append(f"pg_hba.conf ({hba_file}) has '{line}'; configuration reloaded")
-    if ensure_slot(endpoint.sql, settings.wal_slot_name):
+    if not settings.wal_streaming and wal_dir(settings.backup_dir).is_dir():
+        pass  # streaming was turned off: the daemon drops the slot, which would keep WAL for nobody
+    elif ensure_slot(endpoint.sql, settings.wal_slot_name):
         done.append(f"slot {settings.wal_slot_name!r} created (WAL reserved from now on)")
     return done
 
