@@ -45,8 +45,9 @@ def install(settings: Settings, runner: BackupRunner, metrics: Metrics) -> list[
 def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: threading.Event,
           client: docker.DockerClient | None = None) -> threading.Thread:
     """In the background, so that a database that does not answer never delays the daemon's start:
-    with WAL_STREAMING=on check the prerequisites and supervise the receiver; with it off drop
-    the slot if an earlier configuration streamed (BACKUP_DIR/wal/ exists). An install that never
+    with WAL_STREAMING=on check the prerequisites, watch synchronous_standby_names and supervise the
+    receiver; with it off, if an earlier configuration streamed (BACKUP_DIR/wal/ exists), drop the
+    slot and report a server that still waits for the receiver on every commit. An install that never
     streamed does not even ask: its daemon starts as it always did, and a slot of that name that
     someone else made is not ours to drop."""
     if settings.wal_streaming:
