@@ -23,6 +23,9 @@ RECEIVER_IS_SYNC = ("SELECT count(*) FROM pg_stat_replication WHERE application_
 RECEIVER_STREAMS = ("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pgbackup_wal' "
                     "AND state = 'streaming'")
 
+WAITING_COMMIT = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' "
+                  "AND query LIKE 'INSERT INTO ticks%'")
+
 
 def commit_row(server, seq: int) -> bool:
     """One INSERT in its own transaction over TCP from here; True once the server confirmed the commit."""
@@ -113,9 +116,11 @@ class TestSetupAndWaiting:
 
         waiting = threading.Thread(target=commit_row, args=(server, 1), daemon=True)
         waiting.start()
+        wait_until(lambda: server.psql(WAITING_COMMIT) == "1" or not waiting.is_alive(), 30,
+                   "the commit to wait for the synchronous standby")
         waiting.join(timeout=2)
         assert waiting.is_alive(), "the commit returned although no receiver ran"
-        assert server.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == "1"
+        assert server.psql(WAITING_COMMIT) == "1"
         with running_daemon(env, tmp_path / "second.log"):
             waiting.join(timeout=90)
             assert not waiting.is_alive(), "the commit did not return after the receiver came back"
