@@ -217,6 +217,7 @@ class Settings(BaseSettings):
 
     # --- point-in-time recovery: WAL streaming and base backups (daemon/wal/) ------------
     wal_streaming: bool = False
+    wal_synchronous: bool = False  # commits wait for the receiver (synchronous_standby_names): RPO 0
     wal_slot_name: str = "pgbackup"
     replication_user: str | None = None
     replication_password: SecretStr | None = None
@@ -363,6 +364,16 @@ class Settings(BaseSettings):
             raise ValueError("ENCRYPT_SCOPE=offsite encrypts only the S3 copies, and S3_BUCKET is not set, so "
                              "nothing would be encrypted; set S3_BUCKET, or ENCRYPT_SCOPE=all to encrypt the "
                              "local copies")
+        return self
+
+    @model_validator(mode="after")
+    def _synchronous_needs_streaming(self) -> Settings:
+        """Commits can only wait for WAL the sidecar receives; WAL_SYNCHRONOUS alone would promise
+        zero loss while nothing streams."""
+        if self.wal_synchronous and not self.wal_streaming:
+            raise ValueError("WAL_SYNCHRONOUS=on needs WAL_STREAMING=on (commits wait for the WAL receiver); to stop "
+                             "streaming set both off, and undo synchronous_standby_names on the server "
+                             "(docs/pitr.md)")
         return self
 
     @model_validator(mode="after")
@@ -580,6 +591,8 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     lines = []
     for problem in error.errors(include_input=False, include_url=False):
         message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "bool_parsing":
+            message = "must be on or off (also true/false, yes/no, 1/0), or empty for the default"
         location = problem["loc"]
         if location:
             lines.append(f"{str(location[0]).upper()}: {message}")

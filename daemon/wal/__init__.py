@@ -15,7 +15,11 @@
 - ``base``: ``pgbackup backup base`` and SCHEDULE_BASE: pg_basebackup into an atomic artifact
 - ``recovery``: a base backup and the archived WAL (local, else S3) into a volume, recovered to a point in time
 - ``pitr``: ``pgbackup restore point-in-time``: the target read, the base chosen, refusals
-- ``setup``: ``pgbackup wal setup --apply``: the pg_hba.conf line, a reload and the slot
+- ``synchronous``: WAL_SYNCHRONOUS: what synchronous_standby_names makes commits wait for, what is
+  wrong with it, what ``--apply`` changes (pure)
+- ``sync_watch``: the daemon's check of it at start and every minute (logs, /healthz)
+- ``setup``: ``pgbackup wal setup --apply``: the pg_hba.conf line, a reload, the slot and
+  synchronous_standby_names
 - ``status``: ``pgbackup wal status``: the archive summarized (pure) and the slot
 - ``install``: the daemon's part: prerequisite check, receiver, monitor, base schedule, slot dropped when off
 """

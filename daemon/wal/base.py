@@ -32,7 +32,7 @@ from daemon.naming import base_backup_name, encrypted_name
 from daemon.settings import Settings
 from daemon.storage.local import AtomicArtifact, unused_start_time
 from daemon.wal.basetar import BaseFacts, BaseTarScanner
-from daemon.wal.server import ReplicationEndpoint, resolve_endpoint
+from daemon.wal.server import BASE_BACKUP_APPLICATION_NAME, ReplicationEndpoint, resolve_endpoint
 
 log = get_logger(__name__)
 
@@ -86,7 +86,8 @@ def take_base_backup(settings: Settings, runner: BackupRunner, run_id: str) -> M
         stage = encryption.stage(write_block) if encryption is not None else Unencrypted(write_block)
         with AtomicArtifact(settings.backup_dir, file_name) as artifact, stage:
             with PipelinedWriter(stage.write, Gzip(settings.gzip_level, settings.gzip_threads)) as writer:
-                with endpoint.replication.transport.stream(argv, endpoint.environment()) as chunks:
+                environment = endpoint.environment(BASE_BACKUP_APPLICATION_NAME)
+                with endpoint.replication.transport.stream(argv, environment) as chunks:
                     for chunk in chunks:
                         if runner.cancel.is_set():
                             raise Cancelled("base backup cancelled: the daemon is shutting down")

@@ -1,7 +1,8 @@
 """WAL streaming in the daemon: with WAL_STREAMING=on, the prerequisite check at start, the
-supervised receiver, the monitor of lag and slot retention (``monitor``) and the base backup
-schedule (SCHEDULE_BASE); with it off, the slot of an earlier install dropped (a slot nobody reads
-keeps WAL on the server until its disk is full)."""
+watch on synchronous_standby_names (WAL_SYNCHRONOUS), the supervised receiver, the monitor of
+lag and slot retention (``monitor``) and the base backup schedule (SCHEDULE_BASE); with it off,
+the slot of an earlier install dropped (a slot nobody reads keeps WAL on the server until its
+disk is full) and a server that still waits for the receiver on every commit reported."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from daemon.wal.offsite import start_uploader
 from daemon.wal.prerequisites import PREREQUISITES_PROBLEM, assess, missing_text
 from daemon.wal.receiver import WalReceiver
 from daemon.wal.server import drop_slot, resolve_endpoint, server_facts
+from daemon.wal.sync_watch import SynchronousWatch
 
 log = get_logger(__name__)
 
@@ -44,13 +46,15 @@ def install(settings: Settings, runner: BackupRunner, metrics: Metrics) -> list[
 def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: threading.Event,
           client: docker.DockerClient | None = None) -> threading.Thread:
     """In the background, so that a database that does not answer never delays the daemon's start:
-    with WAL_STREAMING=on check the prerequisites and supervise the receiver; with it off drop
-    the slot if an earlier configuration streamed (BACKUP_DIR/wal/ exists). An install that never
+    with WAL_STREAMING=on check the prerequisites, watch synchronous_standby_names and supervise the
+    receiver; with it off, if an earlier configuration streamed (BACKUP_DIR/wal/ exists), drop the
+    slot and report a server that still waits for the receiver on every commit. An install that never
     streamed does not even ask: its daemon starts as it always did, and a slot of that name that
     someone else made is not ours to drop."""
     if settings.wal_streaming:
         def stream() -> None:
             check_prerequisites(settings, health, client)
+            SynchronousWatch(settings, health, cancel, client).start()
             start_uploader(settings, metrics, cancel)
             start_monitor(settings, metrics, health, cancel, client)
             WalReceiver(settings, metrics, health, cancel, client).supervise()
@@ -59,6 +63,8 @@ def start(settings: Settings, metrics: Metrics, health: HealthState, cancel: thr
         def target() -> None:
             if wal_dir(settings.backup_dir).is_dir():
                 drop_unused_slot(settings, client)
+                # Commits that still wait for the receiver hang now: said until someone undoes it.
+                SynchronousWatch(settings, health, cancel, client).run(until_clear=True)
     thread = threading.Thread(target=target, name="wal", daemon=True)
     thread.start()
     return thread

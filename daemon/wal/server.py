@@ -13,8 +13,19 @@ from daemon.settings import Settings
 from daemon.sources.connect import CHILD_PATH, Connection, connect
 from daemon.sources.postgres import PostgresServer
 from daemon.wal.prerequisites import ServerFacts
+from daemon.wal.synchronous import CommitSettings
 
-APPLICATION_NAME = "pgbackup_wal"  # in pg_stat_replication; synchronous_standby_names can name it
+APPLICATION_NAME = "pgbackup_wal"  # in pg_stat_replication; synchronous_standby_names names it (WAL_SYNCHRONOUS)
+# pg_basebackup's own name: a base backup is never mistaken for the receiver in pg_stat_replication.
+BASE_BACKUP_APPLICATION_NAME = "pgbackup_base"
+# Each value behind a '=' (query() leaves out empty rows, and synchronous_standby_names is often empty).
+_COMMIT_SETTINGS_SQL = """
+SELECT '=' || value FROM (VALUES
+  (1, current_setting('synchronous_commit')),
+  (2, current_setting('synchronous_standby_names')),
+  (3, coalesce((SELECT sourcefile FROM pg_settings WHERE name = 'synchronous_standby_names'), ''))
+) AS settings (position, value) ORDER BY position
+"""
 # One row of facts, separated by '|' (the slot name is validated by Settings: [a-z0-9_]).
 _FACTS_SQL = """
 SELECT concat_ws('|',
@@ -40,10 +51,11 @@ class ReplicationEndpoint:
     server_major: int
     server_version: str = ""
 
-    def environment(self) -> dict[str, str]:
-        """What a replication tool's process gets: a fixed PATH and locale, the password."""
+    def environment(self, application_name: str = APPLICATION_NAME) -> dict[str, str]:
+        """What a replication tool's process gets: a fixed PATH and locale, the password, and the
+        application name it shows in pg_stat_replication (the receiver's by default)."""
         return {"PATH": CHILD_PATH, "LC_ALL": "C.UTF-8", **self.replication.environment(),
-                "PGAPPNAME": APPLICATION_NAME}
+                "PGAPPNAME": application_name}
 
     @property
     def address(self) -> str:
@@ -80,6 +92,20 @@ def server_facts(endpoint: ReplicationEndpoint, slot: str) -> ServerFacts:
         segment_size=int(segment_size), server_version_num=int(version),
         replication_refused=replication_refusal(endpoint),
     )
+
+
+def commit_settings(sql: PostgresServer) -> CommitSettings:
+    """synchronous_commit (as this session sees it), synchronous_standby_names and the file that
+    sets it (empty unless the user may read pg_settings.sourcefile)."""
+    level, names, source_file = (row.strip("\n")[1:] for row in sql.query(_COMMIT_SETTINGS_SQL))
+    return CommitSettings(standby_names=names, synchronous_commit=level, source_file=source_file)
+
+
+def receiver_streaming(sql: PostgresServer) -> bool:
+    """True while a connection named like the receiver streams WAL (pg_stat_replication)."""
+    rows = sql.query(f"SELECT count(*) FROM pg_stat_replication WHERE application_name = '{APPLICATION_NAME}' "
+                     "AND state = 'streaming'")
+    return int(rows[0].strip()) > 0
 
 
 def replication_refusal(endpoint: ReplicationEndpoint) -> str | None:

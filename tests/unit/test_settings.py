@@ -86,6 +86,19 @@ class TestValidation:
         assert "crontab" in by_name["SCHEDULE_FULL"]
         assert "greater than or equal to 0" in by_name["BACKUP_MIN_SIZE_BYTES"]
 
+    def test_a_switch_that_is_not_on_or_off_says_so(self, monkeypatch):
+        """A boolean variable with another value names the variable and the values it takes."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", WAL_STREAMING="on", WAL_SYNCHRONOUS="always")
+        assert line.startswith("WAL_SYNCHRONOUS: must be on or off")
+
+    def test_wal_synchronous_needs_wal_streaming(self, monkeypatch):
+        """WAL_SYNCHRONOUS=on (commits wait for the receiver) without WAL_STREAMING=on is refused; it is off
+        by default."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", WAL_SYNCHRONOUS="on")
+        assert line.startswith("WAL_SYNCHRONOUS=on needs WAL_STREAMING=on")
+        monkeypatch.delenv("WAL_SYNCHRONOUS")
+        assert Settings(POSTGRES_CONTAINER="pg").wal_synchronous is False
+
     def test_connection_method_must_be_chosen(self, monkeypatch):
         """Neither POSTGRES_CONTAINER nor POSTGRES_HOST is an error naming both."""
         (line,) = problems(monkeypatch)
