@@ -220,6 +220,7 @@ class Settings(BaseSettings):
     replication_password: SecretStr | None = None
     replication_password_file: Path | None = None
     schedule_base: str = "0 1 * * *"
+    pitr_window_days: int = Field(7, ge=1, le=MAX_DAYS)  # base backups and WAL kept: daemon/wal/window.py
 
     # --- restore ---------------------------------------------------------------------
     restore_jobs: int = Field(2, ge=1, le=64)
