@@ -1,5 +1,9 @@
 """The retention sweep over real files: BACKUP_DIR, the S3 prefix and the run logs.
 
+Base backups and the WAL archive (BACKUP_DIR/wal/) have one rule of their own, the recovery
+window (PITR_WINDOW_DAYS, policy in wal/window.py): the day windows and tiers below never
+delete a ``base`` backup. WAL deletions are counted with kind ``wal``.
+
 Decisions come from retention.py (day windows, RETENTION_MIN_KEEP, and the GFS tiers:
 RETENTION_KEEP_* locally, S3_RETENTION_KEEP_* in S3, on the calendar of TZ); this module only
 reads manifests, carries the decisions out (artifact first, then its manifest), logs each
@@ -39,6 +43,11 @@ from daemon.manifest import Manifest, read_manifest, scan_manifests, write_manif
 from daemon.monitoring.metrics import Metrics
 from daemon.naming import manifest_name
 from daemon.settings import Settings
+from daemon.wal.archive import archive_lock, wal_dir
+from daemon.wal.base import KIND as BASE_KIND
+from daemon.wal.base import TARGET as BASE_TARGET
+from daemon.wal.prune import archived_files, delete_archived, spool_names
+from daemon.wal.window import WindowPlan, plan_window
 
 if TYPE_CHECKING:  # boto3 is imported only when S3 is used (see _sweep_offsite)
     from daemon.storage.s3 import Bucket, OffsiteCopy
@@ -48,6 +57,8 @@ log = get_logger(__name__)
 LOCAL = "local"
 S3 = "s3"
 UNUSABLE = "unusable"  # SweepItem.kept_by of a manifest whose artifact is missing or of another size
+WINDOW_RULE = "recovery window"  # SweepItem.kept_by of a base backup or WAL that PITR_WINDOW_DAYS keeps
+WAL_KIND = "wal"  # SweepItem.kind and the metrics' kind of archived WAL files
 
 OpenBucket = Callable[[], object]  # returns a daemon.storage.s3.Bucket, built on first use
 
@@ -212,26 +223,98 @@ def _item(location: str, decision: Decision) -> SweepItem:
 def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
     own = _own(local_manifests(directory, settings.signing_key), this_instance(settings, create=False), LOCAL, report)
-    manifests = _usable([(m, artifact_problem(directory, m)) for m in own], LOCAL, report)
+    located = [(m, artifact_problem(directory, m)) for m in own]
+    # Base backups have one rule, the recovery window, which weighs them together with the WAL.
+    manifests = _usable([(m, problem) for m, problem in located if m.kind != BASE_KIND], LOCAL, report)
     decisions = _plan(manifests, now, local_retention_days(settings), settings.retention_min_keep,
                       local_tiers(settings), LOCAL, report, metrics)
     for decision in decisions or ():
         report.items.append(_item(LOCAL, decision))
-        if not decision.delete or dry_run:
+        if decision.delete and not dry_run:
+            _delete_local(directory, decision.manifest, decision.reason, metrics, report)
+    bases = [(m, problem) for m, problem in located if m.kind == BASE_KIND]
+    _usable(bases, LOCAL, report)  # the unusable ones logged and reported; the window keeps them
+    _sweep_window_local(settings, metrics, now, dry_run, report, bases)
+
+
+def _delete_local(directory: Path, manifest: Manifest, reason: str, metrics: Metrics, report: SweepReport) -> None:
+    """An artifact, then its manifest; counted and logged."""
+    artifact = directory / manifest.file
+    try:
+        if artifact.is_dir() and not artifact.is_symlink():
+            raise IsADirectoryError(f"{artifact.name} is a directory")
+        artifact.unlink(missing_ok=True)
+        (directory / manifest_name(manifest.file)).unlink(missing_ok=True)
+    except OSError as error:
+        log.error("retention_delete_failed", location=LOCAL, file=artifact.name, error=str(error))
+        report.errors.append(f"{artifact.name}: {error}")
+        return
+    metrics.retention_deleted.labels(manifest.kind, LOCAL).inc()
+    log.info("retention_deleted", location=LOCAL, file=manifest.file, kind=manifest.kind,
+             target=manifest.target, reason=reason)
+
+
+def _sweep_window_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
+                        bases: list[tuple[Manifest, str | None]]) -> None:
+    """PITR_WINDOW_DAYS over the base backups and BACKUP_DIR/wal/ (policy: wal/window.py). Under
+    the archive's lock (not for a dry run, which writes nothing): no archive pass writes while
+    names are listed and deleted."""
+    if not bases and not wal_dir(settings.backup_dir).is_dir():
+        return
+    if dry_run or not wal_dir(settings.backup_dir).is_dir():
+        _apply_window_local(settings, metrics, now, dry_run, report, bases)
+        return
+    with archive_lock(settings.backup_dir):
+        _apply_window_local(settings, metrics, now, dry_run, report, bases)
+
+
+def _apply_window_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
+                        bases: list[tuple[Manifest, str | None]]) -> None:
+    directory = settings.backup_dir
+    files = archived_files(directory)
+    plan = plan_window([m for m, _ in bases], {m.file: p for m, p in bases if p}, files, now,
+                       settings.pitr_window_days, spool_names(directory))
+    if plan.refused:
+        log.error("retention_refused", location=LOCAL, kind=BASE_KIND, reason=plan.refused)
+        metrics.retention_refused.labels(BASE_KIND, LOCAL).inc()
+        report.refused.append(f"{LOCAL}: recovery window: {plan.refused}")
+    problems = {m.file for m, problem in bases if problem}
+    for decision in plan.bases:
+        base = decision.manifest
+        if base.file not in problems:  # those are reported by _usable already
+            kept_by = () if decision.delete else ("refused",) if plan.refused else (WINDOW_RULE,)
+            report.items.append(SweepItem(LOCAL, base.kind, base.target, base.file, base.started_at,
+                                          decision.action, decision.reason, kept_by))
+        if decision.delete and not dry_run:
+            _delete_local(directory, base, decision.reason, metrics, report)
+    _report_wal(plan, LOCAL, report)
+    for name in plan.wal_deleted:
+        if dry_run:
             continue
-        artifact = directory / decision.manifest.file
         try:
-            if artifact.is_dir() and not artifact.is_symlink():
-                raise IsADirectoryError(f"{artifact.name} is a directory")
-            artifact.unlink(missing_ok=True)
-            (directory / manifest_name(decision.manifest.file)).unlink(missing_ok=True)
+            delete_archived(files[name])
         except OSError as error:
-            log.error("retention_delete_failed", location=LOCAL, file=artifact.name, error=str(error))
-            report.errors.append(f"{artifact.name}: {error}")
+            log.error("retention_delete_failed", location=LOCAL, file=name, error=str(error))
+            report.errors.append(f"wal/{name}: {error}")
             continue
-        metrics.retention_deleted.labels(decision.manifest.kind, LOCAL).inc()
-        log.info("retention_deleted", location=LOCAL, file=decision.manifest.file, kind=decision.manifest.kind,
-                 target=decision.manifest.target, reason=decision.reason)
+        metrics.retention_deleted.labels(WAL_KIND, LOCAL).inc()
+    if plan.wal_deleted and not dry_run:
+        log.info("retention_deleted_wal", location=LOCAL, files=len(plan.wal_deleted), first=plan.wal_deleted[0],
+                 last=plan.wal_deleted[-1], kept_from=plan.first_kept_segment.name if plan.first_kept_segment else None)
+
+
+def _report_wal(plan: WindowPlan, location: str, report: SweepReport) -> None:
+    """Each WAL file the window deletes as an item; the ones it keeps as one line per reason."""
+    kept: dict[str, list[str]] = {}
+    for decision in plan.wal:
+        if decision.delete:
+            report.items.append(SweepItem(location, WAL_KIND, BASE_TARGET, f"wal/{decision.name}", None, DELETE,
+                                          decision.reason))
+        else:
+            kept.setdefault(decision.reason, []).append(decision.name)
+    for reason, names in kept.items():
+        span = f"wal/{names[0]}" if len(names) == 1 else f"wal/{names[0]} .. {names[-1]} ({len(names)} files)"
+        report.items.append(SweepItem(location, WAL_KIND, BASE_TARGET, span, None, KEEP, reason, (WINDOW_RULE,)))
 
 
 def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,

@@ -23,7 +23,7 @@ from daemon.settings import Settings
 from daemon.storage.local import replace_file_atomically
 from daemon.storage.s3 import Bucket, content_md5, describe
 from daemon.storage.s3_claim import ensure_claimed
-from daemon.wal.archive import RECORD_SUFFIX, WalRecord, read_records, record_path, wal_dir
+from daemon.wal.archive import RECORD_SUFFIX, WalRecord, archive_lock, read_records, record_path, wal_dir
 from daemon.wal.backoff import Backoff
 from daemon.wal.base import KIND as BASE_KIND
 from daemon.wal.base import TARGET
@@ -49,7 +49,12 @@ def upload_pending(backup_dir: Path, bucket: Bucket, now: datetime) -> list[WalR
     for record in read_records(backup_dir):
         if record.offsite_key:
             continue
-        data = (wal_dir(backup_dir) / record.file).read_bytes()  # at most a segment, compressed
+        try:
+            data = (wal_dir(backup_dir) / record.file).read_bytes()  # at most a segment, compressed
+        except FileNotFoundError:
+            if not record_path(wal_dir(backup_dir), record.name).exists():
+                continue  # deleted by the recovery window's sweep since the records were read
+            raise
         key = wal_key(bucket, record.file)
         bucket.client.put_object(Bucket=bucket.name, Key=key, Body=data, ContentMD5=content_md5(data),
                                  **bucket.put_options())
@@ -57,7 +62,11 @@ def upload_pending(backup_dir: Path, bucket: Bucket, now: datetime) -> list[WalR
                                  Body=record.to_json().encode("utf-8"), ContentType="application/json",
                                  **bucket.put_options())
         uploaded = replace(record, offsite_key=key, offsite_at=now.isoformat())
-        replace_file_atomically(record_path(wal_dir(backup_dir), record.name), uploaded.to_json().encode("utf-8"))
+        with archive_lock(backup_dir):  # the recovery window's sweep may have deleted it meanwhile
+            path = record_path(wal_dir(backup_dir), record.name)
+            if not path.exists():
+                continue
+            replace_file_atomically(path, uploaded.to_json().encode("utf-8"))
         log.info("wal_uploaded", file=record.file, key=key)
         copied.append(uploaded)
     return copied

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from daemon.manifest import Manifest
+from daemon.wal.prune import archived_files, delete_archived, spool_names, wal_name_of
 from daemon.wal.segments import DEFAULT_SEGMENT_SIZE, Segment, format_lsn
 from daemon.wal.window import plan_window
 
@@ -167,3 +168,28 @@ class TestWal:
         """Anything that is not a WAL file name is left alone."""
         plan = plan_window([base(1, 30)], {}, ["README", "0000000100000000000000ZZ", *segments(1, 1)], NOW, DAYS)
         assert [d.name for d in plan.wal] == segments(1, 1)
+
+
+class TestArchivedFiles:
+    def test_names_group_their_files_record_first(self, tmp_path):
+        """A name's record comes before its data (deleted first); orphans and encrypted files count."""
+        archive = tmp_path / "wal"
+        (archive / ".spool").mkdir(parents=True)
+        seg, orphan, history = Segment(1, 3).name, Segment(1, 4).name, "00000002.history"
+        for file in (f"{seg}.gz", f"{seg}.json", f"{orphan}.gz.age", f"{history}.gz", f"{history}.json",
+                     ".archive.lock", f".{seg}.gz.partial", "notes.txt", ".spool/x"):
+            (archive / file).write_text("x")
+        (archive / ".spool" / Segment(1, 5).name).write_text("x")
+        files = archived_files(tmp_path)
+        assert {name: [path.name for path in paths] for name, paths in files.items()} == {
+            seg: [f"{seg}.json", f"{seg}.gz"], orphan: [f"{orphan}.gz.age"],
+            history: [f"{history}.json", f"{history}.gz"]}
+        assert spool_names(tmp_path) == {Segment(1, 5).name}
+        delete_archived(files[seg])
+        assert not (archive / f"{seg}.json").exists() and not (archive / f"{seg}.gz").exists()
+
+    def test_other_files_have_no_wal_name(self):
+        """Only a WAL file's record or data maps to its name."""
+        assert wal_name_of("000000010000000000000003.gz.age") == "000000010000000000000003"
+        assert wal_name_of("base_20261205_000000.tar.gz") is None
+        assert wal_name_of("000000010000000000000003.partial.gz") is None
