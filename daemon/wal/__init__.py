@@ -8,6 +8,8 @@
 - ``archive``: BACKUP_DIR/wal/: the spool, completed segments compressed, checksummed and
   moved in atomically with a record each; reading them back checked
 - ``offsite``: the archive copied to S3 under <prefix>/wal/, file first, record last
+- ``window``: the recovery window (PITR_WINDOW_DAYS): which bases and WAL files go (pure)
+- ``prune``: the archive's files for the retention sweep, deleted record first
 - ``receiver``: pg_receivewal supervised: restarts with back-off, archive passes, metrics, /healthz
 - ``base``: ``pgbackup backup base`` and SCHEDULE_BASE: pg_basebackup into an atomic artifact
 - ``recovery``: a base backup and the archived WAL into a volume, recovered to a point in time
