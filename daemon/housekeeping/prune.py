@@ -47,7 +47,7 @@ from daemon.wal.archive import archive_lock, wal_dir
 from daemon.wal.base import KIND as BASE_KIND
 from daemon.wal.base import TARGET as BASE_TARGET
 from daemon.wal.prune import archived_files, delete_archived, spool_names
-from daemon.wal.window import WindowPlan, plan_window
+from daemon.wal.window import WalDecision, plan_window
 
 if TYPE_CHECKING:  # boto3 is imported only when S3 is used (see _sweep_offsite)
     from daemon.storage.s3 import Bucket, OffsiteCopy
@@ -287,7 +287,7 @@ def _apply_window_local(settings: Settings, metrics: Metrics, now: datetime, dry
                                           decision.action, decision.reason, kept_by))
         if decision.delete and not dry_run:
             _delete_local(directory, base, decision.reason, metrics, report)
-    _report_wal(plan, LOCAL, report)
+    _report_wal(plan.wal, LOCAL, report)
     for name in plan.wal_deleted:
         if dry_run:
             continue
@@ -303,10 +303,10 @@ def _apply_window_local(settings: Settings, metrics: Metrics, now: datetime, dry
                  last=plan.wal_deleted[-1], kept_from=plan.first_kept_segment.name if plan.first_kept_segment else None)
 
 
-def _report_wal(plan: WindowPlan, location: str, report: SweepReport) -> None:
+def _report_wal(decisions: list[WalDecision], location: str, report: SweepReport) -> None:
     """Each WAL file the window deletes as an item; the ones it keeps as one line per reason."""
     kept: dict[str, list[str]] = {}
-    for decision in plan.wal:
+    for decision in decisions:
         if decision.delete:
             report.items.append(SweepItem(location, WAL_KIND, BASE_TARGET, f"wal/{decision.name}", None, DELETE,
                                           decision.reason))
@@ -320,7 +320,7 @@ def _report_wal(plan: WindowPlan, location: str, report: SweepReport) -> None:
 def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
                    open_bucket: OpenBucket | None) -> None:
     # Imported here: boto3 costs about 0.4 s of import time, which `pgbackup prune` without S3 need not pay.
-    from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
+    from daemon.storage.s3 import Bucket, describe
     from daemon.storage.s3_claim import check_claim, ensure_claimed
 
     instance = this_instance(settings, create=False)  # a sweep creates nothing: it must work on a full disk
@@ -340,25 +340,96 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         return
     own = _own([copy.manifest for copy in copies.values()], instance, S3, report)
     located = [(manifest, _copy_problem(copies[manifest.file])) for manifest in own]
-    decisions = _plan(_usable(located, S3, report), now, offsite_retention_days(settings),
+    generic = [(manifest, problem) for manifest, problem in located if manifest.kind != BASE_KIND]
+    decisions = _plan(_usable(generic, S3, report), now, offsite_retention_days(settings),
                       settings.retention_min_keep, offsite_tiers(settings), S3, report, metrics)
     for decision in decisions or ():
-        copy = copies[decision.manifest.file]
-        if decision.delete:
-            decision = _unless_locked(decision, bucket, copy, now, report)
-        report.items.append(_item(S3, decision))
+        _carry_out_offsite(settings, metrics, now, dry_run, report, bucket, copies[decision.manifest.file], decision)
+    bases = [(manifest, problem) for manifest, problem in located if manifest.kind == BASE_KIND]
+    _usable(bases, S3, report)
+    _sweep_window_offsite(settings, metrics, now, dry_run, report, bucket, copies, bases)
+
+
+def _carry_out_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
+                       bucket: Bucket, copy: OffsiteCopy, decision: Decision) -> None:
+    """One decision on an S3 copy: reported, and a deletion done unless Object Lock holds the copy."""
+    from daemon.storage.s3 import S3_ERRORS, OffsiteError, describe  # boto3's import time, as in _sweep_offsite
+
+    if decision.delete:
+        decision = _unless_locked(decision, bucket, copy, now, report)
+    report.items.append(_item(S3, decision))
+    if not decision.delete or dry_run:
+        return
+    try:
+        bucket.delete_copy(copy)
+    except S3_ERRORS + (OffsiteError,) as error:
+        log.error("retention_delete_failed", location=S3, key=copy.artifact_key, error=describe(error))
+        report.errors.append(f"{copy.artifact_key}: {describe(error)}")
+        return
+    metrics.retention_deleted.labels(decision.manifest.kind, S3).inc()
+    log.info("retention_deleted", location=S3, key=copy.artifact_key, kind=decision.manifest.kind,
+             target=decision.manifest.target, reason=decision.reason)
+    _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
+
+
+def _sweep_window_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
+                          bucket: Bucket, copies: dict[str, OffsiteCopy],
+                          bases: list[tuple[Manifest, str | None]]) -> None:
+    """The recovery window over the base backups in S3 and ``<prefix>/wal/``: the same plan as
+    locally, made from what S3 holds (a base or a WAL file deleted locally may still be there)."""
+    from daemon.storage.s3 import S3_ERRORS, OffsiteError, describe  # boto3's import time, as in _sweep_offsite
+    from daemon.wal.offsite import WAL_FOLDER, offsite_wal_files
+
+    try:
+        files = offsite_wal_files(bucket)
+    except S3_ERRORS as error:
+        report.errors.append(f"s3 {WAL_FOLDER}: {describe(error)}")
+        return
+    if not bases and not files:
+        return
+    problems = {manifest.file: problem for manifest, problem in bases if problem}
+    plan = plan_window([manifest for manifest, _ in bases], problems, files, now, settings.pitr_window_days)
+    if plan.refused:
+        log.error("retention_refused", location=S3, kind=BASE_KIND, reason=plan.refused)
+        metrics.retention_refused.labels(BASE_KIND, S3).inc()
+        report.refused.append(f"{S3}: recovery window: {plan.refused}")
+    for decision in plan.bases:
+        if decision.manifest.file not in problems:  # those are reported by _usable already
+            kept_by = () if decision.delete else ("refused",) if plan.refused else (WINDOW_RULE,)
+            _carry_out_offsite(settings, metrics, now, dry_run, report, bucket, copies[decision.manifest.file],
+                               Decision(decision.manifest, decision.action, decision.reason, kept_by=kept_by))
+    wal = [_wal_unless_locked(decision, bucket, files[decision.name][0], now, report) if decision.delete else decision
+           for decision in plan.wal]
+    _report_wal(wal, S3, report)
+    for decision in wal:
         if not decision.delete or dry_run:
             continue
         try:
-            bucket.delete_copy(copy)
+            for key in files[decision.name]:
+                bucket.delete_in_folder(WAL_FOLDER, key)
         except S3_ERRORS + (OffsiteError,) as error:
-            log.error("retention_delete_failed", location=S3, key=copy.artifact_key, error=describe(error))
-            report.errors.append(f"{copy.artifact_key}: {describe(error)}")
+            log.error("retention_delete_failed", location=S3, key=files[decision.name][0], error=describe(error))
+            report.errors.append(f"{files[decision.name][0]}: {describe(error)}")
             continue
-        metrics.retention_deleted.labels(decision.manifest.kind, S3).inc()
-        log.info("retention_deleted", location=S3, key=copy.artifact_key, kind=decision.manifest.kind,
-                 target=decision.manifest.target, reason=decision.reason)
-        _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
+        metrics.retention_deleted.labels(WAL_KIND, S3).inc()
+
+
+def _wal_unless_locked(decision: WalDecision, bucket: Bucket, key: str, now: datetime,
+                       report: SweepReport) -> WalDecision:
+    """The decision, or KEEP while ``key`` (the name's record, uploaded after its data and so
+    locked the longest) is under S3 Object Lock retention, or its retention cannot be read."""
+    if not bucket.object_lock_days:
+        return decision
+    from daemon.storage.s3 import S3_ERRORS, describe  # boto3's import time, as in _sweep_offsite
+
+    try:
+        until = bucket.locked_until(key)
+    except S3_ERRORS as error:
+        report.errors.append(f"{key}: its Object Lock retention cannot be read: {describe(error)}")
+        return WalDecision(decision.name, KEEP, "its Object Lock retention cannot be read")
+    if until is None or until <= now:
+        return decision
+    return WalDecision(decision.name, KEEP, f"S3 Object Lock until {until.isoformat(' ', 'minutes')}")
 
 
 def _unless_locked(decision: Decision, bucket: Bucket, copy: OffsiteCopy, now: datetime,

@@ -27,6 +27,7 @@ from daemon.wal.archive import RECORD_SUFFIX, WalRecord, archive_lock, read_reco
 from daemon.wal.backoff import Backoff
 from daemon.wal.base import KIND as BASE_KIND
 from daemon.wal.base import TARGET
+from daemon.wal.prune import wal_name_of
 
 log = get_logger(__name__)
 
@@ -101,3 +102,19 @@ def _retry_backoff() -> Backoff:
     """After failed passes the wait grows from the pass interval to five minutes: S3 down for a day
     logs a line every five minutes, not every five seconds."""
     return Backoff(initial=UPLOAD_INTERVAL_SECONDS, maximum=300)
+
+
+def offsite_wal_files(bucket: Bucket) -> dict[str, list[str]]:
+    """Every WAL name under ``<prefix>/wal/`` with its keys, record first (the order the recovery
+    window's sweep deletes them in: a record in S3 marks its copy complete)."""
+    folder = bucket.prefix + WAL_FOLDER
+    files: dict[str, list[str]] = {}
+    for page in bucket.client.get_paginator("list_objects_v2").paginate(Bucket=bucket.name, Prefix=folder,
+                                                                        Delimiter="/"):
+        for item in page.get("Contents", ()):
+            name = wal_name_of(item["Key"][len(folder):])
+            if name is not None:
+                files.setdefault(name, []).append(item["Key"])
+    for keys in files.values():
+        keys.sort(key=lambda key: not key.endswith(RECORD_SUFFIX))
+    return files

@@ -400,19 +400,22 @@ class TestRestoreCommand:
 
 class TestRecoveryWindow:
     def test_the_sweep_deletes_exactly_what_the_window_no_longer_needs_and_its_start_still_restores(
-            self, docker_client, postgres_image, wal_source, tmp_path, docker_volume_factory):
+            self, docker_client, postgres_image, wal_source, wal_s3, tmp_path, docker_volume_factory):
         """Three base backups A, B, C with writes in between; the sweep run as if PITR_WINDOW_DAYS=7 days
         had passed since a moment T between B and C: A and every WAL file before B's start segment are
-        gone, B, C, the later WAL, the history and the spool are kept, a dry run showed the same, and a
-        recovery to T from what is left brings back exactly the rows committed up to T."""
+        gone, locally and in S3; B, C, the later WAL and the spool are kept; a dry run showed the same; and
+        a recovery to T from what is left brings back exactly the rows committed up to T."""
         slot = "pgbackup_window"
+        s3 = {**s3_env(wal_s3), "S3_PREFIX": "window"}
         env = exec_env(wal_source, tmp_path / "backups", POSTGRES_PASSWORD=wal_source.password, WAL_STREAMING="on",
                        WAL_SLOT_NAME=slot, SCHEDULE_FULL=FAR_AWAY, SCHEDULE_DATABASES=FAR_AWAY,
-                       SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_BASE=FAR_AWAY, SCHEDULE_RESTORE_TEST="off")
+                       SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_BASE=FAR_AWAY, SCHEDULE_RESTORE_TEST="off", **s3)
         backup_dir = tmp_path / "backups"
         settings = Settings(postgres_container=env["POSTGRES_CONTAINER"], postgres_user=env["POSTGRES_USER"],
                             postgres_password=env["POSTGRES_PASSWORD"], backup_dir=backup_dir, wal_streaming=True,
-                            wal_slot_name=slot, _env_file=None)
+                            wal_slot_name=slot, **{name.lower(): value for name, value in s3.items()},
+                            _env_file=None)
+        client = wal_s3.client()
         try:
             with running_daemon(env, tmp_path / "daemon.log"), Writer(wal_source):
                 wait_until(lambda: any((wal_dir(backup_dir) / ".spool").glob("*.partial")), 60, "streaming")
@@ -434,10 +437,15 @@ class TestRecoveryWindow:
                 old = [n for n in names if parse_segment(n).number < b_start.number]
                 assert len(old) >= 2 and old == sorted(old)
                 now = moment + timedelta(days=7)  # the window starts at ``moment``: B covers it, A is not needed
+                wait_until(lambda: all(r.offsite_key for r in read_records(backup_dir)), 60, "the WAL copied to S3")
 
                 preview = sweep(settings, Metrics(), now, dry_run=True)
-                assert {i.file for i in preview.deleted} == {a.file, *(f"wal/{n}" for n in old)}
-                assert archived_names(backup_dir) == names
+                local = {i.file for i in preview.deleted if i.location == "local"}
+                assert local == {a.file, *(f"wal/{n}" for n in old)}
+                offsite = {i.file for i in preview.deleted if i.location == "s3"}
+                assert {a.file, *(f"wal/{n}" for n in old)} <= offsite
+                assert all(parse_segment(f.removeprefix("wal/")).number < b_start.number for f in offsite - {a.file})
+                assert archived_names(backup_dir) == names and self._s3_names(client, wal_s3) >= set(names)
 
                 metrics = Metrics()
                 report = locked_sweep(settings, metrics, now)
@@ -453,6 +461,17 @@ class TestRecoveryWindow:
                                                      {"kind": "base", "location": "local"}) == 1
             assert metrics.registry.get_sample_value("pgbackup_retention_deleted_total",
                                                      {"kind": "wal", "location": "local"}) == len(old)
+            assert metrics.registry.get_sample_value("pgbackup_retention_deleted_total",
+                                                     {"kind": "base", "location": "s3"}) == 1
+            assert metrics.registry.get_sample_value("pgbackup_retention_deleted_total",
+                                                     {"kind": "wal", "location": "s3"}) == len(offsite) - 1
+            in_s3 = self._s3_names(client, wal_s3)
+            assert in_s3 >= set(names) - set(old)
+            assert all(parse_segment(name).number >= b_start.number for name in in_s3)
+            top = {o["Key"] for o in client.list_objects_v2(Bucket=wal_s3.bucket, Prefix="window/",
+                                                            Delimiter="/").get("Contents", ())}
+            assert f"window/{a.file}" not in top and f"window/{a.file}.manifest.json" not in top
+            assert {f"window/{b.file}", f"window/{c.file}"} <= top
 
             target = self._between_commits(wal_source, moment)
             expected_rows = wal_source.psql(f"SELECT count(*) FROM ticks WHERE at <= '{target.isoformat()}'",
@@ -482,6 +501,16 @@ class TestRecoveryWindow:
         assert result.returncode == 0, result.stderr
         path = Path(result.stdout.strip())
         return read_manifest(path.with_name(path.name + ".manifest.json"))
+
+    @staticmethod
+    def _s3_names(client, server) -> set[str]:
+        """The WAL names under window/wal/ that have both their data and their record."""
+        keys = [o["Key"].removeprefix("window/wal/") for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=server.bucket, Prefix="window/wal/") for o in page.get("Contents", ())]
+        data = {key.removesuffix(".gz") for key in keys if key.endswith(".gz")}
+        records = {key.removesuffix(".json") for key in keys if key.endswith(".json")}
+        assert data == records, data ^ records
+        return {name for name in data if parse_segment(name)}
 
     @staticmethod
     def _between_commits(server, moment: datetime) -> datetime:
