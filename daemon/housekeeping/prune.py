@@ -1,8 +1,10 @@
 """The retention sweep over real files: BACKUP_DIR, the S3 prefix and the run logs.
 
-Base backups and the WAL archive (BACKUP_DIR/wal/) have one rule of their own, the recovery
-window (PITR_WINDOW_DAYS, policy in wal/window.py): the day windows and tiers below never
-delete a ``base`` backup. WAL deletions are counted with kind ``wal``.
+Base backups and the WAL archive (BACKUP_DIR/wal/, and <S3_PREFIX>/wal/ in S3) have one rule of
+their own, the recovery window (PITR_WINDOW_DAYS, policy in wal/window.py): the day windows and
+tiers below never delete a ``base`` backup. Locally it runs under the archive's lock
+(wal/archive.py), so no archive pass writes while it lists and deletes; WAL files go record
+first (wal/prune.py). WAL deletions are counted with kind ``wal``.
 
 Decisions come from retention.py (day windows, RETENTION_MIN_KEEP, and the GFS tiers:
 RETENTION_KEEP_* locally, S3_RETENTION_KEEP_* in S3, on the calendar of TZ); this module only
@@ -314,7 +316,8 @@ def _report_wal(decisions: list[WalDecision], location: str, report: SweepReport
             kept.setdefault(decision.reason, []).append(decision.name)
     for reason, names in kept.items():
         span = f"wal/{names[0]}" if len(names) == 1 else f"wal/{names[0]} .. {names[-1]} ({len(names)} files)"
-        report.items.append(SweepItem(location, WAL_KIND, BASE_TARGET, span, None, KEEP, reason, (WINDOW_RULE,)))
+        kept_by = ("refused",) if reason.startswith("refused: ") else (WINDOW_RULE,)
+        report.items.append(SweepItem(location, WAL_KIND, BASE_TARGET, span, None, KEEP, reason, kept_by))
 
 
 def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
