@@ -10,13 +10,15 @@ The rules, in order:
 2. nothing is deleted while a base backup is dated in the future (daemon.clock): measured from
    a wrong clock the window would be in the wrong place;
 3. a base that is unusable (its artifact missing or of another size, its manifest without a
-   start position) is kept and never counted: it neither anchors the window nor is deleted;
+   start position) is kept and never counted: it neither anchors the window nor is deleted
+   (but it keeps its WAL, rule 5);
 4. a time T is restored from the newest base that *finished* by T (wal/pitr.py's choice), so
    the window start (``now`` - N days) needs the newest base that finished at or before it: that
    base and every newer one are kept, every older one is deleted. When no base finished before
    the window start, every base is kept. The newest usable base is therefore always kept;
 5. WAL is compared by segment number, whatever its timeline: every segment from the oldest kept
-   base's start segment on is kept (on every timeline: recovery follows the history files to
+   base's start segment on is kept (an unusable base that is kept counts here: its WAL stays
+   until a person removes its manifest) (on every timeline: recovery follows the history files to
    later ones), every older one is deleted, except one still in the spool (pg_receivewal resumes
    after the newest segment there; archiving it again on the next pass would be churn);
 6. timeline history files are always kept: they are tiny, and a recovery on a later timeline
@@ -109,10 +111,13 @@ def plan_window(bases: Iterable[Manifest], problems: Mapping[str, str], wal_name
         )
     window_start = now - timedelta(days=days)
     kept = _kept_bases(usable, window_start)
-    first_kept = min((start_segment(base) for base in kept), key=lambda segment: segment.number)
+    # Every base that stays pins its WAL, an unusable one too (its file may come back; verify and
+    # restore still see its manifest): removing such a manifest is left to a person.
+    pinning = kept + [base for base in ordered if base.file in problems and start_segment(base) is not None]
+    oldest = min(pinning, key=lambda base: start_segment(base).number)
     base_decisions = [_decide_base(base, problems, kept, window_start, days) for base in ordered]
-    wal_decisions = [_decide_wal(name, first_kept, kept, set(in_spool)) for name in names if _is_wal(name)]
-    return WindowPlan(base_decisions, wal_decisions, None, first_kept)
+    wal_decisions = [_decide_wal(name, oldest, set(in_spool)) for name in names if _is_wal(name)]
+    return WindowPlan(base_decisions, wal_decisions, None, start_segment(oldest))
 
 
 def _is_wal(name: str) -> bool:
@@ -157,11 +162,10 @@ def _decide_base(base: Manifest, problems: Mapping[str, str], kept: list[Manifes
                                       f"{days}-day window ({start})")
 
 
-def _decide_wal(name: str, first_kept: Segment, kept: list[Manifest], in_spool: set[str]) -> WalDecision:
+def _decide_wal(name: str, oldest: Manifest, in_spool: set[str]) -> WalDecision:
     if history_timeline(name) is not None:
         return WalDecision(name, KEEP, "a timeline history file: always kept")
-    segment = parse_segment(name)
-    oldest = next(base for base in kept if start_segment(base).number == first_kept.number)
+    segment, first_kept = parse_segment(name), start_segment(oldest)
     if segment.number >= first_kept.number:
         return WalDecision(name, KEEP, f"needed from base backup {oldest.file} on (it starts in {first_kept.name})")
     if name in in_spool:

@@ -74,6 +74,14 @@ class TestBases:
         assert plan.first_kept_segment == Segment(1, 10)
         assert plan.wal_deleted == []
 
+    def test_an_old_unusable_base_keeps_its_wal(self):
+        """Its manifest stays (verify and restore still see it), so the WAL from its start stays too."""
+        bases = [base(20, 10), base(10, 20), base(1, 30)]
+        plan = plan_window(bases, {bases[0].file: "its artifact is missing"}, segments(5, 31), NOW, DAYS)
+        assert plan.bases_deleted == [] and plan.first_kept_segment == Segment(1, 10)
+        assert plan.wal_deleted == segments(5, 9)
+        assert bases[0].file in next(d.reason for d in plan.wal if d.name == Segment(1, 10).name)
+
     def test_a_manifest_without_a_start_position_is_unusable(self):
         """Details without start_lsn: kept, not counted."""
         broken = base(9, 15)
