@@ -1,10 +1,8 @@
 """The retention sweep over real files: BACKUP_DIR, the S3 prefix and the run logs.
 
-Base backups and the WAL archive (BACKUP_DIR/wal/, and <S3_PREFIX>/wal/ in S3) have one rule of
-their own, the recovery window (PITR_WINDOW_DAYS, policy in wal/window.py): the day windows and
-tiers below never delete a ``base`` backup. Locally it runs under the archive's lock
-(wal/archive.py), so no archive pass writes while it lists and deletes; WAL files go record
-first (wal/prune.py). WAL deletions are counted with kind ``wal``.
+Base backups and the WAL archive have one rule of their own, the recovery window
+(PITR_WINDOW_DAYS), carried out by window_sweep.py: the day windows and tiers below never delete
+a ``base`` backup.
 
 Decisions come from retention.py (day windows, RETENTION_MIN_KEEP, and the GFS tiers:
 RETENTION_KEEP_* locally, S3_RETENTION_KEEP_* in S3, on the calendar of TZ); this module only
@@ -22,7 +20,6 @@ hook already runs under it; ``locked_sweep`` takes it for the schedule and the C
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +34,9 @@ from daemon.housekeeping.retention import (
     refusals,
 )
 from daemon.housekeeping.runlog import is_our_run_log
+from daemon.housekeeping.sweep_report import LOCAL, S3, SweepItem, SweepReport
 from daemon.housekeeping.tiers import TIER_NAMES, Tiers
+from daemon.housekeeping.window_sweep import sweep_window_local, sweep_window_offsite
 from daemon.identity import Instance, split_by_owner, this_instance
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
@@ -45,48 +44,18 @@ from daemon.manifest import Manifest, read_manifest, scan_manifests, write_manif
 from daemon.monitoring.metrics import Metrics
 from daemon.naming import manifest_name
 from daemon.settings import Settings
-from daemon.wal.archive import archive_lock, wal_dir
 from daemon.wal.base import KIND as BASE_KIND
-from daemon.wal.base import TARGET as BASE_TARGET
-from daemon.wal.prune import archived_files, delete_archived, spool_names
-from daemon.wal.window import WalDecision, plan_window
 
 if TYPE_CHECKING:  # boto3 is imported only when S3 is used (see _sweep_offsite)
     from daemon.storage.s3 import Bucket, OffsiteCopy
 
 log = get_logger(__name__)
 
-LOCAL = "local"
-S3 = "s3"
 UNUSABLE = "unusable"  # SweepItem.kept_by of a manifest whose artifact is missing or of another size
-WINDOW_RULE = "recovery window"  # SweepItem.kept_by of a base backup or WAL that PITR_WINDOW_DAYS keeps
-WAL_KIND = "wal"  # SweepItem.kind and the metrics' kind of archived WAL files
 
 OpenBucket = Callable[[], object]  # returns a daemon.storage.s3.Bucket, built on first use
 
 
-@dataclass(frozen=True)
-class SweepItem:
-    location: str  # local | s3 | log
-    kind: str
-    target: str
-    file: str
-    started_at: datetime | None
-    action: str
-    reason: str
-    kept_by: tuple[str, ...] = ()  # the rules that keep it (retention.Decision.kept_by)
-
-
-@dataclass
-class SweepReport:
-    items: list[SweepItem] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    unusable: list[str] = field(default_factory=list)  # manifests whose artifact is missing or of another size
-
-    @property
-    def deleted(self) -> list[SweepItem]:
-        return [item for item in self.items if item.action == DELETE]
 
 
 def local_retention_days(settings: Settings) -> dict[str, int]:
@@ -236,7 +205,8 @@ def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: b
             _delete_local(directory, decision.manifest, decision.reason, metrics, report)
     bases = [(m, problem) for m, problem in located if m.kind == BASE_KIND]
     _usable(bases, LOCAL, report)  # the unusable ones logged and reported; the window keeps them
-    _sweep_window_local(settings, metrics, now, dry_run, report, bases)
+    sweep_window_local(settings, metrics, now, dry_run, report, bases,
+                       lambda base, reason: _delete_local(directory, base, reason, metrics, report))
 
 
 def _delete_local(directory: Path, manifest: Manifest, reason: str, metrics: Metrics, report: SweepReport) -> None:
@@ -256,68 +226,10 @@ def _delete_local(directory: Path, manifest: Manifest, reason: str, metrics: Met
              target=manifest.target, reason=reason)
 
 
-def _sweep_window_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
-                        bases: list[tuple[Manifest, str | None]]) -> None:
-    """PITR_WINDOW_DAYS over the base backups and BACKUP_DIR/wal/ (policy: wal/window.py). Under
-    the archive's lock (not for a dry run, which writes nothing): no archive pass writes while
-    names are listed and deleted."""
-    if not bases and not wal_dir(settings.backup_dir).is_dir():
-        return
-    if dry_run or not wal_dir(settings.backup_dir).is_dir():
-        _apply_window_local(settings, metrics, now, dry_run, report, bases)
-        return
-    with archive_lock(settings.backup_dir):
-        _apply_window_local(settings, metrics, now, dry_run, report, bases)
 
 
-def _apply_window_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
-                        bases: list[tuple[Manifest, str | None]]) -> None:
-    directory = settings.backup_dir
-    files = archived_files(directory)
-    plan = plan_window([m for m, _ in bases], {m.file: p for m, p in bases if p}, files, now,
-                       settings.pitr_window_days, spool_names(directory))
-    if plan.refused:
-        log.error("retention_refused", location=LOCAL, kind=BASE_KIND, reason=plan.refused)
-        metrics.retention_refused.labels(BASE_KIND, LOCAL).inc()
-        report.refused.append(f"{LOCAL}: recovery window: {plan.refused}")
-    problems = {m.file for m, problem in bases if problem}
-    for decision in plan.bases:
-        base = decision.manifest
-        if base.file not in problems:  # those are reported by _usable already
-            kept_by = () if decision.delete else ("refused",) if plan.refused else (WINDOW_RULE,)
-            report.items.append(SweepItem(LOCAL, base.kind, base.target, base.file, base.started_at,
-                                          decision.action, decision.reason, kept_by))
-        if decision.delete and not dry_run:
-            _delete_local(directory, base, decision.reason, metrics, report)
-    _report_wal(plan.wal, LOCAL, report)
-    for name in plan.wal_deleted:
-        if dry_run:
-            continue
-        try:
-            delete_archived(files[name])
-        except OSError as error:
-            log.error("retention_delete_failed", location=LOCAL, file=name, error=str(error))
-            report.errors.append(f"wal/{name}: {error}")
-            continue
-        metrics.retention_deleted.labels(WAL_KIND, LOCAL).inc()
-    if plan.wal_deleted and not dry_run:
-        log.info("retention_deleted_wal", location=LOCAL, files=len(plan.wal_deleted), first=plan.wal_deleted[0],
-                 last=plan.wal_deleted[-1], kept_from=plan.first_kept_segment.name if plan.first_kept_segment else None)
 
 
-def _report_wal(decisions: list[WalDecision], location: str, report: SweepReport) -> None:
-    """Each WAL file the window deletes as an item; the ones it keeps as one line per reason."""
-    kept: dict[str, list[str]] = {}
-    for decision in decisions:
-        if decision.delete:
-            report.items.append(SweepItem(location, WAL_KIND, BASE_TARGET, f"wal/{decision.name}", None, DELETE,
-                                          decision.reason))
-        else:
-            kept.setdefault(decision.reason, []).append(decision.name)
-    for reason, names in kept.items():
-        span = f"wal/{names[0]}" if len(names) == 1 else f"wal/{names[0]} .. {names[-1]} ({len(names)} files)"
-        kept_by = ("refused",) if reason.startswith("refused: ") else (WINDOW_RULE,)
-        report.items.append(SweepItem(location, WAL_KIND, BASE_TARGET, span, None, KEEP, reason, kept_by))
 
 
 def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
@@ -350,7 +262,8 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         _carry_out_offsite(settings, metrics, now, dry_run, report, bucket, copies[decision.manifest.file], decision)
     bases = [(manifest, problem) for manifest, problem in located if manifest.kind == BASE_KIND]
     _usable(bases, S3, report)
-    _sweep_window_offsite(settings, metrics, now, dry_run, report, bucket, copies, bases)
+    sweep_window_offsite(settings, metrics, now, dry_run, report, bucket, bases, lambda decision: _carry_out_offsite(
+        settings, metrics, now, dry_run, report, bucket, copies[decision.manifest.file], decision))
 
 
 def _carry_out_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
@@ -375,64 +288,8 @@ def _carry_out_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_
     _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
 
 
-def _sweep_window_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
-                          bucket: Bucket, copies: dict[str, OffsiteCopy],
-                          bases: list[tuple[Manifest, str | None]]) -> None:
-    """The recovery window over the base backups in S3 and ``<prefix>/wal/``: the same plan as
-    locally, made from what S3 holds (a base or a WAL file deleted locally may still be there)."""
-    from daemon.storage.s3 import S3_ERRORS, OffsiteError, describe  # boto3's import time, as in _sweep_offsite
-    from daemon.wal.offsite import WAL_FOLDER, offsite_wal_files
-
-    try:
-        files = offsite_wal_files(bucket)
-    except S3_ERRORS as error:
-        report.errors.append(f"s3 {WAL_FOLDER}: {describe(error)}")
-        return
-    if not bases and not files:
-        return
-    problems = {manifest.file: problem for manifest, problem in bases if problem}
-    plan = plan_window([manifest for manifest, _ in bases], problems, files, now, settings.pitr_window_days)
-    if plan.refused:
-        log.error("retention_refused", location=S3, kind=BASE_KIND, reason=plan.refused)
-        metrics.retention_refused.labels(BASE_KIND, S3).inc()
-        report.refused.append(f"{S3}: recovery window: {plan.refused}")
-    for decision in plan.bases:
-        if decision.manifest.file not in problems:  # those are reported by _usable already
-            kept_by = () if decision.delete else ("refused",) if plan.refused else (WINDOW_RULE,)
-            _carry_out_offsite(settings, metrics, now, dry_run, report, bucket, copies[decision.manifest.file],
-                               Decision(decision.manifest, decision.action, decision.reason, kept_by=kept_by))
-    wal = [_wal_unless_locked(decision, bucket, files[decision.name][0], now, report) if decision.delete else decision
-           for decision in plan.wal]
-    _report_wal(wal, S3, report)
-    for decision in wal:
-        if not decision.delete or dry_run:
-            continue
-        try:
-            for key in files[decision.name]:
-                bucket.delete_in_folder(WAL_FOLDER, key)
-        except S3_ERRORS + (OffsiteError,) as error:
-            log.error("retention_delete_failed", location=S3, key=files[decision.name][0], error=describe(error))
-            report.errors.append(f"{files[decision.name][0]}: {describe(error)}")
-            continue
-        metrics.retention_deleted.labels(WAL_KIND, S3).inc()
 
 
-def _wal_unless_locked(decision: WalDecision, bucket: Bucket, key: str, now: datetime,
-                       report: SweepReport) -> WalDecision:
-    """The decision, or KEEP while ``key`` (the name's record, uploaded after its data and so
-    locked the longest) is under S3 Object Lock retention, or its retention cannot be read."""
-    if not bucket.object_lock_days:
-        return decision
-    from daemon.storage.s3 import S3_ERRORS, describe  # boto3's import time, as in _sweep_offsite
-
-    try:
-        until = bucket.locked_until(key)
-    except S3_ERRORS as error:
-        report.errors.append(f"{key}: its Object Lock retention cannot be read: {describe(error)}")
-        return WalDecision(decision.name, KEEP, "its Object Lock retention cannot be read")
-    if until is None or until <= now:
-        return decision
-    return WalDecision(decision.name, KEEP, f"S3 Object Lock until {until.isoformat(' ', 'minutes')}")
 
 
 def _unless_locked(decision: Decision, bucket: Bucket, copy: OffsiteCopy, now: datetime,
