@@ -226,6 +226,7 @@ class Settings(BaseSettings):
     # /healthz and the alerts: how far back recovery may reach, how much WAL the slot may keep
     wal_max_lag_seconds: int = Field(300, ge=30, le=MAX_SECONDS)
     wal_slot_retained_max_bytes: int = Field(8 * 2**30, ge=WAL_SEGMENT_BYTES, le=MAX_SIZE_BYTES)
+    pitr_window_days: int = Field(7, ge=1, le=MAX_DAYS)  # base backups and WAL kept: daemon/wal/window.py
 
     # --- restore ---------------------------------------------------------------------
     restore_jobs: int = Field(2, ge=1, le=64)

@@ -20,7 +20,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> dict[str, Handler]:
         "with this daemon's manifest are considered; pre-migration backups and the newest "
         "RETENTION_MIN_KEEP backups of each kind and target are always kept; a backup is kept while its "
         "kind's day window or a GFS tier (RETENTION_KEEP_DAILY/WEEKLY/MONTHLY/YEARLY) keeps it. The dry run's "
-        "KEPT BY column names the rules, e.g. 'window, daily 2026-12-01' or 'monthly 2026-10'.",
+        "KEPT BY column names the rules, e.g. 'window, daily 2026-12-01' or 'monthly 2026-10'. Base backups and the "
+        "WAL archive follow the recovery window (PITR_WINDOW_DAYS) alone.",
     )
     prune.add_argument("--dry-run", action="store_true", help="delete nothing; print every decision and its reason")
     prune.add_argument("--no-wait", action="store_true", help="fail (exit 3) instead of waiting for a running backup")

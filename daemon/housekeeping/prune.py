@@ -1,5 +1,9 @@
 """The retention sweep over real files: BACKUP_DIR, the S3 prefix and the run logs.
 
+Base backups and the WAL archive have one rule of their own, the recovery window
+(PITR_WINDOW_DAYS), carried out by window_sweep.py: the day windows and tiers below never delete
+a ``base`` backup.
+
 Decisions come from retention.py (day windows, RETENTION_MIN_KEEP, and the GFS tiers:
 RETENTION_KEEP_* locally, S3_RETENTION_KEEP_* in S3, on the calendar of TZ); this module only
 reads manifests, carries the decisions out (artifact first, then its manifest), logs each
@@ -16,7 +20,6 @@ hook already runs under it; ``locked_sweep`` takes it for the schedule and the C
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +34,9 @@ from daemon.housekeeping.retention import (
     refusals,
 )
 from daemon.housekeeping.runlog import is_our_run_log
+from daemon.housekeeping.sweep_report import LOCAL, S3, SweepItem, SweepReport
 from daemon.housekeeping.tiers import TIER_NAMES, Tiers
+from daemon.housekeeping.window_sweep import sweep_window_local, sweep_window_offsite
 from daemon.identity import Instance, split_by_owner, this_instance
 from daemon.lock import backup_lock
 from daemon.logs import get_logger
@@ -39,41 +44,18 @@ from daemon.manifest import Manifest, read_manifest, scan_manifests, write_manif
 from daemon.monitoring.metrics import Metrics
 from daemon.naming import manifest_name
 from daemon.settings import Settings
+from daemon.wal.base import KIND as BASE_KIND
 
 if TYPE_CHECKING:  # boto3 is imported only when S3 is used (see _sweep_offsite)
     from daemon.storage.s3 import Bucket, OffsiteCopy
 
 log = get_logger(__name__)
 
-LOCAL = "local"
-S3 = "s3"
 UNUSABLE = "unusable"  # SweepItem.kept_by of a manifest whose artifact is missing or of another size
 
 OpenBucket = Callable[[], object]  # returns a daemon.storage.s3.Bucket, built on first use
 
 
-@dataclass(frozen=True)
-class SweepItem:
-    location: str  # local | s3 | log
-    kind: str
-    target: str
-    file: str
-    started_at: datetime | None
-    action: str
-    reason: str
-    kept_by: tuple[str, ...] = ()  # the rules that keep it (retention.Decision.kept_by)
-
-
-@dataclass
-class SweepReport:
-    items: list[SweepItem] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    unusable: list[str] = field(default_factory=list)  # manifests whose artifact is missing or of another size
-
-    @property
-    def deleted(self) -> list[SweepItem]:
-        return [item for item in self.items if item.action == DELETE]
 
 
 def local_retention_days(settings: Settings) -> dict[str, int]:
@@ -212,32 +194,48 @@ def _item(location: str, decision: Decision) -> SweepItem:
 def _sweep_local(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport) -> None:
     directory = settings.backup_dir
     own = _own(local_manifests(directory, settings.signing_key), this_instance(settings, create=False), LOCAL, report)
-    manifests = _usable([(m, artifact_problem(directory, m)) for m in own], LOCAL, report)
+    located = [(m, artifact_problem(directory, m)) for m in own]
+    # Base backups have one rule, the recovery window, which weighs them together with the WAL.
+    manifests = _usable([(m, problem) for m, problem in located if m.kind != BASE_KIND], LOCAL, report)
     decisions = _plan(manifests, now, local_retention_days(settings), settings.retention_min_keep,
                       local_tiers(settings), LOCAL, report, metrics)
     for decision in decisions or ():
         report.items.append(_item(LOCAL, decision))
-        if not decision.delete or dry_run:
-            continue
-        artifact = directory / decision.manifest.file
-        try:
-            if artifact.is_dir() and not artifact.is_symlink():
-                raise IsADirectoryError(f"{artifact.name} is a directory")
-            artifact.unlink(missing_ok=True)
-            (directory / manifest_name(decision.manifest.file)).unlink(missing_ok=True)
-        except OSError as error:
-            log.error("retention_delete_failed", location=LOCAL, file=artifact.name, error=str(error))
-            report.errors.append(f"{artifact.name}: {error}")
-            continue
-        metrics.retention_deleted.labels(decision.manifest.kind, LOCAL).inc()
-        log.info("retention_deleted", location=LOCAL, file=decision.manifest.file, kind=decision.manifest.kind,
-                 target=decision.manifest.target, reason=decision.reason)
+        if decision.delete and not dry_run:
+            _delete_local(directory, decision.manifest, decision.reason, metrics, report)
+    bases = [(m, problem) for m, problem in located if m.kind == BASE_KIND]
+    _usable(bases, LOCAL, report)  # the unusable ones logged and reported; the window keeps them
+    sweep_window_local(settings, metrics, now, dry_run, report, bases,
+                       lambda base, reason: _delete_local(directory, base, reason, metrics, report))
+
+
+def _delete_local(directory: Path, manifest: Manifest, reason: str, metrics: Metrics, report: SweepReport) -> None:
+    """An artifact, then its manifest; counted and logged."""
+    artifact = directory / manifest.file
+    try:
+        if artifact.is_dir() and not artifact.is_symlink():
+            raise IsADirectoryError(f"{artifact.name} is a directory")
+        artifact.unlink(missing_ok=True)
+        (directory / manifest_name(manifest.file)).unlink(missing_ok=True)
+    except OSError as error:
+        log.error("retention_delete_failed", location=LOCAL, file=artifact.name, error=str(error))
+        report.errors.append(f"{artifact.name}: {error}")
+        return
+    metrics.retention_deleted.labels(manifest.kind, LOCAL).inc()
+    log.info("retention_deleted", location=LOCAL, file=manifest.file, kind=manifest.kind,
+             target=manifest.target, reason=reason)
+
+
+
+
+
+
 
 
 def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
                    open_bucket: OpenBucket | None) -> None:
     # Imported here: boto3 costs about 0.4 s of import time, which `pgbackup prune` without S3 need not pay.
-    from daemon.storage.s3 import S3_ERRORS, Bucket, OffsiteError, describe
+    from daemon.storage.s3 import Bucket, describe
     from daemon.storage.s3_claim import check_claim, ensure_claimed
 
     instance = this_instance(settings, create=False)  # a sweep creates nothing: it must work on a full disk
@@ -257,25 +255,41 @@ def _sweep_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run:
         return
     own = _own([copy.manifest for copy in copies.values()], instance, S3, report)
     located = [(manifest, _copy_problem(copies[manifest.file])) for manifest in own]
-    decisions = _plan(_usable(located, S3, report), now, offsite_retention_days(settings),
+    generic = [(manifest, problem) for manifest, problem in located if manifest.kind != BASE_KIND]
+    decisions = _plan(_usable(generic, S3, report), now, offsite_retention_days(settings),
                       settings.retention_min_keep, offsite_tiers(settings), S3, report, metrics)
     for decision in decisions or ():
-        copy = copies[decision.manifest.file]
-        if decision.delete:
-            decision = _unless_locked(decision, bucket, copy, now, report)
-        report.items.append(_item(S3, decision))
-        if not decision.delete or dry_run:
-            continue
-        try:
-            bucket.delete_copy(copy)
-        except S3_ERRORS + (OffsiteError,) as error:
-            log.error("retention_delete_failed", location=S3, key=copy.artifact_key, error=describe(error))
-            report.errors.append(f"{copy.artifact_key}: {describe(error)}")
-            continue
-        metrics.retention_deleted.labels(decision.manifest.kind, S3).inc()
-        log.info("retention_deleted", location=S3, key=copy.artifact_key, kind=decision.manifest.kind,
-                 target=decision.manifest.target, reason=decision.reason)
-        _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
+        _carry_out_offsite(settings, metrics, now, dry_run, report, bucket, copies[decision.manifest.file], decision)
+    bases = [(manifest, problem) for manifest, problem in located if manifest.kind == BASE_KIND]
+    _usable(bases, S3, report)
+    sweep_window_offsite(settings, metrics, now, dry_run, report, bucket, bases, lambda decision: _carry_out_offsite(
+        settings, metrics, now, dry_run, report, bucket, copies[decision.manifest.file], decision))
+
+
+def _carry_out_offsite(settings: Settings, metrics: Metrics, now: datetime, dry_run: bool, report: SweepReport,
+                       bucket: Bucket, copy: OffsiteCopy, decision: Decision) -> None:
+    """One decision on an S3 copy: reported, and a deletion done unless Object Lock holds the copy."""
+    from daemon.storage.s3 import S3_ERRORS, OffsiteError, describe  # boto3's import time, as in _sweep_offsite
+
+    if decision.delete:
+        decision = _unless_locked(decision, bucket, copy, now, report)
+    report.items.append(_item(S3, decision))
+    if not decision.delete or dry_run:
+        return
+    try:
+        bucket.delete_copy(copy)
+    except S3_ERRORS + (OffsiteError,) as error:
+        log.error("retention_delete_failed", location=S3, key=copy.artifact_key, error=describe(error))
+        report.errors.append(f"{copy.artifact_key}: {describe(error)}")
+        return
+    metrics.retention_deleted.labels(decision.manifest.kind, S3).inc()
+    log.info("retention_deleted", location=S3, key=copy.artifact_key, kind=decision.manifest.kind,
+             target=decision.manifest.target, reason=decision.reason)
+    _mark_offsite_deleted(settings.backup_dir, decision.manifest.file, now)
+
+
+
+
 
 
 def _unless_locked(decision: Decision, bucket: Bucket, copy: OffsiteCopy, now: datetime,

@@ -206,6 +206,14 @@ class Bucket:
         for key in (copy.artifact_key, copy.manifest_key):
             self._delete_current_version(key)
 
+    def delete_in_folder(self, folder: str, key: str) -> None:
+        """Delete ``key``, a plain name directly under ``<prefix><folder>`` (such as ``wal/``), for
+        good; anything else is refused."""
+        inside = self.prefix + folder
+        if not folder.endswith("/") or not key.startswith(inside) or "/" in key[len(inside):] or key == inside:
+            raise OffsiteError(f"refusing to delete {key!r}: not directly under {inside!r}")
+        self._delete_current_version(key)
+
     def _delete_current_version(self, key: str) -> None:
         """Delete ``key``'s current version for good. In a versioned bucket a plain DELETE only
         adds a delete marker: the bytes stay (and cost) as a noncurrent version, and the copy

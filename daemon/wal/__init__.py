@@ -11,6 +11,8 @@
 - ``lag``: receive lag, retained WAL, the time up to which recovery is possible, their limits (pure)
 - ``monitor``: the server polled for those every 15 s: metrics and /healthz
 - ``remote``: those copies and the base backups' read back for a recovery, downloaded and checked
+- ``window``: the recovery window (PITR_WINDOW_DAYS): which bases and WAL files go (pure)
+- ``prune``: the archive's files for the retention sweep, deleted record first
 - ``receiver``: pg_receivewal supervised: restarts with back-off, archive passes, metrics, /healthz
 - ``base``: ``pgbackup backup base`` and SCHEDULE_BASE: pg_basebackup into an atomic artifact
 - ``recovery``: a base backup and the archived WAL (local, else S3) into a volume, recovered to a point in time

@@ -26,13 +26,21 @@ A segment counts as archived only when its record exists; the record is written 
 archives again. A segment leaves the spool only once archived, and the newest complete one
 stays there as well: pg_receivewal resumes after the newest segment in its directory, so the
 spool alone (without the slot's help) says where streaming continues.
+
+The recovery window's sweep (wal/prune.py) deletes old files from the archive. It and every
+writer of the archive (an archive pass, the S3 copy noting ``offsite_key`` in a record) hold
+``archive_lock``, a flock on ``wal/.archive.lock``: the sweep never deletes a file a pass is
+writing, and a record it removed is never written back.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +60,7 @@ WAL_DIR_NAME = "wal"
 SPOOL_DIR_NAME = ".spool"
 COMPRESSED_SUFFIX = ".gz"
 RECORD_SUFFIX = ".json"
+ARCHIVE_LOCK_NAME = ".archive.lock"
 BLOCK_SIZE = 1024 * 1024
 
 
@@ -120,6 +129,22 @@ def ensure_dirs(backup_dir: Path) -> None:
     spool_dir(backup_dir).mkdir(mode=0o700, exist_ok=True)
 
 
+@contextmanager
+def archive_lock(backup_dir: Path) -> Iterator[None]:
+    """Hold the archive's flock (BACKUP_DIR/wal/.archive.lock) for the block, waiting for it: the
+    writers of the archive and the sweep that deletes from it take turns (the module docstring).
+    Held for one pass or one deletion sweep at a time, never across an upload."""
+    fd = os.open(wal_dir(backup_dir) / ARCHIVE_LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def record_path(archive: Path, name: str) -> Path:
     return archive / f"{name}{RECORD_SUFFIX}"
 
@@ -168,12 +193,13 @@ def archive_completed(backup_dir: Path, gzip_level: int, clock: Callable[[], dat
     remove from the spool what is archived, except the newest complete segment."""
     spool, archive = spool_dir(backup_dir), wal_dir(backup_dir)
     archived = []
-    for path in sorted(complete_files(spool), key=lambda path: path.name):
-        if not record_path(archive, path.name).exists():
-            record = archive_file(path, archive, gzip_level, clock(), encryption, signing_key)
-            log.info("wal_archived", file=record.file, size_bytes=record.size_bytes, sha256=record.sha256)
-            archived.append(record)
-    _trim_spool(spool, archive)
+    with archive_lock(backup_dir):
+        for path in sorted(complete_files(spool), key=lambda path: path.name):
+            if not record_path(archive, path.name).exists():
+                record = archive_file(path, archive, gzip_level, clock(), encryption, signing_key)
+                log.info("wal_archived", file=record.file, size_bytes=record.size_bytes, sha256=record.sha256)
+                archived.append(record)
+        _trim_spool(spool, archive)
     return archived
 
 

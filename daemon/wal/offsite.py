@@ -30,10 +30,11 @@ from daemon.settings import Settings
 from daemon.storage.local import replace_file_atomically
 from daemon.storage.s3 import Bucket, content_md5, describe
 from daemon.storage.s3_claim import ensure_claimed
-from daemon.wal.archive import RECORD_SUFFIX, WalRecord, read_records, record_path, wal_dir
+from daemon.wal.archive import RECORD_SUFFIX, WalRecord, archive_lock, read_records, record_path, wal_dir
 from daemon.wal.backoff import Backoff
 from daemon.wal.base import KIND as BASE_KIND
 from daemon.wal.base import TARGET
+from daemon.wal.prune import wal_name_of
 
 log = get_logger(__name__)
 
@@ -58,7 +59,12 @@ def upload_pending(backup_dir: Path, bucket: Bucket, now: datetime, encryption: 
     for record in read_records(backup_dir):
         if record.offsite_key:
             continue
-        data = (wal_dir(backup_dir) / record.file).read_bytes()  # at most a segment, compressed
+        try:
+            data = (wal_dir(backup_dir) / record.file).read_bytes()  # at most a segment, compressed
+        except FileNotFoundError:
+            if not record_path(wal_dir(backup_dir), record.name).exists():
+                continue  # deleted by the recovery window's sweep since the records were read
+            raise
         remote = record
         if encryption is not None and not record.encrypted:
             data, remote = encrypted_copy(data, record, encryption, signing_key)
@@ -69,7 +75,11 @@ def upload_pending(backup_dir: Path, bucket: Bucket, now: datetime, encryption: 
                                  Body=remote.to_json().encode("utf-8"), ContentType="application/json",
                                  **bucket.put_options())
         uploaded = replace(record, offsite_key=key, offsite_at=now.isoformat())
-        replace_file_atomically(record_path(wal_dir(backup_dir), record.name), uploaded.to_json().encode("utf-8"))
+        with archive_lock(backup_dir):  # the recovery window's sweep may have deleted it meanwhile
+            path = record_path(wal_dir(backup_dir), record.name)
+            if not path.exists():
+                continue
+            replace_file_atomically(path, uploaded.to_json().encode("utf-8"))
         log.info("wal_uploaded", file=record.file, key=key)
         copied.append(uploaded)
     return copied
@@ -119,3 +129,19 @@ def _retry_backoff() -> Backoff:
     """After failed passes the wait grows from the pass interval to five minutes: S3 down for a day
     logs a line every five minutes, not every five seconds."""
     return Backoff(initial=UPLOAD_INTERVAL_SECONDS, maximum=300)
+
+
+def offsite_wal_files(bucket: Bucket) -> dict[str, list[str]]:
+    """Every WAL name under ``<prefix>/wal/`` with its keys, record first (the order the recovery
+    window's sweep deletes them in: a record in S3 marks its copy complete)."""
+    folder = bucket.prefix + WAL_FOLDER
+    files: dict[str, list[str]] = {}
+    for page in bucket.client.get_paginator("list_objects_v2").paginate(Bucket=bucket.name, Prefix=folder,
+                                                                        Delimiter="/"):
+        for item in page.get("Contents", ()):
+            name = wal_name_of(item["Key"][len(folder):])
+            if name is not None:
+                files.setdefault(name, []).append(item["Key"])
+    for keys in files.values():
+        keys.sort(key=lambda key: not key.endswith(RECORD_SUFFIX))
+    return files

@@ -11,6 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
+from daemon.manifest import Manifest
+from daemon.naming import base_backup_name, manifest_name
+from daemon.storage.s3 import content_md5
+from daemon.wal.segments import DEFAULT_SEGMENT_SIZE, Segment, format_lsn
 from tests.support.pgbackup_cli import artifact_paths, exec_env, log_events, pgbackup
 
 LOCKED_BUCKET = "pgbackup-locked"
@@ -66,6 +70,46 @@ class TestObjectLock:
         (row,) = [line for line in result.stdout.splitlines() if artifact.name in line and " s3 " in line]
         assert row.startswith("keep") and "object lock" in row and "S3 Object Lock until" in row
         assert client.head_object(Bucket=LOCKED_BUCKET, Key=artifact.name)["ContentLength"] > 0
+
+    def test_the_recovery_window_does_not_try_before_the_lock_ends(self, s3_server, locked_env):
+        """PITR_WINDOW_DAYS in S3: a base copy and WAL files the window would delete stay while locked, the
+        prune output naming the lock; WAL without a lock goes, record and data."""
+        backup(locked_env, "database", "authdb")  # the install's identity and its claim on the bucket
+        client = s3_server.client()
+        now = datetime.now(UTC)
+        locked = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": now + timedelta(days=2)}
+
+        def put(key: str, body: bytes, lock: bool = True) -> None:
+            client.put_object(Bucket=LOCKED_BUCKET, Key=key, Body=body, ContentMD5=content_md5(body),
+                              **(locked if lock else {}))
+
+        bases = []
+        for days_ago, start in ((20, 10), (10, 20)):
+            finished = now - timedelta(days=days_ago)
+            lsn = start * DEFAULT_SEGMENT_SIZE + 0x28
+            base = Manifest(kind="base", target="cluster", file=base_backup_name(finished), size_bytes=3, sha256="ab",
+                            started_at=finished - timedelta(minutes=1), finished_at=finished, server_version="15.8",
+                            format="tar", compression="gzip",
+                            details={"start_lsn": format_lsn(lsn), "stop_lsn": format_lsn(lsn + 0x100), "timeline": 1})
+            put(base.file, b"tar")
+            put(manifest_name(base.file), base.to_json().encode())
+            bases.append(base)
+        for number in range(5, 23):
+            name = Segment(1, number).name
+            put(f"wal/{name}.gz", b"wal", lock=number >= 10)
+            put(f"wal/{name}.json", b"{}", lock=number >= 10)
+
+        result = pgbackup("prune", env=locked_env)
+        assert result.returncode == 0, result.stderr
+        keys = {o["Key"] for o in client.list_objects_v2(Bucket=LOCKED_BUCKET)["Contents"]}
+        assert bases[0].file in keys and manifest_name(bases[0].file) in keys
+        (row,) = [line for line in result.stdout.splitlines() if bases[0].file in line and " s3 " in line]
+        assert row.startswith("keep") and "S3 Object Lock until" in row
+        wal = {key.removeprefix("wal/") for key in keys if key.startswith("wal/")}
+        assert wal == {f"{Segment(1, n).name}{suffix}" for n in range(10, 23) for suffix in (".gz", ".json")}
+        held = [line for line in result.stdout.splitlines() if line.startswith("keep") and " wal/" in line
+                and "S3 Object Lock until" in line]
+        assert held, result.stdout
 
     def test_a_bucket_without_object_lock_stops_the_start(self, s3_server, locked_env):
         """S3_OBJECT_LOCK_DAYS with a bucket created without Object Lock: `pgbackup run` exits 2 naming the

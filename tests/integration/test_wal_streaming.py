@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.housekeeping.prune import locked_sweep, sweep
 from daemon.manifest import read_manifest
 from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
@@ -396,6 +397,129 @@ class TestRestoreCommand:
             assert restored.psql("SELECT count(*) FROM ticks", db="appdb") == committed
         finally:
             docker_env.remove_container(restored.container)
+
+
+class TestRecoveryWindow:
+    def test_the_sweep_deletes_exactly_what_the_window_no_longer_needs_and_its_start_still_restores(
+            self, docker_client, postgres_image, wal_source, wal_s3, tmp_path, docker_volume_factory):
+        """Three base backups A, B, C with writes in between; the sweep run as if PITR_WINDOW_DAYS=7 days
+        had passed since a moment T between B and C: A and every WAL file before B's start segment are
+        gone, locally and in S3; B, C, the later WAL and the spool are kept; a dry run showed the same; and
+        a recovery to T from what is left brings back exactly the rows committed up to T."""
+        slot = "pgbackup_window"
+        s3 = {**s3_env(wal_s3), "S3_PREFIX": "window"}
+        env = exec_env(wal_source, tmp_path / "backups", POSTGRES_PASSWORD=wal_source.password, WAL_STREAMING="on",
+                       WAL_SLOT_NAME=slot, SCHEDULE_FULL=FAR_AWAY, SCHEDULE_DATABASES=FAR_AWAY,
+                       SCHEDULE_RETENTION=FAR_AWAY, SCHEDULE_BASE=FAR_AWAY, SCHEDULE_RESTORE_TEST="off", **s3)
+        backup_dir = tmp_path / "backups"
+        settings = Settings(postgres_container=env["POSTGRES_CONTAINER"], postgres_user=env["POSTGRES_USER"],
+                            postgres_password=env["POSTGRES_PASSWORD"], backup_dir=backup_dir, wal_streaming=True,
+                            wal_slot_name=slot, **{name.lower(): value for name, value in s3.items()},
+                            _env_file=None)
+        client = wal_s3.client()
+        try:
+            with running_daemon(env, tmp_path / "daemon.log"), Writer(wal_source):
+                wait_until(lambda: any((wal_dir(backup_dir) / ".spool").glob("*.partial")), 60, "streaming")
+                bases = [self._base(env)]
+                for _ in range(2):
+                    switch_wal(wal_source)
+                bases.append(self._base(env))
+                time.sleep(2)
+                moment = datetime.now(timezone.utc)
+                time.sleep(2)
+                switch_wal(wal_source)
+                bases.append(self._base(env))
+                last = switch_wal(wal_source)
+                wait_until(lambda: last in archived_names(backup_dir), 60, f"segment {last} archived")
+
+                a, b, c = bases
+                b_start = parse_segment(b.details["start_segment"])
+                names = archived_names(backup_dir)
+                old = [n for n in names if parse_segment(n).number < b_start.number]
+                assert len(old) >= 2 and old == sorted(old)
+                now = moment + timedelta(days=7)  # the window starts at ``moment``: B covers it, A is not needed
+                wait_until(lambda: all(r.offsite_key for r in read_records(backup_dir)), 60, "the WAL copied to S3")
+
+                preview = sweep(settings, Metrics(), now, dry_run=True)
+                local = {i.file for i in preview.deleted if i.location == "local"}
+                assert local == {a.file, *(f"wal/{n}" for n in old)}
+                offsite = {i.file for i in preview.deleted if i.location == "s3"}
+                assert {a.file, *(f"wal/{n}" for n in old)} <= offsite
+                assert all(parse_segment(f.removeprefix("wal/")).number < b_start.number for f in offsite - {a.file})
+                assert archived_names(backup_dir) == names and self._s3_names(client, wal_s3) >= set(names)
+
+                metrics = Metrics()
+                report = locked_sweep(settings, metrics, now)
+                assert report.errors == [] and report.refused == []
+            spooled = {p.name for p in (wal_dir(backup_dir) / ".spool").iterdir()}
+            assert not (backup_dir / a.file).exists() and not (backup_dir / f"{a.file}.manifest.json").exists()
+            assert all((backup_dir / m.file).exists() for m in (b, c))
+            left = {p.name for p in wal_dir(backup_dir).iterdir()}
+            for name in names:  # the spool is far past B's start: nothing old was kept for it
+                assert (f"{name}.gz" in left) == (name not in old) == (f"{name}.json" in left), name
+            assert spooled and any(name.endswith(".partial") for name in spooled)
+            assert metrics.registry.get_sample_value("pgbackup_retention_deleted_total",
+                                                     {"kind": "base", "location": "local"}) == 1
+            assert metrics.registry.get_sample_value("pgbackup_retention_deleted_total",
+                                                     {"kind": "wal", "location": "local"}) == len(old)
+            assert metrics.registry.get_sample_value("pgbackup_retention_deleted_total",
+                                                     {"kind": "base", "location": "s3"}) == 1
+            assert metrics.registry.get_sample_value("pgbackup_retention_deleted_total",
+                                                     {"kind": "wal", "location": "s3"}) == len(offsite) - 1
+            in_s3 = self._s3_names(client, wal_s3)
+            assert in_s3 >= set(names) - set(old)
+            assert all(parse_segment(name).number >= b_start.number for name in in_s3)
+            top = {o["Key"] for o in client.list_objects_v2(Bucket=wal_s3.bucket, Prefix="window/",
+                                                            Delimiter="/").get("Contents", ())}
+            assert f"window/{a.file}" not in top and f"window/{a.file}.manifest.json" not in top
+            assert {f"window/{b.file}", f"window/{c.file}"} <= top
+
+            target = self._between_commits(wal_source, moment)
+            expected_rows = wal_source.psql(f"SELECT count(*) FROM ticks WHERE at <= '{target.isoformat()}'",
+                                            db="appdb")
+            refused = pgbackup("restore", "point-in-time", "--to", (b.finished_at - timedelta(seconds=1)).isoformat(),
+                               "--volume", "pgbackup-test-never-created", env=env)
+            assert refused.returncode == 1 and "is before the oldest base backup" in refused.stderr, refused.stderr
+            volume = docker_volume_factory("pgbackup-test-pitr-window")
+            result = pgbackup("restore", "point-in-time", "--to", target.isoformat(), "--volume", volume,
+                              "--image", postgres_image, env=env)
+            assert result.returncode == 0, result.stderr
+            restored = start_postgres(docker_client, postgres_image, databases=(), volume=volume,
+                                      password=wal_source.password)
+            try:
+                assert restored.psql("SELECT count(*) FROM ticks", db="appdb") == expected_rows
+            finally:
+                docker_env.remove_container(restored.container)
+        finally:
+            wait_until(lambda: wal_source.psql(
+                f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND NOT active") == "1",
+                30, "the slot released")
+            wal_source.psql(f"SELECT pg_drop_replication_slot('{slot}')")
+
+    @staticmethod
+    def _base(env: dict[str, str]):
+        result = pgbackup("backup", "base", env=env)
+        assert result.returncode == 0, result.stderr
+        path = Path(result.stdout.strip())
+        return read_manifest(path.with_name(path.name + ".manifest.json"))
+
+    @staticmethod
+    def _s3_names(client, server) -> set[str]:
+        """The WAL names under window/wal/ that have both their data and their record."""
+        keys = [o["Key"].removeprefix("window/wal/") for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=server.bucket, Prefix="window/wal/") for o in page.get("Contents", ())]
+        data = {key.removesuffix(".gz") for key in keys if key.endswith(".gz")}
+        records = {key.removesuffix(".json") for key in keys if key.endswith(".json")}
+        assert data == records, data ^ records
+        return {name for name in data if parse_segment(name)}
+
+    @staticmethod
+    def _between_commits(server, moment: datetime) -> datetime:
+        """Half way between the last row written by ``moment`` and the next one: no commit lies near it."""
+        before, after = (datetime.fromisoformat(server.psql(
+            f"SELECT {agg}(at) FROM ticks WHERE seq > 0 AND at {op} '{moment.isoformat()}'", db="appdb"))
+            for agg, op in (("max", "<="), ("min", ">")))
+        return (before + (after - before) / 2).astimezone(timezone.utc)
 
 
 @contextmanager

@@ -236,12 +236,17 @@ class TestBounds:
     @pytest.mark.parametrize("variable", [
         "RETENTION_FULL_DAYS", "RETENTION_DATABASE_DAYS", "RETENTION_TABLE_DAYS", "RETENTION_VOLUME_DAYS",
         "RETENTION_LOG_DAYS", "S3_RETENTION_DAYS", "BACKUP_MAX_AGE_HOURS", "MISFIRE_GRACE_SECONDS",
-        "PROGRESS_INTERVAL_SECONDS", "VOLUME_STOP_TIMEOUT_SECONDS", "RETENTION_MIN_KEEP",
+        "PROGRESS_INTERVAL_SECONDS", "VOLUME_STOP_TIMEOUT_SECONDS", "RETENTION_MIN_KEEP", "PITR_WINDOW_DAYS",
     ])
     def test_huge_values_are_refused_with_the_limit(self, monkeypatch, variable):
         """A value so large that dates computed from it overflow is refused, saying the upper limit."""
         (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", **{variable: "99999999999"})
         assert line.startswith(f"{variable}: ") and "less than or equal to" in line
+
+    def test_the_recovery_window_is_at_least_a_day(self, monkeypatch):
+        """PITR_WINDOW_DAYS=0 would keep no history: refused, naming the variable and the bound."""
+        (line,) = problems(monkeypatch, POSTGRES_CONTAINER="pg", PITR_WINDOW_DAYS="0")
+        assert line.startswith("PITR_WINDOW_DAYS: ") and "greater than or equal to 1" in line
 
     def test_the_largest_allowed_values_work(self, monkeypatch):
         """At their upper limits the settings load, and a retention cut-off date can still be computed."""
