@@ -145,6 +145,26 @@ def archive_lock(backup_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+SET_ASIDE_PREFIX = ".spool-set-aside-"
+
+
+def set_spool_aside(backup_dir: Path, now: datetime) -> Path | None:
+    """Move the spool's files into ``wal/.spool-set-aside-<time>/`` and leave the spool empty, so
+    that pg_receivewal starts again from the slot instead of from the newest segment it holds.
+    For a server that went back in time (a point-in-time restore, a snapshot restored): the WAL
+    the spool holds past the server's history is an undone future, kept (never deleted) but no
+    longer resumed from. None when the spool holds nothing. Complete segments are archived first."""
+    spool = spool_dir(backup_dir)
+    files = [path for path in spool.iterdir() if path.is_file()] if spool.is_dir() else []
+    if not files:
+        return None
+    aside = wal_dir(backup_dir) / f"{SET_ASIDE_PREFIX}{now.strftime('%Y%m%d_%H%M%S')}"
+    aside.mkdir(mode=0o700, exist_ok=True)
+    for path in files:
+        path.rename(aside / path.name)
+    return aside
+
+
 def record_path(archive: Path, name: str) -> Path:
     return archive / f"{name}{RECORD_SUFFIX}"
 

@@ -10,6 +10,7 @@ receiver resumes from the newest segment in its spool.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import threading
@@ -27,7 +28,7 @@ from daemon.monitoring.health import HealthState
 from daemon.monitoring.metrics import Metrics
 from daemon.settings import Settings
 from daemon.sources.transport import StderrTail
-from daemon.wal.archive import archive_completed, ensure_dirs, spool_dir
+from daemon.wal.archive import archive_completed, ensure_dirs, set_spool_aside, spool_dir
 from daemon.wal.backoff import Backoff
 from daemon.wal.prerequisites import PREREQUISITES_PROBLEM
 from daemon.wal.server import ReplicationEndpoint, ensure_slot, resolve_endpoint
@@ -45,6 +46,17 @@ def receive_argv(endpoint: ReplicationEndpoint, spool: Path, slot: str) -> list[
     return endpoint.replication.tool(
         "pg_receivewal", f"--directory={spool}", f"--slot={slot}", "--no-loop", "--synchronous",
     )
+
+
+# What the server answers when the receiver would resume past the server's own history: the
+# database was brought back to an earlier point (a point-in-time restore promotes to a new
+# timeline; a restored snapshot stays on the old one, behind).
+_SERVER_WENT_BACK = re.compile(r"is not in this server's history|is ahead of the WAL flush position of this server")
+
+
+def server_went_back(reason: str) -> bool:
+    """True when the receiver's exit says its spool is ahead of, or off, the server's history."""
+    return bool(_SERVER_WENT_BACK.search(reason))
 
 
 def newest_wal_time(spool: Path) -> float | None:
@@ -84,6 +96,8 @@ class WalReceiver:
             self.metrics.wal_receiver_restarts.inc()
             delay = self.backoff.delay_after(time.monotonic() - started)
             log.error("wal_receiver_exited", reason=reason, restart_in_seconds=delay)
+            if server_went_back(reason):
+                self._set_spool_aside(reason)
             self.cancel.wait(delay)
         self.metrics.wal_receiver_up.labels(self.settings.wal_slot_name).set(0)
         self._archive_pass()
@@ -133,6 +147,21 @@ class WalReceiver:
         reader.join(timeout=5)
         self._archive_pass()
         return f"pg_receivewal exited with status {returncode}" + (f": {tail.text()}" if tail.text() else "")
+
+    def _set_spool_aside(self, reason: str) -> None:
+        """The server went back in time: archive what is complete, then move the spool aside so
+        that the next start streams the server's present history from the slot."""
+        self._archive_pass()
+        try:
+            aside = set_spool_aside(self.settings.backup_dir, self._now())
+        except OSError as error:
+            log.error("wal_spool_set_aside_failed", error=str(error))
+            return
+        if aside is not None:
+            log.warning("wal_spool_set_aside", directory=str(aside), reason=reason,
+                        hint="the database went back to an earlier point (a point-in-time or snapshot restore): "
+                             "the WAL received past it is kept there, and streaming resumes from the server's "
+                             "present history")
 
     def _archive_pass(self) -> None:
         """Completed segments into the archive; a failure (a full disk) is logged and tried again."""

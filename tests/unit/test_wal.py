@@ -12,7 +12,7 @@ import pytest
 from daemon.encryption import Decryption, Encryption, IdentityMissing
 from daemon.errors import PgBackupError
 from daemon.manifest import Manifest
-from daemon.wal import archive
+from daemon.wal import archive, receiver
 from daemon.wal.backoff import Backoff
 from daemon.wal.basetar import BaseTarScanner
 from daemon.wal.pitr import check_received, choose_base, describe_reached, parse_target
@@ -431,3 +431,30 @@ class TestStatusSummary:
         summary = summarize([], None, [])
         assert summary.not_copied_offsite is None
         assert not any("S3" in line for line in summary.lines())
+
+
+class TestServerWentBack:
+    @pytest.mark.parametrize("reason, went_back", [
+        ('pg_receivewal exited with status 1: pg_receivewal: error: could not send replication command '
+         '"START_REPLICATION": ERROR:  requested starting point 0/5000000 on timeline 1 is not in this server\'s '
+         'history', True),
+        ('pg_receivewal exited with status 1: ERROR:  requested starting point 0/9000000 is ahead of the WAL flush '
+         'position of this server 0/7000148', True),
+        ("pg_receivewal exited with status 1: pg_receivewal: error: could not connect to server", False),
+        ("pg_receivewal exited with status 0", False),
+    ])
+    def test_the_servers_refusal_to_resume_past_its_history_is_recognised(self, reason, went_back):
+        assert receiver.server_went_back(reason) is went_back
+
+    def test_the_spool_is_set_aside_whole_and_kept(self, tmp_path):
+        """Every file of the spool (the newest complete segment and the .partial) moves into a hidden
+        wal/.spool-set-aside-<time>/ directory; nothing is deleted; an empty spool sets nothing aside."""
+        archive.ensure_dirs(tmp_path)
+        spool = archive.spool_dir(tmp_path)
+        (spool / Segment(1, 4).name).write_bytes(b"a" * 100)
+        (spool / f"{Segment(1, 5).name}.partial").write_bytes(b"b" * 100)
+        aside = archive.set_spool_aside(tmp_path, datetime(2026, 12, 5, 14, 55, tzinfo=timezone.utc))
+        assert aside == archive.wal_dir(tmp_path) / ".spool-set-aside-20261205_145500"
+        assert sorted(p.name for p in aside.iterdir()) == [Segment(1, 4).name, f"{Segment(1, 5).name}.partial"]
+        assert list(spool.iterdir()) == []
+        assert archive.set_spool_aside(tmp_path, datetime(2026, 12, 5, 15, tzinfo=timezone.utc)) is None
