@@ -21,6 +21,7 @@ from daemon.logs import get_logger
 from daemon.manifest import Manifest, scan_manifests
 from daemon.restore.selection import Selected
 from daemon.settings import Settings
+from daemon.sources.connect import docker_client
 from daemon.sources.transport import stopped_on
 from daemon.verify.throwaway import image_for
 from daemon.wal.archive import WalRecord, read_records
@@ -96,8 +97,6 @@ def _recover_throwaway(settings: Settings, base: Manifest, client: docker.Docker
                        labels: dict[str, str], cancel: threading.Event | None) -> str:
     """The newest base and every WAL received, recovered into a new volume (the restore test's
     image: RESTORE_TEST_IMAGE, else postgres:<major>, else the database container's)."""
-    from daemon.sources.connect import docker_client  # the Docker SDK only when a recovery runs
-
     client = client or docker_client(settings)
     image = image_for(settings, [Selected(base, settings.backup_dir / base.file)], client)
     run_id = uuid.uuid4().hex[:8]

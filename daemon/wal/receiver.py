@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 import docker
 
+from daemon.encryption import Encryption
 from daemon.errors import PgBackupError
 from daemon.logs import get_logger
 from daemon.monitoring.health import HealthState
@@ -163,11 +165,16 @@ class WalReceiver:
                              "the WAL received past it is kept there, and streaming resumes from the server's "
                              "present history")
 
+    @cached_property
+    def _encryption(self) -> Encryption | None:
+        """ENCRYPT_RECIPIENTS parsed once, not on every pass (one a second)."""
+        return self.settings.encryption
+
     def _archive_pass(self) -> None:
         """Completed segments into the archive; a failure (a full disk) is logged and tried again."""
         try:
             archive_completed(self.settings.backup_dir, self.settings.gzip_level, self._now,
-                              self.settings.encryption, self.settings.signing_key)
+                              self._encryption, self.settings.signing_key)
         except OSError as error:
             log.error("wal_archive_failed", error=str(error))
         newest = newest_wal_time(spool_dir(self.settings.backup_dir))
